@@ -1,0 +1,7 @@
+"""`python -m staterelay` runs the command line."""
+
+from __future__ import annotations
+
+from staterelay.cli import main
+
+main()

@@ -1,0 +1,64 @@
+"""The domain: the only package adapters import. ``Core`` bundles its services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from staterelay.core.activity import ActivityService
+from staterelay.core.auth import AuthService
+from staterelay.core.bus import EventBus, InProcessBus
+from staterelay.core.clock import Clock, system_clock
+from staterelay.core.crypto import SecretBox
+from staterelay.core.devices import DeviceService
+from staterelay.core.netpolicy import AddressPolicy
+from staterelay.core.outbox import OutboxService
+from staterelay.core.users import UserService
+from staterelay.core.webhooks import WebhookService
+from staterelay.store.base import Store
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """The settings core's rules depend on."""
+
+    retention_days: int = 90
+    address_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    max_devices: int = 300
+
+
+class Core:
+    """Every domain service, wired to one store, bus and clock."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        *,
+        instance_secret: bytes,
+        config: CoreConfig | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        config = config or CoreConfig()
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.config = config
+        self.users = UserService(store, clock)
+        self.auth = AuthService(store, clock)
+        self.devices = DeviceService(store, bus, clock, max_devices=config.max_devices)
+        self.activity = ActivityService(store, clock, retention_days=config.retention_days)
+        self.webhooks = WebhookService(
+            store,
+            bus,
+            clock,
+            SecretBox(instance_secret, "webhook-secrets"),
+            config.address_policy,
+        )
+        self.outbox = OutboxService(store, bus, clock)
+
+    async def ready(self) -> bool:
+        """True when the store answers and is migrated."""
+        return await self.store.ready()
+
+
+__all__ = ["AddressPolicy", "Core", "CoreConfig", "EventBus", "InProcessBus"]

@@ -1,0 +1,436 @@
+"""DeviceService: create, rename, delete and change the state of devices.
+
+Every change is one store transaction (validate, update with a version bump, activity rows,
+outbox rows) and is published on the bus only after it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from staterelay.core.bus import EventBus
+from staterelay.core.clock import Clock, iso
+from staterelay.core.device_types import (
+    default_properties,
+    device_type,
+    normalize_properties,
+    validate_description,
+    validate_name,
+    validate_options,
+)
+from staterelay.core.events import (
+    DeviceAdded,
+    DeviceRemoved,
+    DeviceUpdated,
+    OutboxEnqueued,
+    PropertyChanged,
+    StateChanged,
+)
+from staterelay.core.ids import decode_cursor, encode_cursor, new_id
+from staterelay.core.models import Principal
+from staterelay.errors import (
+    Forbidden,
+    InvalidInput,
+    LimitReached,
+    NotFound,
+    PreconditionFailed,
+)
+from staterelay.store.base import Store
+from staterelay.store.records import (
+    Device,
+    DeviceChange,
+    NewActivity,
+    NewOutboxEvent,
+    Page,
+    PropertyState,
+)
+
+MAX_DEVICES_PER_TENANT = 300  # Alexa discovers at most 300 endpoints per account
+
+
+def require(principal: Principal, scope: str) -> None:
+    """``Forbidden`` unless the principal holds ``scope``."""
+    if not principal.can(scope):
+        raise Forbidden(f"this credential lacks the {scope!r} scope")
+
+
+def device_summary(device: Device) -> dict[str, Any]:
+    """The device fields every event payload carries."""
+    return {"id": device.id, "name": device.name, "type": device.type}
+
+
+class DeviceService:
+    """The one way any surface reads or changes devices."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        clock: Clock,
+        *,
+        max_devices: int = MAX_DEVICES_PER_TENANT,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+        self._max_devices = max_devices
+
+    async def get(self, principal: Principal, device_id: str) -> Device:
+        """One device of the principal's tenant; ``NotFound`` for any other id."""
+        require(principal, "read")
+        device = await self._store.get_device(principal.tenant_id, device_id)
+        if device is None:
+            raise NotFound("no such device")
+        return device
+
+    async def list(
+        self, principal: Principal, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[Device]:
+        """The tenant's devices in creation order, a page at a time."""
+        require(principal, "read")
+        after = decode_cursor("d", cursor)
+        items = await self._store.list_devices(
+            principal.tenant_id, after_seq=after, limit=limit + 1
+        )
+        more = len(items) > limit
+        items = items[:limit]
+        next_cursor = encode_cursor("d", items[-1].seq) if more and items else None
+        return Page(items=tuple(items), next_cursor=next_cursor)
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        type: Any,
+        name: Any,
+        description: Any = None,
+        options: Any = None,
+        source: str,
+    ) -> Device:
+        """Create a device with default state."""
+        require(principal, "write")
+        kind = device_type(type)
+        clean_name = validate_name(name)
+        clean_description = validate_description(description)
+        clean_options = validate_options(kind, options)
+        if await self._store.count_devices(principal.tenant_id) >= self._max_devices:
+            raise LimitReached(f"a household can have at most {self._max_devices} devices")
+        now = self._clock()
+        device = Device(
+            seq=0,
+            id=new_id("dev"),
+            tenant_id=principal.tenant_id,
+            type=kind.name,
+            name=clean_name,
+            description=clean_description,
+            options=clean_options,
+            properties={
+                key: PropertyState(value=value, changed_at=now)
+                for key, value in default_properties(kind, clean_options).items()
+            },
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        activity = NewActivity(
+            kind="device.created",
+            source=source,
+            actor=principal.actor,
+            device_id=device.id,
+            device_name=device.name,
+            detail={"type": device.type},
+        )
+        event = NewOutboxEvent(
+            event_type="device.created",
+            device_id=device.id,
+            payload={"device": device_summary(device), "source": source, "timestamp": iso(now)},
+        )
+        stored, entry, rows = await self._store.create_device(device, activity, (event,))
+        self._bus.publish(DeviceAdded(tenant_id=principal.tenant_id, device=stored, activity=entry))
+        self._nudge(rows)
+        return stored
+
+    async def update(
+        self,
+        principal: Principal,
+        device_id: str,
+        *,
+        fields: Mapping[str, Any],
+        source: str,
+        if_version: int | None = None,
+    ) -> Device:
+        """Rename a device or change its description or options."""
+        require(principal, "write")
+        name = validate_name(fields["name"]) if "name" in fields else None
+        description = (
+            validate_description(fields["description"]) if "description" in fields else None
+        )
+        now = self._clock()
+
+        def mutate(current: Device) -> DeviceChange:
+            _check_version(current, if_version)
+            kind = device_type(current.type)
+            options = None
+            if "options" in fields:
+                options = {**current.options, **validate_options(kind, fields["options"])}
+                if options == dict(current.options):
+                    options = None
+            new_name = name if name is not None and name != current.name else None
+            new_description = (
+                description
+                if description is not None and description != current.description
+                else None
+            )
+            if new_name is None and new_description is None and options is None:
+                return DeviceChange()
+            changed = {
+                key: value
+                for key, value in (
+                    ("name", new_name),
+                    ("description", new_description),
+                    ("options", options),
+                )
+                if value is not None
+            }
+            summary = {"id": current.id, "name": new_name or current.name, "type": current.type}
+            return DeviceChange(
+                name=new_name,
+                description=new_description,
+                options=options,
+                activity=(
+                    NewActivity(
+                        kind="device.updated",
+                        source=source,
+                        actor=principal.actor,
+                        device_id=current.id,
+                        device_name=new_name or current.name,
+                        old_value=current.name if new_name else None,
+                        new_value=new_name,
+                        detail={"changed": sorted(changed)},
+                    ),
+                ),
+                events=(
+                    NewOutboxEvent(
+                        event_type="device.updated",
+                        device_id=current.id,
+                        payload={
+                            "device": summary,
+                            "changed": sorted(changed),
+                            "source": source,
+                            "timestamp": iso(now),
+                        },
+                    ),
+                ),
+            )
+
+        committed = await self._store.change_device(principal.tenant_id, device_id, mutate, now)
+        if committed.activity:
+            self._bus.publish(
+                DeviceUpdated(
+                    tenant_id=principal.tenant_id,
+                    before=committed.before,
+                    device=committed.after,
+                    activity=committed.activity,
+                )
+            )
+            self._nudge(committed.outbox_rows)
+        return committed.after
+
+    async def delete(self, principal: Principal, device_id: str, *, source: str) -> Device:
+        """Delete a device; sinks are told so no ghost device remains anywhere."""
+        require(principal, "write")
+        current = await self._store.get_device(principal.tenant_id, device_id)
+        if current is None:
+            raise NotFound("no such device")
+        activity = NewActivity(
+            kind="device.deleted",
+            source=source,
+            actor=principal.actor,
+            device_id=current.id,
+            device_name=current.name,
+            detail={"type": current.type},
+        )
+        event = NewOutboxEvent(
+            event_type="device.deleted",
+            device_id=current.id,
+            payload={
+                "device": device_summary(current),
+                "source": source,
+                "timestamp": iso(self._clock()),
+            },
+        )
+        device, entry, rows = await self._store.delete_device(
+            principal.tenant_id, device_id, activity, (event,)
+        )
+        self._bus.publish(
+            DeviceRemoved(tenant_id=principal.tenant_id, device=device, activity=entry)
+        )
+        self._nudge(rows)
+        return device
+
+    async def set_state(
+        self,
+        principal: Principal,
+        device_id: str,
+        values: Any,
+        *,
+        source: str,
+        cause: str | None = None,
+        if_version: int | None = None,
+    ) -> Device:
+        """Change some of a device's properties; a value equal to the current one is no change."""
+        require(principal, "write")
+        now = self._clock()
+
+        def mutate(current: Device) -> DeviceChange:
+            _check_version(current, if_version)
+            kind = device_type(current.type)
+            wanted = normalize_properties(kind, values, current.options)
+            changed = {
+                key: value
+                for key, value in wanted.items()
+                if current.properties.get(key) is None or current.properties[key].value != value
+            }
+            if not changed:
+                return DeviceChange()
+            activity = []
+            events = []
+            for key, value in changed.items():
+                old = current.properties[key].value if key in current.properties else None
+                activity.append(
+                    NewActivity(
+                        kind="state",
+                        source=source,
+                        actor=principal.actor,
+                        cause=cause,
+                        property=key,
+                        old_value=old,
+                        new_value=value,
+                        device_id=current.id,
+                        device_name=current.name,
+                    )
+                )
+                events.append(
+                    NewOutboxEvent(
+                        event_type="state.changed",
+                        device_id=current.id,
+                        payload={
+                            "device": device_summary(current),
+                            "property": key,
+                            "old": old,
+                            "new": value,
+                            "cause": cause,
+                            "source": source,
+                            "version": current.version + 1,
+                            "timestamp": iso(now),
+                        },
+                    )
+                )
+            return DeviceChange(properties=changed, activity=tuple(activity), events=tuple(events))
+
+        committed = await self._store.change_device(principal.tenant_id, device_id, mutate, now)
+        if committed.activity:
+            changes = tuple(
+                PropertyChanged(
+                    name=key,
+                    old=committed.before.properties[key].value
+                    if key in committed.before.properties
+                    else None,
+                    new=committed.after.properties[key].value,
+                )
+                for key in committed.after.properties
+                if key not in committed.before.properties
+                or committed.before.properties[key].value != committed.after.properties[key].value
+            )
+            self._bus.publish(
+                StateChanged(
+                    tenant_id=principal.tenant_id,
+                    device=committed.after,
+                    changes=changes,
+                    source=source,
+                    cause=cause,
+                    actor=principal.actor,
+                    activity=committed.activity,
+                )
+            )
+            self._nudge(committed.outbox_rows)
+        return committed.after
+
+    async def press(
+        self, principal: Principal, device_id: str, *, source: str, cause: str | None = None
+    ) -> Device:
+        """Press a button: always an event, and only the press time is kept."""
+        require(principal, "write")
+        now = self._clock()
+
+        def mutate(current: Device) -> DeviceChange:
+            if device_type(current.type).name != "button":
+                raise_not_button(current)
+            old = current.properties.get("last_pressed_at")
+            return DeviceChange(
+                properties={"last_pressed_at": iso(now)},
+                activity=(
+                    NewActivity(
+                        kind="press",
+                        source=source,
+                        actor=principal.actor,
+                        cause=cause,
+                        property="last_pressed_at",
+                        old_value=old.value if old else None,
+                        new_value=iso(now),
+                        device_id=current.id,
+                        device_name=current.name,
+                    ),
+                ),
+                events=(
+                    NewOutboxEvent(
+                        event_type="button.pressed",
+                        device_id=current.id,
+                        payload={
+                            "device": device_summary(current),
+                            "cause": cause,
+                            "source": source,
+                            "version": current.version + 1,
+                            "timestamp": iso(now),
+                        },
+                    ),
+                ),
+            )
+
+        committed = await self._store.change_device(principal.tenant_id, device_id, mutate, now)
+        old_press = committed.before.properties.get("last_pressed_at")
+        self._bus.publish(
+            StateChanged(
+                tenant_id=principal.tenant_id,
+                device=committed.after,
+                changes=(
+                    PropertyChanged(
+                        name="last_pressed_at",
+                        old=old_press.value if old_press else None,
+                        new=committed.after.properties["last_pressed_at"].value,
+                    ),
+                ),
+                source=source,
+                cause=cause,
+                actor=principal.actor,
+                activity=committed.activity,
+                pressed=True,
+            )
+        )
+        self._nudge(committed.outbox_rows)
+        return committed.after
+
+    def _nudge(self, rows: int) -> None:
+        if rows:
+            self._bus.publish(OutboxEnqueued(rows=rows))
+
+
+def raise_not_button(device: Device) -> None:
+    """Only buttons can be pressed."""
+    raise InvalidInput(f"a {device.type} cannot be pressed; only buttons can")
+
+
+def _check_version(current: Device, if_version: int | None) -> None:
+    if if_version is not None and current.version != if_version:
+        raise PreconditionFailed(f"the device is at version {current.version}, not {if_version}")

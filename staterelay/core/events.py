@@ -1,0 +1,79 @@
+"""Domain events, published on the bus only after the transaction that caused them commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from staterelay.store.records import ActivityEntry, Device
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyChanged:
+    """One property's transition."""
+
+    name: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """A device's properties changed (or a button was pressed)."""
+
+    tenant_id: str
+    device: Device
+    changes: tuple[PropertyChanged, ...]
+    source: str
+    cause: str | None
+    actor: str | None
+    activity: tuple[ActivityEntry, ...]
+    pressed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAdded:
+    """A device was created."""
+
+    tenant_id: str
+    device: Device
+    activity: ActivityEntry
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUpdated:
+    """A device's name, description or options changed."""
+
+    tenant_id: str
+    before: Device
+    device: Device
+    activity: tuple[ActivityEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoved:
+    """A device was deleted."""
+
+    tenant_id: str
+    device: Device
+    activity: ActivityEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRecorded:
+    """Activity rows written outside a device change (delivery results)."""
+
+    tenant_id: str
+    activity: tuple[ActivityEntry, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEnqueued:
+    """New outbox rows are waiting; wakes the dispatcher."""
+
+    rows: int
+
+
+Event = (
+    StateChanged | DeviceAdded | DeviceUpdated | DeviceRemoved | ActivityRecorded | OutboxEnqueued
+)

@@ -1,0 +1,46 @@
+"""OutboxService: what the dispatcher claims, and where delivery results are recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from staterelay.core.bus import EventBus
+from staterelay.core.clock import Clock
+from staterelay.core.events import ActivityRecorded
+from staterelay.store.base import Store
+from staterelay.store.records import DeliveryOutcome, OutboxItem, OutboxStats
+
+
+class OutboxService:
+    """The dispatcher's door to the outbox."""
+
+    def __init__(self, store: Store, bus: EventBus, clock: Clock) -> None:
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+
+    async def claim(self, owner: str, *, lease_seconds: float, limit: int) -> Sequence[OutboxItem]:
+        """Lease due rows to ``owner``."""
+        return await self._store.claim_outbox(owner, self._clock(), lease_seconds, limit)
+
+    async def record(self, outcomes: Sequence[DeliveryOutcome]) -> None:
+        """Store delivery results and announce the activity rows they add."""
+        await self._store.record_deliveries(outcomes, self._clock())
+        by_tenant: dict[str, int] = {}
+        for outcome in outcomes:
+            if outcome.activity is not None:
+                by_tenant[outcome.item.tenant_id] = by_tenant.get(outcome.item.tenant_id, 0) + 1
+        for tenant_id in by_tenant:
+            self._bus.publish(ActivityRecorded(tenant_id=tenant_id))
+
+    async def release(self, owner: str | None) -> int:
+        """Free leases of ``owner`` (or all)."""
+        return await self._store.release_leases(owner)
+
+    async def next_due(self) -> float | None:
+        """When the next pending row is due."""
+        return await self._store.next_outbox_due()
+
+    async def stats(self) -> OutboxStats:
+        """Outbox depth and age."""
+        return await self._store.outbox_stats()

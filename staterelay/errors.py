@@ -1,0 +1,113 @@
+"""Domain errors: each carries an HTTP status and a stable machine-readable code.
+
+Core and store raise these; every adapter translates them into its own wire format
+(JSON problem for the API, Alexa ErrorResponse, IFTTT ``errors``, an HTML page).
+"""
+
+from __future__ import annotations
+
+
+class StateRelayError(Exception):
+    """Base of every domain error."""
+
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidInput(StateRelayError):
+    """The request is well-formed but a value is not acceptable."""
+
+    status = 422
+    code = "invalid_value"
+    title = "Invalid value"
+
+
+class ValueOutOfRange(InvalidInput):
+    """A number is outside the range a property allows."""
+
+    code = "value_out_of_range"
+    title = "Value out of range"
+
+
+class UnknownField(InvalidInput):
+    """The request names a field this resource does not have."""
+
+    code = "unknown_field"
+    title = "Unknown field"
+
+
+class BadRequest(StateRelayError):
+    """The request cannot be parsed at all."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class NotAuthenticated(StateRelayError):
+    """No credential, or one that is unknown, revoked or expired."""
+
+    status = 401
+    code = "not_authenticated"
+    title = "Not authenticated"
+
+
+class CredentialExpired(NotAuthenticated):
+    """A credential that was valid once has expired."""
+
+    code = "credential_expired"
+    title = "Credential expired"
+
+
+class Forbidden(StateRelayError):
+    """The principal is known but lacks the scope for this action."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(StateRelayError):
+    """No such object in the caller's tenant (other tenants' objects included)."""
+
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(StateRelayError):
+    """The change conflicts with stored data (a duplicate name, say)."""
+
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PreconditionFailed(StateRelayError):
+    """An ``If-Match`` version did not match the stored one."""
+
+    status = 412
+    code = "version_mismatch"
+    title = "Precondition failed"
+
+
+class LimitReached(StateRelayError):
+    """A plan or instance limit would be exceeded."""
+
+    status = 409
+    code = "limit_reached"
+    title = "Limit reached"
+
+
+class Unavailable(StateRelayError):
+    """A dependency (the database, say) is not ready."""
+
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"

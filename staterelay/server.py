@@ -1,0 +1,220 @@
+"""The app factory: builds the store, core, adapters and workers into one aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
+
+from aiohttp import web
+
+from staterelay.api import create_api_app
+from staterelay.core import AddressPolicy, Core, CoreConfig, InProcessBus
+from staterelay.core.clock import Clock, system_clock
+from staterelay.core.crypto import load_or_create_secret
+from staterelay.core.events import OutboxEnqueued
+from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
+from staterelay.hosts import HostRouter
+from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.settings import Settings
+from staterelay.store import open_store
+
+_LOGGER = logging.getLogger(__name__)
+_ACCESS = logging.getLogger("staterelay.access")
+
+DISPATCHER_KEY: Final = web.AppKey("staterelay.dispatcher", Dispatcher)
+REQUEST_ID_KEY: Final = web.RequestKey("staterelay.request_id", str)
+
+PRUNE_INTERVAL = 3600.0
+FLUSH_INTERVAL = 10.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    instance_secret: bytes | None = None,
+) -> web.Application:
+    """Build the whole application; nothing connects until the app starts."""
+    secret = instance_secret or load_or_create_secret(settings.secret_key_path)
+    store = open_store(settings.database_url, durability=settings.database.durability)
+    bus = InProcessBus()
+    core = Core(
+        store,
+        bus,
+        instance_secret=secret,
+        clock=clock,
+        config=CoreConfig(
+            retention_days=settings.activity.retention_days,
+            address_policy=AddressPolicy.from_settings(
+                settings.webhooks.allow_private_networks, settings.webhooks.allowed_networks
+            ),
+        ),
+    )
+    router = HostRouter(settings.server.hosts)
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[_request_context, _host_filter(router), _operations_errors],
+    )
+    app[SETTINGS_KEY] = settings
+    app[CORE_KEY] = core
+    app.cleanup_ctx.append(_store_context)
+    app.cleanup_ctx.append(_dispatcher_context)
+    app.cleanup_ctx.append(_maintenance_context)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.add_subapp("/api/v1/", create_api_app(core, settings))
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and every migration is applied."""
+    core = request.app[CORE_KEY]
+    if await core.ready():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready"}, status=503)
+
+
+async def _store_context(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE_KEY]
+    await core.store.open()
+    try:
+        yield
+    finally:
+        await core.auth.flush_last_used(force=True)
+        await core.bus.close()
+        await core.store.close()
+
+
+async def _dispatcher_context(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE_KEY]
+    settings = app[SETTINGS_KEY]
+    hooks = settings.webhooks
+    sink = WebhookSink(
+        core,
+        timeout_seconds=hooks.timeout_seconds,
+        max_response_bytes=hooks.max_response_bytes,
+        policy=core.webhooks.policy,
+    )
+    dispatcher = Dispatcher(
+        core,
+        {"webhook": sink},
+        config=DispatcherConfig(
+            owner=f"proc-{uuid.uuid4().hex[:12]}",
+            max_age_seconds=hooks.max_age_hours * 3600.0,
+            max_attempts=hooks.max_attempts,
+            concurrency_per_destination=hooks.concurrency_per_destination,
+            release_all_on_start=settings.database_url.startswith("sqlite:"),
+        ),
+    )
+    app[DISPATCHER_KEY] = dispatcher
+    unsubscribe = core.bus.subscribe(OutboxEnqueued, lambda _event: dispatcher.wake())
+    await dispatcher.start()
+    try:
+        yield
+    finally:
+        unsubscribe()
+        await dispatcher.stop()
+        await sink.close()
+
+
+async def _maintenance_context(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE_KEY]
+    task = asyncio.create_task(_maintenance(core), name="maintenance")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _maintenance(core: Core) -> None:
+    """Flush API-key last-used times often and prune old activity hourly."""
+    last_prune = 0.0
+    while True:
+        try:
+            await core.auth.flush_last_used()
+            if time.monotonic() - last_prune >= PRUNE_INTERVAL:
+                last_prune = time.monotonic()
+                removed = await core.activity.prune()
+                if removed:
+                    _LOGGER.info("pruned %d old activity and outbox rows", removed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _LOGGER.exception("maintenance step failed")
+        await asyncio.sleep(FLUSH_INTERVAL)
+
+
+@web.middleware
+async def _request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-ID", "")
+    if not (0 < len(request_id) <= 64 and request_id.isprintable()):
+        request_id = uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = request_id
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-ID"] = request_id
+        raise
+    finally:
+        if _ACCESS.isEnabledFor(logging.INFO):
+            route = request.match_info.route.resource
+            _ACCESS.info(
+                "%s %s %d %.1fms",
+                request.method,
+                route.canonical if route is not None else request.path,
+                status,
+                (time.perf_counter() - started) * 1000,
+                extra={"request_id": request_id},
+            )
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _host_filter(router: HostRouter) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def host_filter(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not router.allows(request.host, request.path):
+            return web.json_response(
+                {"title": "Not found", "status": 404, "code": "not_found"},
+                status=404,
+                content_type="application/problem+json",
+            )
+        return await handler(request)
+
+    return host_filter
+
+
+@web.middleware
+async def _operations_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Last line of defence: an unexpected error is logged and answered without a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(
+            {"title": "Internal error", "status": 500, "code": "internal_error"},
+            status=500,
+            content_type="application/problem+json",
+        )

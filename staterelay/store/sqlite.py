@@ -1,0 +1,957 @@
+"""The SQLite store: StateRelay's default, embedded engine."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from staterelay.errors import Conflict, NotFound
+from staterelay.store.records import (
+    ActivityEntry,
+    ApiKey,
+    CommittedChange,
+    DeliveryOutcome,
+    Device,
+    DeviceMutator,
+    NewActivity,
+    NewOutboxEvent,
+    OutboxItem,
+    OutboxStats,
+    PropertyState,
+    Tenant,
+    User,
+    Webhook,
+    WebhookDelivery,
+    WebhookMutator,
+)
+from staterelay.store.sqlite_engine import SQLiteEngine, pending_migrations
+
+_DEVICE_COLUMNS = (
+    "seq, id, tenant_id, type, name, description, options, version, created_at, updated_at"
+)
+_ACTIVITY_COLUMNS = (
+    "id, tenant_id, device_id, device_name, kind, source, actor, cause, property,"
+    " old_value, new_value, detail, created_at"
+)
+_WEBHOOK_COLUMNS = (
+    "seq, id, tenant_id, url, description, device_ids, event_types, enabled,"
+    " secret_ciphertext, created_at, updated_at, disabled_reason"
+)
+_OUTBOX_COLUMNS = (
+    "id, tenant_id, sink, destination, event_id, event_type, device_id, payload, attempts,"
+    " created_at"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def new_event_id() -> str:
+    """A fresh, globally unique message id (also the ``webhook-id`` header)."""
+    return "msg_" + uuid.uuid4().hex
+
+
+class SQLiteStore:
+    """``Store`` on one SQLite file."""
+
+    def __init__(self, path: Path, *, durability: str = "full") -> None:
+        self.path = path
+        self.engine = SQLiteEngine(path, durability=durability)
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and migrate."""
+        await self.engine.open()
+
+    async def close(self) -> None:
+        """Flush and close."""
+        await self.engine.close()
+
+    async def ready(self) -> bool:
+        """True when a query answers and no migration is pending."""
+        try:
+            return not await self.engine.read(pending_migrations)
+        except (sqlite3.Error, RuntimeError):
+            return False
+
+    async def settings_report(self) -> Mapping[str, str]:
+        """Journal mode, synchronous level and SQLite version."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            return {
+                "engine": "sqlite",
+                "sqlite_version": sqlite3.sqlite_version,
+                "journal_mode": str(conn.execute("PRAGMA journal_mode").fetchone()[0]),
+                "synchronous": str(conn.execute("PRAGMA synchronous").fetchone()[0]),
+                "foreign_keys": str(conn.execute("PRAGMA foreign_keys").fetchone()[0]),
+            }
+
+        report = await self.engine.read(read)
+
+        def writer_sync(conn: sqlite3.Connection) -> str:
+            return str(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+        report["writer_synchronous"] = await self.engine.write(writer_sync)
+        return report
+
+    # tenants and users ---------------------------------------------------------------------
+    async def create_tenant(self, tenant: Tenant) -> Tenant:
+        """Insert a tenant."""
+
+        def write(conn: sqlite3.Connection) -> Tenant:
+            conn.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)",
+                (tenant.id, tenant.name, tenant.created_at),
+            )
+            return tenant
+
+        return await self.engine.write(write)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """One tenant."""
+
+        def read(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(
+                "SELECT id, name, created_at FROM tenants WHERE id = ?", (tenant_id,)
+            ).fetchone()
+            return Tenant(*row) if row else None
+
+        return await self.engine.read(read)
+
+    async def first_tenant(self) -> Tenant | None:
+        """The oldest tenant."""
+
+        def read(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(
+                "SELECT id, name, created_at FROM tenants ORDER BY created_at, rowid LIMIT 1"
+            ).fetchone()
+            return Tenant(*row) if row else None
+
+        return await self.engine.read(read)
+
+    async def create_user(self, user: User) -> User:
+        """Insert a user; Conflict on a taken email."""
+
+        def write(conn: sqlite3.Connection) -> User:
+            try:
+                conn.execute(
+                    "INSERT INTO users (id, tenant_id, email, email_key, password_hash, is_admin,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        user.id,
+                        user.tenant_id,
+                        user.email,
+                        user.email.casefold(),
+                        user.password_hash,
+                        int(user.is_admin),
+                        user.created_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("a user with this email exists", field="email") from None
+            return user
+
+        return await self.engine.write(write)
+
+    async def get_user(self, tenant_id: str, user_id: str) -> User | None:
+        """One user of a tenant."""
+        return await self.engine.read(
+            lambda conn: _one_user(conn, "tenant_id = ? AND id = ?", (tenant_id, user_id))
+        )
+
+    async def find_user_by_email(self, email: str) -> User | None:
+        """The user with this email, any tenant."""
+        return await self.engine.read(
+            lambda conn: _one_user(conn, "email_key = ?", (email.casefold(),))
+        )
+
+    async def count_users(self) -> int:
+        """Number of users."""
+        return await self.engine.read(
+            lambda conn: int(conn.execute("SELECT count(*) FROM users").fetchone()[0])
+        )
+
+    # API keys ------------------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey, digest: str) -> ApiKey:
+        """Insert a key by digest."""
+
+        def write(conn: sqlite3.Connection) -> ApiKey:
+            conn.execute(
+                "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, digest, scopes,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id,
+                    key.tenant_id,
+                    key.user_id,
+                    key.name,
+                    key.prefix,
+                    digest,
+                    " ".join(key.scopes),
+                    key.created_at,
+                ),
+            )
+            return key
+
+        return await self.engine.write(write)
+
+    async def find_api_key(self, digest: str) -> ApiKey | None:
+        """The key with this digest."""
+
+        def read(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                "SELECT id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at,"
+                " revoked_at FROM api_keys WHERE digest = ?",
+                (digest,),
+            ).fetchone()
+            return _api_key(row) if row else None
+
+        return await self.engine.read(read)
+
+    async def list_api_keys(self, tenant_id: str, user_id: str) -> Sequence[ApiKey]:
+        """A user's keys, newest first."""
+
+        def read(conn: sqlite3.Connection) -> list[ApiKey]:
+            rows = conn.execute(
+                "SELECT id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at,"
+                " revoked_at FROM api_keys WHERE tenant_id = ? AND user_id = ?"
+                " ORDER BY created_at DESC, rowid DESC",
+                (tenant_id, user_id),
+            ).fetchall()
+            return [_api_key(row) for row in rows]
+
+        return await self.engine.read(read)
+
+    async def revoke_api_key(self, tenant_id: str, user_id: str, key_id: str, at: float) -> bool:
+        """Revoke one of a user's keys."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND user_id = ?"
+                " AND id = ? AND revoked_at IS NULL",
+                (at, tenant_id, user_id, key_id),
+            )
+            return cursor.rowcount == 1
+
+        return await self.engine.write(write)
+
+    async def touch_api_keys(self, last_used: Mapping[str, float]) -> None:
+        """Record last-used times."""
+        if not last_used:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+                [(at, key_id) for key_id, at in last_used.items()],
+            )
+
+        await self.engine.write(write)
+
+    # devices -------------------------------------------------------------------------------
+    async def create_device(
+        self, device: Device, activity: NewActivity, events: Sequence[NewOutboxEvent]
+    ) -> tuple[Device, ActivityEntry, int]:
+        """Insert a device with its properties, log it and fan out its events."""
+
+        def write(conn: sqlite3.Connection) -> tuple[Device, ActivityEntry, int]:
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO devices (id, tenant_id, type, name, name_key, description,"
+                    " options, version, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        device.id,
+                        device.tenant_id,
+                        device.type,
+                        device.name,
+                        device.name.casefold(),
+                        device.description,
+                        _dumps(dict(device.options)),
+                        device.version,
+                        device.created_at,
+                        device.updated_at,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "name_key" in str(exc):
+                    raise Conflict("a device with this name exists", field="name") from None
+                raise Conflict("a device with this id exists", field="id") from None
+            conn.executemany(
+                "INSERT INTO device_properties (tenant_id, device_id, name, value, changed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (device.tenant_id, device.id, name, _dumps(p.value), p.changed_at)
+                    for name, p in device.properties.items()
+                ],
+            )
+            stored = _replace_seq(device, int(cursor.lastrowid or 0))
+            entry = _insert_activity(conn, device.tenant_id, activity, device.created_at)
+            rows = _fan_out(conn, device.tenant_id, events, device.created_at)
+            return stored, entry, rows
+
+        return await self.engine.write(write)
+
+    async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
+        """One device."""
+        return await self.engine.read(lambda conn: _load_device(conn, tenant_id, device_id))
+
+    async def list_devices(
+        self, tenant_id: str, *, after_seq: int | None, limit: int
+    ) -> Sequence[Device]:
+        """Devices in creation order."""
+
+        def read(conn: sqlite3.Connection) -> list[Device]:
+            rows = conn.execute(
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (tenant_id, after_seq or 0, limit),
+            ).fetchall()
+            return _attach_properties(conn, tenant_id, rows)
+
+        return await self.engine.read(read)
+
+    async def count_devices(self, tenant_id: str) -> int:
+        """Device count of a tenant."""
+        return await self.engine.read(
+            lambda conn: int(
+                conn.execute(
+                    "SELECT count(*) FROM devices WHERE tenant_id = ?", (tenant_id,)
+                ).fetchone()[0]
+            )
+        )
+
+    async def change_device(
+        self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float
+    ) -> CommittedChange:
+        """Load, mutate and write a device in one transaction."""
+
+        def write(conn: sqlite3.Connection) -> CommittedChange:
+            before = _load_device(conn, tenant_id, device_id)
+            if before is None:
+                raise NotFound("no such device")
+            change = mutate(before)
+            if change.is_empty:
+                return CommittedChange(before=before, after=before, activity=(), outbox_rows=0)
+            properties = dict(before.properties)
+            for name, value in change.properties.items():
+                properties[name] = PropertyState(value=value, changed_at=now)
+                conn.execute(
+                    "INSERT INTO device_properties (tenant_id, device_id, name, value, changed_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id, name)"
+                    " DO UPDATE SET value = excluded.value, changed_at = excluded.changed_at",
+                    (tenant_id, device_id, name, _dumps(value), now),
+                )
+            name = change.name if change.name is not None else before.name
+            description = (
+                change.description if change.description is not None else before.description
+            )
+            options = dict(change.options) if change.options is not None else before.options
+            version = before.version + 1
+            try:
+                conn.execute(
+                    "UPDATE devices SET name = ?, name_key = ?, description = ?, options = ?,"
+                    " version = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+                    (
+                        name,
+                        name.casefold(),
+                        description,
+                        _dumps(dict(options)),
+                        version,
+                        now,
+                        tenant_id,
+                        device_id,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("a device with this name exists", field="name") from None
+            after = Device(
+                seq=before.seq,
+                id=before.id,
+                tenant_id=tenant_id,
+                type=before.type,
+                name=name,
+                description=description,
+                options=options,
+                properties=properties,
+                version=version,
+                created_at=before.created_at,
+                updated_at=now,
+            )
+            entries = tuple(_insert_activity(conn, tenant_id, a, now) for a in change.activity)
+            rows = _fan_out(conn, tenant_id, change.events, now)
+            return CommittedChange(before=before, after=after, activity=entries, outbox_rows=rows)
+
+        return await self.engine.write(write)
+
+    async def delete_device(
+        self,
+        tenant_id: str,
+        device_id: str,
+        activity: NewActivity,
+        events: Sequence[NewOutboxEvent],
+    ) -> tuple[Device, ActivityEntry, int]:
+        """Delete a device."""
+
+        def write(conn: sqlite3.Connection) -> tuple[Device, ActivityEntry, int]:
+            device = _load_device(conn, tenant_id, device_id)
+            if device is None:
+                raise NotFound("no such device")
+            conn.execute(
+                "DELETE FROM devices WHERE tenant_id = ? AND id = ?", (tenant_id, device_id)
+            )
+            now = activity_time = _now_from(conn)
+            entry = _insert_activity(conn, tenant_id, activity, activity_time)
+            rows = _fan_out(conn, tenant_id, events, now)
+            return device, entry, rows
+
+        return await self.engine.write(write)
+
+    # activity ------------------------------------------------------------------------------
+    async def list_activity(
+        self,
+        tenant_id: str,
+        *,
+        device_id: str | None = None,
+        source: str | None = None,
+        before_id: int | None = None,
+        limit: int,
+    ) -> Sequence[ActivityEntry]:
+        """Newest-first activity."""
+        where = ["tenant_id = ?"]
+        params: list[Any] = [tenant_id]
+        if device_id is not None:
+            where.append("device_id = ?")
+            params.append(device_id)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        params.append(limit)
+        sql = (
+            f"SELECT {_ACTIVITY_COLUMNS} FROM activity_log WHERE {' AND '.join(where)}"
+            " ORDER BY id DESC LIMIT ?"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[ActivityEntry]:
+            return [_activity(row) for row in conn.execute(sql, params).fetchall()]
+
+        return await self.engine.read(read)
+
+    async def prune_activity(self, older_than: float) -> int:
+        """Delete old activity and finished outbox rows."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            removed = conn.execute(
+                "DELETE FROM activity_log WHERE created_at < ?", (older_than,)
+            ).rowcount
+            removed += conn.execute(
+                "DELETE FROM outbox WHERE status != 'pending' AND finished_at < ?", (older_than,)
+            ).rowcount
+            removed += conn.execute(
+                "DELETE FROM webhook_deliveries WHERE created_at < ?", (older_than,)
+            ).rowcount
+            return int(removed)
+
+        return await self.engine.write(write)
+
+    # webhooks ------------------------------------------------------------------------------
+    async def create_webhook(self, webhook: Webhook) -> Webhook:
+        """Insert a webhook."""
+
+        def write(conn: sqlite3.Connection) -> Webhook:
+            cursor = conn.execute(
+                "INSERT INTO webhooks (id, tenant_id, url, description, device_ids, event_types,"
+                " enabled, secret_ciphertext, disabled_reason, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _webhook_params(webhook),
+            )
+            return _webhook_with_seq(webhook, int(cursor.lastrowid or 0))
+
+        return await self.engine.write(write)
+
+    async def get_webhook(self, tenant_id: str, webhook_id: str) -> Webhook | None:
+        """One webhook."""
+        return await self.engine.read(lambda conn: _load_webhook(conn, tenant_id, webhook_id))
+
+    async def list_webhooks(
+        self, tenant_id: str, *, after_seq: int | None, limit: int
+    ) -> Sequence[Webhook]:
+        """Webhooks in creation order."""
+
+        def read(conn: sqlite3.Connection) -> list[Webhook]:
+            rows = conn.execute(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (tenant_id, after_seq or 0, limit),
+            ).fetchall()
+            return [_webhook(row) for row in rows]
+
+        return await self.engine.read(read)
+
+    async def update_webhook(
+        self, tenant_id: str, webhook_id: str, mutate: WebhookMutator
+    ) -> Webhook:
+        """Replace a webhook with the mutator's result."""
+
+        def write(conn: sqlite3.Connection) -> Webhook:
+            current = _load_webhook(conn, tenant_id, webhook_id)
+            if current is None:
+                raise NotFound("no such webhook")
+            new = mutate(current)
+            params = _webhook_params(new)
+            conn.execute(
+                "UPDATE webhooks SET url = ?, description = ?, device_ids = ?, event_types = ?,"
+                " enabled = ?, secret_ciphertext = ?, disabled_reason = ?, updated_at = ?"
+                " WHERE tenant_id = ? AND id = ?",
+                (*params[2:9], params[10], tenant_id, webhook_id),
+            )
+            if not new.enabled:
+                conn.execute(
+                    "DELETE FROM outbox WHERE sink = 'webhook' AND destination = ?"
+                    " AND tenant_id = ? AND status = 'pending'",
+                    (webhook_id, tenant_id),
+                )
+            return _webhook_with_seq(new, current.seq)
+
+        return await self.engine.write(write)
+
+    async def delete_webhook(self, tenant_id: str, webhook_id: str) -> bool:
+        """Delete a webhook and what is queued for it."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            deleted = conn.execute(
+                "DELETE FROM webhooks WHERE tenant_id = ? AND id = ?", (tenant_id, webhook_id)
+            ).rowcount
+            if deleted:
+                conn.execute(
+                    "DELETE FROM outbox WHERE sink = 'webhook' AND destination = ?"
+                    " AND tenant_id = ? AND status = 'pending'",
+                    (webhook_id, tenant_id),
+                )
+            return bool(deleted)
+
+        return await self.engine.write(write)
+
+    async def enqueue_events(self, tenant_id: str, events: Sequence[NewOutboxEvent]) -> int:
+        """Fan events out outside a device change."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            return _fan_out(conn, tenant_id, events, _now_from(conn))
+
+        return await self.engine.write(write)
+
+    async def list_webhook_deliveries(
+        self, tenant_id: str, webhook_id: str, *, before_id: int | None, limit: int
+    ) -> Sequence[WebhookDelivery]:
+        """Delivery attempts of a webhook, newest first."""
+
+        def read(conn: sqlite3.Connection) -> list[WebhookDelivery]:
+            rows = conn.execute(
+                "SELECT id, tenant_id, webhook_id, event_id, event_type, attempt, status_code,"
+                " error, duration_ms, created_at FROM webhook_deliveries"
+                " WHERE tenant_id = ? AND webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (tenant_id, webhook_id, before_id if before_id is not None else 2**62, limit),
+            ).fetchall()
+            return [WebhookDelivery(*row) for row in rows]
+
+        return await self.engine.read(read)
+
+    # outbox --------------------------------------------------------------------------------
+    async def claim_outbox(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> Sequence[OutboxItem]:
+        """Lease due rows."""
+
+        def write(conn: sqlite3.Connection) -> list[OutboxItem]:
+            rows = conn.execute(
+                "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                " AND (lease_until IS NULL OR lease_until < ?)"
+                " ORDER BY next_attempt_at, id LIMIT ?)"
+                f" RETURNING {_OUTBOX_COLUMNS}",
+                (owner, now + lease_seconds, now, now, limit),
+            ).fetchall()
+            items = [_outbox_item(row) for row in rows]
+            items.sort(key=lambda item: item.id)
+            return items
+
+        return await self.engine.write(write)
+
+    async def record_deliveries(self, outcomes: Sequence[DeliveryOutcome], now: float) -> None:
+        """Write delivery results."""
+        if not outcomes:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            for outcome in outcomes:
+                item = outcome.item
+                if outcome.delivered:
+                    status = "delivered"
+                elif outcome.dead:
+                    status = "dead"
+                else:
+                    status = "pending"
+                conn.execute(
+                    "UPDATE outbox SET status = ?, attempts = attempts + 1,"
+                    " next_attempt_at = coalesce(?, next_attempt_at), lease_owner = NULL,"
+                    " lease_until = NULL, last_error = ?, finished_at = ? WHERE id = ?",
+                    (
+                        status,
+                        outcome.next_attempt_at,
+                        outcome.error,
+                        None if status == "pending" else now,
+                        item.id,
+                    ),
+                )
+                if item.sink == "webhook":
+                    exists = conn.execute(
+                        "SELECT 1 FROM webhooks WHERE tenant_id = ? AND id = ?",
+                        (item.tenant_id, item.destination),
+                    ).fetchone()
+                    if exists:
+                        conn.execute(
+                            "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id,"
+                            " event_type, attempt, status_code, error, duration_ms, created_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                item.tenant_id,
+                                item.destination,
+                                item.event_id,
+                                item.event_type,
+                                item.attempts + 1,
+                                outcome.status_code,
+                                outcome.error,
+                                outcome.duration_ms,
+                                now,
+                            ),
+                        )
+                if outcome.activity is not None:
+                    _insert_activity(conn, item.tenant_id, outcome.activity, now)
+
+        await self.engine.write(write)
+
+    async def release_leases(self, owner: str | None) -> int:
+        """Free leases."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            params: tuple[str, ...]
+            if owner is None:
+                sql, params = (
+                    "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                    " WHERE lease_owner IS NOT NULL",
+                    (),
+                )
+            else:
+                sql, params = (
+                    "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                    " WHERE lease_owner = ?",
+                    (owner,),
+                )
+            return int(conn.execute(sql, params).rowcount)
+
+        return await self.engine.write(write)
+
+    async def next_outbox_due(self) -> float | None:
+        """Earliest due time of a pending row."""
+
+        def read(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox"
+                " WHERE status = 'pending'"
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self.engine.read(read)
+
+    async def outbox_stats(self) -> OutboxStats:
+        """Depth and age of the outbox."""
+
+        def read(conn: sqlite3.Connection) -> OutboxStats:
+            pending, oldest = conn.execute(
+                "SELECT count(*), min(created_at) FROM outbox WHERE status = 'pending'"
+            ).fetchone()
+            dead = conn.execute("SELECT count(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
+            return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_at=oldest)
+
+        return await self.engine.read(read)
+
+
+# row helpers ---------------------------------------------------------------------------------
+
+
+def _now_from(conn: sqlite3.Connection) -> float:
+    return float(conn.execute("SELECT (julianday('now') - 2440587.5) * 86400.0").fetchone()[0])
+
+
+def _one_user(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> User | None:
+    row = conn.execute(
+        "SELECT id, tenant_id, email, is_admin, created_at, password_hash FROM users"
+        f" WHERE {where}",
+        params,
+    ).fetchone()
+    if row is None:
+        return None
+    return User(
+        id=row[0],
+        tenant_id=row[1],
+        email=row[2],
+        is_admin=bool(row[3]),
+        created_at=row[4],
+        password_hash=row[5],
+    )
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        tenant_id=row[1],
+        user_id=row[2],
+        name=row[3],
+        prefix=row[4],
+        scopes=tuple(row[5].split()),
+        created_at=row[6],
+        last_used_at=row[7],
+        revoked_at=row[8],
+    )
+
+
+def _replace_seq(device: Device, seq: int) -> Device:
+    return Device(
+        seq=seq,
+        id=device.id,
+        tenant_id=device.tenant_id,
+        type=device.type,
+        name=device.name,
+        description=device.description,
+        options=device.options,
+        properties=device.properties,
+        version=device.version,
+        created_at=device.created_at,
+        updated_at=device.updated_at,
+    )
+
+
+def _load_device(conn: sqlite3.Connection, tenant_id: str, device_id: str) -> Device | None:
+    row = conn.execute(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND id = ?",
+        (tenant_id, device_id),
+    ).fetchone()
+    if row is None:
+        return None
+    return _attach_properties(conn, tenant_id, [row])[0]
+
+
+def _attach_properties(
+    conn: sqlite3.Connection, tenant_id: str, rows: list[tuple[Any, ...]]
+) -> list[Device]:
+    if not rows:
+        return []
+    ids = [row[1] for row in rows]
+    marks = ",".join("?" * len(ids))
+    props: dict[str, dict[str, PropertyState]] = {device_id: {} for device_id in ids}
+    for device_id, name, value, changed_at in conn.execute(
+        "SELECT device_id, name, value, changed_at FROM device_properties"
+        f" WHERE tenant_id = ? AND device_id IN ({marks})",
+        (tenant_id, *ids),
+    ):
+        props[device_id][name] = PropertyState(value=json.loads(value), changed_at=changed_at)
+    return [
+        Device(
+            seq=row[0],
+            id=row[1],
+            tenant_id=row[2],
+            type=row[3],
+            name=row[4],
+            description=row[5],
+            options=json.loads(row[6]),
+            properties=props[row[1]],
+            version=row[7],
+            created_at=row[8],
+            updated_at=row[9],
+        )
+        for row in rows
+    ]
+
+
+def _insert_activity(
+    conn: sqlite3.Connection, tenant_id: str, activity: NewActivity, at: float
+) -> ActivityEntry:
+    detail = dict(activity.detail or {})
+    cursor = conn.execute(
+        "INSERT INTO activity_log (tenant_id, device_id, device_name, kind, source, actor, cause,"
+        " property, old_value, new_value, detail, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            tenant_id,
+            activity.device_id,
+            activity.device_name,
+            activity.kind,
+            activity.source,
+            activity.actor,
+            activity.cause,
+            activity.property,
+            None if activity.old_value is None else _dumps(activity.old_value),
+            None if activity.new_value is None else _dumps(activity.new_value),
+            _dumps(detail),
+            at,
+        ),
+    )
+    return ActivityEntry(
+        id=int(cursor.lastrowid or 0),
+        tenant_id=tenant_id,
+        device_id=activity.device_id,
+        device_name=activity.device_name,
+        kind=activity.kind,
+        source=activity.source,
+        actor=activity.actor,
+        cause=activity.cause,
+        property=activity.property,
+        old_value=activity.old_value,
+        new_value=activity.new_value,
+        detail=detail,
+        created_at=at,
+    )
+
+
+def _activity(row: tuple[Any, ...]) -> ActivityEntry:
+    return ActivityEntry(
+        id=row[0],
+        tenant_id=row[1],
+        device_id=row[2],
+        device_name=row[3],
+        kind=row[4],
+        source=row[5],
+        actor=row[6],
+        cause=row[7],
+        property=row[8],
+        old_value=_loads(row[9]),
+        new_value=_loads(row[10]),
+        detail=json.loads(row[11]) if row[11] else {},
+        created_at=row[12],
+    )
+
+
+def _fan_out(
+    conn: sqlite3.Connection, tenant_id: str, events: Sequence[NewOutboxEvent], now: float
+) -> int:
+    """Write one outbox row per interested destination of each event."""
+    written = 0
+    for event in events:
+        params: list[Any] = [tenant_id]
+        sql = (
+            "SELECT id FROM webhooks WHERE tenant_id = ? AND enabled = 1"
+            " AND (event_types IS NULL OR EXISTS ("
+            "  SELECT 1 FROM json_each(webhooks.event_types) WHERE value = ?))"
+        )
+        params.append(event.event_type)
+        if event.only_destination is not None:
+            sql += " AND id = ?"
+            params.append(event.only_destination)
+        else:
+            sql += (
+                " AND (device_ids IS NULL OR EXISTS ("
+                "  SELECT 1 FROM json_each(webhooks.device_ids) WHERE value = ?))"
+            )
+            params.append(event.device_id)
+        payload = _dumps(dict(event.payload))
+        for (webhook_id,) in conn.execute(sql, params).fetchall():
+            conn.execute(
+                "INSERT INTO outbox (tenant_id, sink, destination, event_id, event_type, device_id,"
+                " payload, next_attempt_at, created_at) VALUES (?, 'webhook', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant_id,
+                    webhook_id,
+                    new_event_id(),
+                    event.event_type,
+                    event.device_id,
+                    payload,
+                    now,
+                    now,
+                ),
+            )
+            written += 1
+    return written
+
+
+def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+    return OutboxItem(
+        id=row[0],
+        tenant_id=row[1],
+        sink=row[2],
+        destination=row[3],
+        event_id=row[4],
+        event_type=row[5],
+        device_id=row[6],
+        payload=json.loads(row[7]),
+        attempts=row[8],
+        created_at=row[9],
+    )
+
+
+def _webhook_params(webhook: Webhook) -> tuple[Any, ...]:
+    return (
+        webhook.id,
+        webhook.tenant_id,
+        webhook.url,
+        webhook.description,
+        None if webhook.device_ids is None else _dumps(list(webhook.device_ids)),
+        None if webhook.event_types is None else _dumps(list(webhook.event_types)),
+        int(webhook.enabled),
+        webhook.secret_ciphertext,
+        webhook.disabled_reason,
+        webhook.created_at,
+        webhook.updated_at,
+    )
+
+
+def _webhook_with_seq(webhook: Webhook, seq: int) -> Webhook:
+    return Webhook(
+        seq=seq,
+        id=webhook.id,
+        tenant_id=webhook.tenant_id,
+        url=webhook.url,
+        description=webhook.description,
+        device_ids=webhook.device_ids,
+        event_types=webhook.event_types,
+        enabled=webhook.enabled,
+        secret_ciphertext=webhook.secret_ciphertext,
+        created_at=webhook.created_at,
+        updated_at=webhook.updated_at,
+        disabled_reason=webhook.disabled_reason,
+    )
+
+
+def _load_webhook(conn: sqlite3.Connection, tenant_id: str, webhook_id: str) -> Webhook | None:
+    row = conn.execute(
+        f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? AND id = ?",
+        (tenant_id, webhook_id),
+    ).fetchone()
+    return _webhook(row) if row else None
+
+
+def _webhook(row: tuple[Any, ...]) -> Webhook:
+    return Webhook(
+        seq=row[0],
+        id=row[1],
+        tenant_id=row[2],
+        url=row[3],
+        description=row[4],
+        device_ids=None if row[5] is None else tuple(json.loads(row[5])),
+        event_types=None if row[6] is None else tuple(json.loads(row[6])),
+        enabled=bool(row[7]),
+        secret_ciphertext=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        disabled_reason=row[11],
+    )

@@ -1,0 +1,239 @@
+"""SQLite plumbing: one writer thread with group commit, one reader thread, migrations.
+
+Every write is a synchronous function of the writer connection. Writes queued while a
+transaction is on disk are run together in the next ``BEGIN IMMEDIATE`` transaction, each in
+its own savepoint, so one failing write never spoils its neighbours and no caller is answered
+before the ``COMMIT`` that holds its write has returned (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+_LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+MAX_BATCH = 256
+BUSY_TIMEOUT_MS = 5000
+
+
+def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
+    """Open a connection with StateRelay's pragmas; transactions are issued explicitly."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every bundled SQLite migration, in order."""
+    folder = resources.files("staterelay.store").joinpath("migrations/sqlite")
+    found: list[tuple[int, str, str]] = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        version = int(name.split("_", 1)[0])
+        found.append((version, name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations, each in its own transaction; returns the versions applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied: list[int] = []
+    for version, name, sql in migration_files():
+        if version in done:
+            continue
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _split_sql(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+        _LOGGER.info("applied migration %s", name)
+    return applied
+
+
+def pending_migrations(conn: sqlite3.Connection) -> list[int]:
+    """Versions of bundled migrations not yet applied."""
+    try:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    except sqlite3.OperationalError:
+        done = set()
+    return [v for v, _, _ in migration_files() if v not in done]
+
+
+def _split_sql(sql: str) -> list[str]:
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+class SQLiteEngine:
+    """Owns the writer and reader connections and their threads."""
+
+    def __init__(self, path: Path, *, durability: str) -> None:
+        self.path = path
+        self.synchronous = "FULL" if durability == "full" else "NORMAL"
+        self._write_pool: ThreadPoolExecutor | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        """Create the file if needed, apply migrations and start the writer."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._writer = await loop.run_in_executor(
+            self._write_pool, lambda: connect(self.path, synchronous=self.synchronous)
+        )
+        await loop.run_in_executor(self._write_pool, apply_migrations, self._writer)
+        self._reader = await loop.run_in_executor(
+            self._read_pool, lambda: connect(self.path, synchronous=self.synchronous)
+        )
+        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def close(self) -> None:
+        """Commit what is queued, close both connections and join their threads."""
+        self._closing = True
+        self._wake.set()
+        if self._writer_task is not None:
+            await self._writer_task
+            self._writer_task = None
+        loop = asyncio.get_running_loop()
+        if self._reader is not None and self._read_pool is not None:
+            await loop.run_in_executor(self._read_pool, self._reader.close)
+            self._reader = None
+        if self._writer is not None and self._write_pool is not None:
+            await loop.run_in_executor(self._write_pool, self._checkpoint_and_close, self._writer)
+            self._writer = None
+        for pool in (self._read_pool, self._write_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._read_pool = self._write_pool = None
+
+    @staticmethod
+    def _checkpoint_and_close(conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the reader connection; it sees only committed data."""
+        if self._reader is None or self._read_pool is None:
+            raise RuntimeError("the database is not open")
+        reader = self._reader
+        return await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, _read_in_snapshot, fn, reader
+        )
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction; returns after its ``COMMIT``."""
+        if self._closing or self._writer_task is None:
+            raise RuntimeError("the database is closing")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            assert self._writer is not None
+            assert self._write_pool is not None
+            outcomes = await loop.run_in_executor(
+                self._write_pool, _run_batch, self._writer, [fn for fn, _ in batch]
+            )
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+
+def _read_in_snapshot(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    # A read transaction makes multi-statement reads see one consistent snapshot.
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _run_batch(conn: sqlite3.Connection, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        return [(False, exc)] * len(fns)
+    for fn in fns:
+        conn.execute("SAVEPOINT write_op")
+        try:
+            value = fn(conn)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, not swallowed
+            conn.execute("ROLLBACK TO write_op")
+            conn.execute("RELEASE write_op")
+            outcomes.append((False, exc))
+        else:
+            conn.execute("RELEASE write_op")
+            outcomes.append((True, value))
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        _LOGGER.error("commit failed: %s", exc)
+        return [(False, exc)] * len(fns)
+    return outcomes

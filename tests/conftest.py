@@ -1,0 +1,97 @@
+"""Shared fixtures: real settings on a temp data dir, a real app on loopback, real credentials."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from staterelay.core import Core
+from staterelay.keys import CORE_KEY
+from staterelay.server import create_app
+from staterelay.settings import Settings, WebhookSettings, load_settings
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Default settings on a fresh data directory; loopback webhook targets allowed for tests."""
+    base = load_settings(data_dir=tmp_path / "data", environ={})
+    return dataclasses.replace(
+        base,
+        webhooks=WebhookSettings(allow_private_networks=True, timeout_seconds=2.0),
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> web.Application:
+    """The whole application, not yet started."""
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[..., Any], app: web.Application
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A client of the app served on 127.0.0.1."""
+    test_client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+    yield test_client
+
+
+@pytest.fixture
+def core(app: web.Application, client: TestClient[web.Request, web.Application]) -> Core:
+    """The running app's core."""
+    return app[CORE_KEY]
+
+
+@dataclasses.dataclass
+class Account:
+    """A user with an API key, for tests."""
+
+    user_id: str
+    tenant_id: str
+    key: str
+    email: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header for this account."""
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def make_account(
+    core: Core, email: str, *, scope: str = "write", new_tenant: bool = False
+) -> Account:
+    """Create a user (in the household, or in a tenant of its own) with an API key."""
+    tenant_id = None
+    if new_tenant:
+        import time
+
+        from staterelay.core.ids import new_id
+        from staterelay.store.records import Tenant
+
+        tenant = await core.store.create_tenant(
+            Tenant(id=new_id("ten"), name=email, created_at=time.time())
+        )
+        tenant_id = tenant.id
+    user = await core.users.create(email=email, tenant_id=tenant_id)
+    _, secret = await core.auth.create_api_key(user, name="test", scope=scope)
+    return Account(user_id=user.id, tenant_id=user.tenant_id, key=secret, email=email)
+
+
+@pytest.fixture
+async def account(core: Core) -> Account:
+    """A household user with a write-scoped API key."""
+    return await make_account(core, "alice@example.com")
+
+
+@pytest.fixture
+async def other_account(core: Core) -> Account:
+    """A user of a different tenant."""
+    return await make_account(core, "mallory@example.net", new_tenant=True)
