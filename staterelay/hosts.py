@@ -11,6 +11,8 @@ ROLE_PREFIXES: dict[str, tuple[str, ...]] = {
     "ifttt": ("/ifttt/",),
 }
 OPERATIONS = ("/healthz", "/readyz", "/metrics")
+# Pages the consent flow needs on the auth host too: its sign-in redirect and stylesheet.
+SIGN_IN_PATHS = ("/login", "/logout", "/static/")
 
 
 def role_of_path(path: str) -> str | None:
@@ -47,7 +49,10 @@ class HostRouter:
         if role is None:
             return True
         name = _strip_port(host or "").lower().rstrip(".")
-        return role in self._roles_by_host.get(name, set())
+        roles = self._roles_by_host.get(name, set())
+        if role == "app" and "auth" in roles and path.startswith(SIGN_IN_PATHS):
+            return True
+        return role in roles
 
 
 def _strip_port(host: str) -> str:

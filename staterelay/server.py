@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -11,23 +12,31 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from staterelay.api import create_api_app
-from staterelay.core import AddressPolicy, Core, CoreConfig, InProcessBus
+from staterelay.core import Core
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.crypto import load_or_create_secret
 from staterelay.core.events import OutboxEnqueued
 from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
 from staterelay.hosts import HostRouter
 from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.oauth import setup_oauth
 from staterelay.settings import Settings
-from staterelay.store import open_store
+from staterelay.ui import announce_setup_link, ui_routes
+from staterelay.web.middleware import web_middlewares
+from staterelay.wiring import build_core
 
 _LOGGER = logging.getLogger(__name__)
 _ACCESS = logging.getLogger("staterelay.access")
 
 DISPATCHER_KEY: Final = web.AppKey("staterelay.dispatcher", Dispatcher)
 REQUEST_ID_KEY: Final = web.RequestKey("staterelay.request_id", str)
+
+# Request ids: a random per-process prefix and a counter, unique without a syscall each.
+_REQUEST_ID_PREFIX = uuid.uuid4().hex[:12]
+_REQUEST_IDS = (f"{_REQUEST_ID_PREFIX}-{n}" for n in itertools.count(1))
 
 PRUNE_INTERVAL = 3600.0
 FLUSH_INTERVAL = 10.0
@@ -43,24 +52,17 @@ def create_app(
 ) -> web.Application:
     """Build the whole application; nothing connects until the app starts."""
     secret = instance_secret or load_or_create_secret(settings.secret_key_path)
-    store = open_store(settings.database_url, durability=settings.database.durability)
-    bus = InProcessBus()
-    core = Core(
-        store,
-        bus,
-        instance_secret=secret,
-        clock=clock,
-        config=CoreConfig(
-            retention_days=settings.activity.retention_days,
-            address_policy=AddressPolicy.from_settings(
-                settings.webhooks.allow_private_networks, settings.webhooks.allowed_networks
-            ),
-        ),
-    )
+    core = build_core(settings, instance_secret=secret, clock=clock)
     router = HostRouter(settings.server.hosts)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[_request_context, _host_filter(router), _operations_errors],
+        middlewares=[
+            _request_context,
+            *([_strict_transport] if settings.public_url.startswith("https://") else []),
+            _host_filter(router),
+            _operations_errors,
+            *web_middlewares(),
+        ],
     )
     app[SETTINGS_KEY] = settings
     app[CORE_KEY] = core
@@ -69,6 +71,9 @@ def create_app(
     app.cleanup_ctx.append(_maintenance_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_routes(ui_routes())
+    app.on_startup.append(announce_setup_link)
+    setup_oauth(app, core, settings)
     app.add_subapp("/api/v1/", create_api_app(core, settings))
     return app
 
@@ -162,7 +167,7 @@ async def _maintenance(core: Core) -> None:
 async def _request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-ID", "")
     if not (0 < len(request_id) <= 64 and request_id.isprintable()):
-        request_id = uuid.uuid4().hex
+        request_id = next(_REQUEST_IDS)
     request[REQUEST_ID_KEY] = request_id
     started = time.perf_counter()
     status = 500
@@ -188,7 +193,7 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def _host_filter(router: HostRouter) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _host_filter(router: HostRouter) -> Middleware:
     @web.middleware
     async def host_filter(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not router.allows(request.host, request.path):
@@ -200,6 +205,21 @@ def _host_filter(router: HostRouter) -> Callable[[web.Request, Handler], Awaitab
         return await handler(request)
 
     return host_filter
+
+
+HSTS = "max-age=31536000"
+
+
+@web.middleware
+async def _strict_transport(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Behind https, tell browsers never to use plain http for this host."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["Strict-Transport-Security"] = HSTS
+        raise
+    response.headers["Strict-Transport-Security"] = HSTS
+    return response
 
 
 @web.middleware

@@ -6,13 +6,17 @@ a test checks that the two agree.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import ipaddress
+import math
 import os
+import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -24,6 +28,8 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 Registration = Literal["open", "invite", "closed"]
 
 ENV_PREFIX = "STATERELAY_"
+DATA_DIR_ENV = f"{ENV_PREFIX}DATA_DIR"
+CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 
 
 class SettingsError(Exception):
@@ -124,11 +130,47 @@ class BillingSettings:
 
 
 @dataclass(frozen=True)
+class AccountsSettings:
+    """Sign-up, sign-in and sessions."""
+
+    registration: Registration = "invite"
+    session_idle_hours: float = 72.0
+    session_absolute_days: float = 30.0
+    invite_valid_days: float = 7.0
+    login_max_failures: int = 5
+
+
+@dataclass(frozen=True)
+class OAuthClientSettings:
+    """One OAuth client (the Alexa skill, the IFTTT service, a custom app)."""
+
+    id: str
+    secret: str = field(repr=False)
+    redirect_uris: tuple[str, ...] = ()
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
+        "client_secret_basic"
+    )
+    scopes: tuple[str, ...] = ("devices",)
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """StateRelay's OAuth 2.0 authorization server, through which Alexa and IFTTT link."""
+
+    access_token_ttl_seconds: int = 3600
+    code_ttl_seconds: int = 300
+    refresh_grace_seconds: int = 120
+    clients: tuple[OAuthClientSettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class LogSettings:
-    """Log format and level."""
+    """Log format, level and the per-request access log."""
 
     level: LogLevel = "info"
     format: LogFormat = "auto"
+    access: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,6 +186,8 @@ class Settings:
     alexa: AlexaSettings = field(default_factory=AlexaSettings)
     ifttt: IftttSettings = field(default_factory=IftttSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -171,10 +215,7 @@ SECTIONS: tuple[str, ...] = tuple(
 
 def default_data_dir() -> Path:
     """The per-user data directory (``STATERELAY_DATA_DIR`` overrides it)."""
-    env = os.environ.get(f"{ENV_PREFIX}DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_data_dir("staterelay", appauthor=False))
+    return _env_data_dir(os.environ) or _platform_data_dir()
 
 
 def load_settings(
@@ -189,67 +230,145 @@ def load_settings(
     Raises ``SettingsError`` naming the first bad key.
     """
     environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
-    if config_file is not None:
-        raw = _read_yaml(config_file)
-    merged: dict[str, dict[str, Any]] = {}
+    raw = _read_yaml(config_file) if config_file is not None else {}
+    tree: dict[str, Any] = {}
     for key, value in raw.items():
-        if key == "data_dir":
+        name = str(key)
+        if name == "data_dir":
             continue
-        if key not in SECTIONS:
-            raise SettingsError(key, f"unknown section (known: {', '.join(SECTIONS)})")
-        if value is None:
+        if name not in SECTIONS:
+            raise SettingsError(name, f"unknown section (known: data_dir, {', '.join(SECTIONS)})")
+        if value is None:  # a section whose keys are all commented out
             continue
         if not isinstance(value, dict):
-            raise SettingsError(key, "must be a mapping of keys")
-        merged[key] = dict(value)
-    for env_key, env_value in environ.items():
-        if not env_key.startswith(ENV_PREFIX) or env_key == f"{ENV_PREFIX}DATA_DIR":
-            continue
-        section, key = _split_env_key(env_key)
-        if section is None:
-            continue
-        merged.setdefault(section, {})[key] = _EnvValue(env_value)
+            raise SettingsError(name, "must be a mapping of keys")
+        tree[name] = copy.deepcopy(value)
+    for env_key in sorted(environ):
+        path = _env_path(env_key)
+        if path is not None:
+            _put(tree, path, _EnvValue(environ[env_key]))
     for dotted, value in (overrides or {}).items():
-        if value is None:
+        if value is None:  # a flag that was not given
             continue
-        section, _, key = dotted.partition(".")
-        merged.setdefault(section, {})[key] = value
+        path = tuple(dotted.split("."))
+        if path[0] not in SECTIONS:
+            raise SettingsError(dotted, f"unknown section (known: {', '.join(SECTIONS)})")
+        _put(tree, path, value)
 
-    resolved_dir = data_dir
-    if resolved_dir is None and "data_dir" in raw and raw["data_dir"]:
-        resolved_dir = Path(str(raw["data_dir"])).expanduser()
-    if resolved_dir is None:
-        resolved_dir = default_data_dir() if environ is os.environ else _env_data_dir(environ)
-
-    sections: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
-        if f.name == "data_dir":
-            continue
-        section_cls = _section_class(f.name)
-        sections[f.name] = _build(section_cls, merged.get(f.name, {}), f.name)
-    settings = Settings(data_dir=resolved_dir, **sections)
+    # Unset (or null) public_url follows the port: serve --port 9000 is http://localhost:9000.
+    server_tree = tree.setdefault("server", {})
+    derive_public_url = server_tree.get("public_url") is None
+    if derive_public_url:
+        server_tree.pop("public_url", None)
+    sections = {name: _build(_section_class(name), tree.get(name) or {}, name) for name in SECTIONS}
+    if derive_public_url:
+        server = sections["server"]
+        sections["server"] = dataclasses.replace(
+            server, public_url=f"http://localhost:{server.port}"
+        )
+    settings = Settings(
+        data_dir=_resolve_data_dir(data_dir, environ, raw.get("data_dir"), config_file),
+        **sections,
+    )
     _validate(settings)
     return settings
 
 
 class _EnvValue(str):
-    """A string that came from the environment, parsed with YAML rules for its target type."""
+    """A string that came from the environment, parsed according to its target type."""
 
 
-def _env_data_dir(environ: Mapping[str, str]) -> Path:
-    value = environ.get(f"{ENV_PREFIX}DATA_DIR")
-    if value:
-        return Path(value).expanduser()
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?|\[[0-9A-Fa-f:.]+\]")
+
+
+def _platform_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("staterelay", appauthor=False))
 
 
-def _split_env_key(env_key: str) -> tuple[str | None, str]:
-    rest = env_key[len(ENV_PREFIX) :].lower()
-    for section in SECTIONS:
-        if rest.startswith(section + "_"):
-            return section, rest[len(section) + 1 :]
-    return None, rest
+def _env_data_dir(environ: Mapping[str, str]) -> Path | None:
+    value = environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def _resolve_data_dir(
+    flag: Path | None, environ: Mapping[str, str], from_file: object, config_file: Path | None
+) -> Path:
+    """The flag, else the environment, else the file (relative to it), else the platform default."""
+    if from_file is not None and not isinstance(from_file, str):
+        raise SettingsError("data_dir", "must be a directory path")
+    if flag is not None:
+        return Path(flag).expanduser().absolute()
+    env = _env_data_dir(environ)
+    if env is not None:
+        return env.absolute()
+    if from_file:
+        path = Path(from_file).expanduser()
+        if not path.is_absolute() and config_file is not None:
+            path = config_file.parent / path
+        return path.absolute()
+    return _platform_data_dir()
+
+
+def _paths(cls: type[Any], prefix: tuple[str, ...]) -> list[tuple[tuple[str, ...], bool]]:
+    """Every key below ``cls`` as (path of field names, is a section of further keys)."""
+    hints = get_type_hints(cls)
+    paths: list[tuple[tuple[str, ...], bool]] = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            paths.append(((*prefix, f.name), True))
+            paths.extend(_paths(hint, (*prefix, f.name)))
+        else:
+            paths.append(((*prefix, f.name), False))
+    return paths
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "_".join(path).upper()
+
+
+_ALL_PATHS = [
+    item
+    for name in SECTIONS
+    for item in [((name,), True), *_paths(get_type_hints(Settings)[name], (name,))]
+]
+# STATERELAY_SERVER_HOSTS_API -> ("server", "hosts", "api"), derived from the dataclasses.
+_ENV_PATHS = {_env_name(path): path for path, is_section in _ALL_PATHS if not is_section}
+# Longest first, so an unknown STATERELAY_SERVER_HOSTS_X is reported as server.hosts.x.
+_ENV_SECTIONS = sorted(
+    ((_env_name(path) + "_", path) for path, is_section in _ALL_PATHS if is_section),
+    key=lambda item: -len(item[0]),
+)
+
+
+def _env_path(env_key: str) -> tuple[str, ...] | None:
+    """The settings path an environment variable sets; None when it is not a setting."""
+    if not env_key.startswith(ENV_PREFIX) or env_key in (DATA_DIR_ENV, CONFIG_ENV):
+        return None
+    path = _ENV_PATHS.get(env_key)
+    if path is not None:
+        return path
+    for env_prefix, section in _ENV_SECTIONS:
+        if env_key.startswith(env_prefix):
+            # A typo in a known section is an error; other STATERELAY_* names are not ours.
+            dotted = ".".join((*section, env_key[len(env_prefix) :].lower()))
+            raise SettingsError(dotted, f"unknown key (set by {env_key})")
+    return None
+
+
+def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set ``value`` at ``path``, creating (or replacing empty) mappings on the way."""
+    node = tree
+    for depth, name in enumerate(path[:-1]):
+        child = node.get(name)
+        if child is None:
+            child = node[name] = {}
+        elif not isinstance(child, dict):
+            raise SettingsError(".".join(path[: depth + 1]), "must be a mapping of keys")
+        node = child
+    node[path[-1]] = value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -257,12 +376,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SettingsError("config", f"{path} is not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SettingsError("config", f"{path} is not valid YAML{where}") from None
+        problem = getattr(exc, "problem", None)
+        detail = f": {problem}" if problem else ""
+        raise SettingsError("config", f"{path} is not valid YAML{where}{detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -271,52 +394,51 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _section_class(name: str) -> type[Any]:
-    hints = get_type_hints(Settings)
-    cls = hints[name]
+    cls = get_type_hints(Settings)[name]
     assert isinstance(cls, type)
     return cls
 
 
-def _build(cls: type[Any], values: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type[Any], values: Mapping[Any, Any], prefix: str) -> Any:
     hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        dotted = f"{prefix}.{key}"
-        if key not in known:
-            # Environment keys of nested sections come flattened: server_hosts_api.
-            nested = next((k for k in known if key.startswith(k + "_")), None)
-            if nested is not None and dataclasses.is_dataclass(hints[nested]):
-                sub = kwargs.setdefault(nested, {})
-                if isinstance(sub, dict):
-                    sub[key[len(nested) + 1 :]] = value
-                    continue
-            raise SettingsError(dotted, f"unknown key (known: {', '.join(sorted(known))})")
-        kwargs[key] = value
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        dotted = f"{prefix}.{key}"
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        name = str(key)
+        dotted = f"{prefix}.{name}"
+        if name not in known:
+            raise SettingsError(dotted, f"unknown key (known: {', '.join(known)})")
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
             if value is None:
                 continue
             if not isinstance(value, dict):
                 raise SettingsError(dotted, "must be a mapping of keys")
-            out[key] = _build(hint, value, dotted)  # type: ignore[arg-type]
+            kwargs[name] = _build(hint, value, dotted)
         else:
-            out[key] = _coerce(hint, value, dotted)
-    return cls(**out)
+            kwargs[name] = _coerce(hint, value, dotted)
+    return cls(**kwargs)
+
+
+def _is_union(hint: Any) -> bool:
+    return get_origin(hint) in (Union, types.UnionType)
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     if isinstance(value, _EnvValue):
         value = _parse_env(hint, str(value), key)
     args = get_args(hint)
-    origin = getattr(hint, "__origin__", None)
     if value is None:
         if type(None) in args:
             return None
-        raise SettingsError(key, "must not be empty")
+        raise SettingsError(key, "must be set")
+    if _is_union(hint):  # X | None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if get_origin(hint) is Literal:
+        if isinstance(value, bool) or value not in args:
+            raise SettingsError(key, f"must be one of {', '.join(map(str, args))}")
+        return value
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -328,60 +450,104 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SettingsError(key, "must be a number")
+        if not math.isfinite(value):
+            raise SettingsError(key, "must be a finite number")
         return float(value)
     if hint is str:
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise SettingsError(key, "must be a string")
         return str(value)
-    if origin is tuple:
+    if get_origin(hint) is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise SettingsError(key, "must be a list")
-        return tuple(_coerce(args[0], v, key) for v in value)
-    if origin is Literal or (args and all(isinstance(a, str) for a in args)):
-        if value not in args:
-            raise SettingsError(key, f"must be one of {', '.join(map(str, args))}")
-        return value
-    if args:  # X | None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise SettingsError(key, "must be a mapping of keys")
+        required = [
+            f.name
+            for f in dataclasses.fields(hint)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        for name in required:
+            if name not in value:
+                raise SettingsError(f"{key}.{name}", "must be set")
+        return _build(hint, value, key)
     raise SettingsError(key, "has an unsupported type")
 
 
 def _parse_env(hint: Any, text: str, key: str) -> Any:
-    args = get_args(hint)
-    if hint is str or (str in args):
-        return None if text == "" and type(None) in args else text
-    if getattr(hint, "__origin__", None) is tuple:
-        return text
-    try:
-        return yaml.safe_load(text) if text != "" else None
-    except yaml.YAMLError:
-        raise SettingsError(key, "cannot be parsed") from None
+    """An environment string as a value of ``hint``; lists are comma-separated."""
+    if _is_union(hint):
+        if text == "" and type(None) in get_args(hint):
+            return None
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        return _parse_env(inner[0], text, key)
+    if get_origin(hint) is tuple:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if hint is bool:
+        word = text.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise SettingsError(key, "must be true or false (or 1/0, yes/no, on/off)")
+    if hint is int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise SettingsError(key, "must be a whole number") from None
+    if hint is float:
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise SettingsError(key, "must be a number") from None
+    return text  # str and string literals, taken as written
+
+
+def _require_http_url(key: str, url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(key, "must be an absolute http:// or https:// URL")
 
 
 def _validate(settings: Settings) -> None:
     server = settings.server
+    if not server.host.strip():
+        raise SettingsError("server.host", "must not be empty")
     if not 0 <= server.port <= 65535:
         raise SettingsError("server.port", "must be between 0 and 65535")
+    _require_http_url("server.public_url", server.public_url)
     parts = urlsplit(server.public_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError("server.public_url", "must be an absolute http:// or https:// URL")
     if parts.query or parts.fragment:
         raise SettingsError("server.public_url", "must not carry a query or fragment")
+    for role in (f.name for f in dataclasses.fields(HostsSettings)):
+        name = getattr(server.hosts, role)
+        if name is not None and not _HOST_NAME.fullmatch(name):
+            raise SettingsError(
+                f"server.hosts.{role}",
+                "must be a bare host name such as api.example.com (no scheme, port or path)",
+            )
     if server.max_body_bytes < 1024:
         raise SettingsError("server.max_body_bytes", "must be at least 1024")
     if server.shutdown_timeout <= 0:
         raise SettingsError("server.shutdown_timeout", "must be positive")
     url = settings.database.url
-    if url and not (
-        url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))
+    if url is not None and not (
+        (url.startswith("sqlite:///") and len(url) > len("sqlite:///"))
+        or url.startswith(("postgresql://", "postgres://"))
     ):
-        raise SettingsError("database.url", "must start with sqlite:/// or postgresql://")
+        raise SettingsError("database.url", "must be sqlite:///<path> or postgresql://...")
+    redis_url = settings.redis.url
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("redis.url", "must start with redis://, rediss:// or unix://")
     hooks = settings.webhooks
     if hooks.timeout_seconds <= 0 or hooks.timeout_seconds > 60:
-        raise SettingsError("webhooks.timeout_seconds", "must be between 0 and 60")
+        raise SettingsError("webhooks.timeout_seconds", "must be more than 0 and at most 60")
     if hooks.max_response_bytes < 0:
         raise SettingsError("webhooks.max_response_bytes", "must not be negative")
     if hooks.max_age_hours <= 0:
@@ -399,3 +565,7 @@ def _validate(settings: Settings) -> None:
             ) from None
     if settings.activity.retention_days < 1:
         raise SettingsError("activity.retention_days", "must be at least 1 day")
+    _require_http_url("alexa.lwa_token_url", settings.alexa.lwa_token_url)
+    _require_http_url("alexa.event_gateway_url", settings.alexa.event_gateway_url)
+    _require_http_url("ifttt.realtime_url", settings.ifttt.realtime_url)
+    _require_http_url("billing.stripe_api_base", settings.billing.stripe_api_base)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,10 @@ def app(settings: Settings) -> web.Application:
 @pytest.fixture
 async def client(
     aiohttp_client: Callable[..., Any], app: web.Application
-) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    """A client of the app served on 127.0.0.1."""
+) -> TestClient[web.Request, web.Application]:
+    """A client of the app served on 127.0.0.1 (pytest-aiohttp closes it)."""
     test_client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
-    yield test_client
+    return test_client
 
 
 @pytest.fixture
@@ -95,3 +95,37 @@ async def account(core: Core) -> Account:
 async def other_account(core: Core) -> Account:
     """A user of a different tenant."""
     return await make_account(core, "mallory@example.net", new_tenant=True)
+
+
+async def link_oauth_client(
+    core: Core, account: Account, *, client_id: str = "test-client"
+) -> tuple[str, str]:
+    """Link ``account``'s user to an OAuth client as a consent would; returns (grant id, token)."""
+    from staterelay.core.oauth import NewCode
+
+    if await core.oauth.get_client(client_id) is None:
+        await core.oauth.create_client(
+            client_id=client_id,
+            name="Test client",
+            redirect_uris=["https://client.example.com/callback"],
+            token_endpoint_auth_method="client_secret_basic",
+            scopes=["devices"],
+        )
+    code = core.oauth.new_code()
+    await core.oauth.save_code(
+        code,
+        NewCode(
+            client_id=client_id,
+            tenant_id=account.tenant_id,
+            user_id=account.user_id,
+            redirect_uri="https://client.example.com/callback",
+            redirect_uri_given=True,
+            scopes=("devices",),
+        ),
+    )
+    stored = await core.oauth.find_code(code)
+    assert stored is not None
+    tokens = core.oauth.issue_tokens(("devices",))
+    assert await core.oauth.exchange_code(stored, tokens)
+    principal = await core.auth.authenticate(tokens.access_token)
+    return principal.credential_id, tokens.access_token

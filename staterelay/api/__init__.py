@@ -1,13 +1,7 @@
-"""REST API v1 (placeholder being built)."""
+"""REST API v1: JSON over HTTP at ``/api/v1/``, bearer-authenticated, errors as RFC 9457."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from staterelay.api.app import create_api_app
 
-from staterelay.core import Core
-from staterelay.settings import Settings
-
-
-def create_api_app(core: Core, settings: Settings) -> web.Application:
-    """The API sub-application mounted at ``/api/v1/``."""
-    return web.Application()
+__all__ = ["create_api_app"]

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from staterelay.core.accounts import AccountService
 from staterelay.core.activity import ActivityService
+from staterelay.core.alexa import AlexaLinkService
 from staterelay.core.auth import AuthService
 from staterelay.core.bus import EventBus, InProcessBus
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.crypto import SecretBox
 from staterelay.core.devices import DeviceService
 from staterelay.core.netpolicy import AddressPolicy
+from staterelay.core.oauth import OAuthService
 from staterelay.core.outbox import OutboxService
+from staterelay.core.sessions import SessionService
 from staterelay.core.users import UserService
 from staterelay.core.webhooks import WebhookService
+from staterelay.settings import AccountsSettings, OAuthSettings
 from staterelay.store.base import Store
 
 
@@ -24,6 +29,9 @@ class CoreConfig:
     retention_days: int = 90
     address_policy: AddressPolicy = field(default_factory=AddressPolicy)
     max_devices: int = 300
+    public_url: str = "http://localhost:8080"
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
 
 
 class Core:
@@ -44,6 +52,10 @@ class Core:
         self.clock = clock
         self.config = config
         self.users = UserService(store, clock)
+        self.sessions = SessionService(
+            store, clock, config.accounts, instance_secret=instance_secret
+        )
+        self.accounts = AccountService(store, clock, config.accounts)
         self.auth = AuthService(store, clock)
         self.devices = DeviceService(store, bus, clock, max_devices=config.max_devices)
         self.activity = ActivityService(store, clock, retention_days=config.retention_days)
@@ -55,6 +67,11 @@ class Core:
             config.address_policy,
         )
         self.outbox = OutboxService(store, bus, clock)
+        self.oauth = OAuthService(
+            store, clock, SecretBox(instance_secret, "oauth-successors"), config.oauth
+        )
+        self.auth.add_resolver(self.oauth.resolve)
+        self.alexa = AlexaLinkService(store, clock, SecretBox(instance_secret, "alexa-tokens"))
 
     async def ready(self) -> bool:
         """True when the store answers and is migrated."""

@@ -7,10 +7,13 @@ as resolvers, so the API, Alexa and IFTTT all authenticate the same way.
 from __future__ import annotations
 
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import token_digest
+from staterelay.core.device_types import has_control_characters, require_text
 from staterelay.core.devices import require
 from staterelay.core.ids import new_id
 from staterelay.core.models import SCOPES, Principal
@@ -20,6 +23,7 @@ from staterelay.store.records import ApiKey, User
 
 API_KEY_PREFIX = "sr_"
 KEY_NAME_MAX = 64
+KEY_CACHE_SECONDS = 2.0
 TOUCH_INTERVAL = 60.0  # seconds between last-used writes for one key
 
 TokenResolver = Callable[[str], Awaitable[Principal | None]]
@@ -32,6 +36,50 @@ def scopes_for(scope: object) -> tuple[str, ...]:
     return ("read", "write") if scope == "write" else ("read",)
 
 
+class RecentKeys:
+    """API keys verified in the last ``KEY_CACHE_SECONDS``, by digest.
+
+    A busy script authenticates hundreds of times a second with one key; remembering the
+    answer briefly spares the database. Revoking through this process forgets the key at
+    once; a revocation by another process (the CLI, another replica) takes effect within
+    ``KEY_CACHE_SECONDS``. Unknown tokens are never remembered.
+    """
+
+    def __init__(
+        self,
+        ttl: float = KEY_CACHE_SECONDS,
+        capacity: int = 4096,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._capacity = capacity
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def get(self, digest: str) -> Principal | None:
+        """The principal of a recently verified key, or None."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if self._monotonic() >= entry[1]:
+            del self._entries[digest]
+            return None
+        return entry[0]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        """Remember a verified key."""
+        self._entries[digest] = (principal, self._monotonic() + self._ttl)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key (it was revoked)."""
+        for digest, (principal, _) in list(self._entries.items()):
+            if principal.credential_id == key_id:
+                del self._entries[digest]
+
+
 class AuthService:
     """Resolve bearer credentials, and manage API keys."""
 
@@ -40,6 +88,7 @@ class AuthService:
         self._clock = clock
         self._resolvers: list[TokenResolver] = []
         self._last_used: dict[str, float] = {}
+        self._recent_keys = RecentKeys()
         self._last_written: dict[str, float] = {}
 
     def add_resolver(self, resolver: TokenResolver) -> None:
@@ -51,17 +100,22 @@ class AuthService:
         if not token:
             raise NotAuthenticated("a bearer token is required")
         if token.startswith(API_KEY_PREFIX):
-            key = await self._store.find_api_key(token_digest(token))
-            if key is None or key.revoked_at is not None:
-                raise NotAuthenticated("the API key is unknown or revoked")
-            self._note_use(key.id)
-            return Principal(
-                tenant_id=key.tenant_id,
-                user_id=key.user_id,
-                scopes=frozenset(key.scopes),
-                credential="api_key",
-                credential_id=key.id,
-            )
+            digest = token_digest(token)
+            principal = self._recent_keys.get(digest)
+            if principal is None:
+                key = await self._store.find_api_key(digest)
+                if key is None or key.revoked_at is not None:
+                    raise NotAuthenticated("the API key is unknown or revoked")
+                principal = Principal(
+                    tenant_id=key.tenant_id,
+                    user_id=key.user_id,
+                    scopes=frozenset(key.scopes),
+                    credential="api_key",
+                    credential_id=key.id,
+                )
+                self._recent_keys.put(digest, principal)
+            self._note_use(principal.credential_id)
+            return principal
         for resolver in self._resolvers:
             principal = await resolver(token)
             if principal is not None:
@@ -91,14 +145,18 @@ class AuthService:
         self, user: User, *, name: object, scope: object
     ) -> tuple[ApiKey, str]:
         """Create a key for ``user``; returns the record and the secret, shown only once."""
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= KEY_NAME_MAX:
-            raise InvalidInput(f"name must be 1 to {KEY_NAME_MAX} characters", field="name")
+        text = require_text(name, "name").strip()
+        if not 1 <= len(text) <= KEY_NAME_MAX or has_control_characters(text):
+            raise InvalidInput(
+                f"name must be 1 to {KEY_NAME_MAX} characters without control characters",
+                field="name",
+            )
         secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             id=new_id("key"),
             tenant_id=user.tenant_id,
             user_id=user.id,
-            name=name.strip(),
+            name=text,
             prefix=secret[:7],
             scopes=scopes_for(scope),
             created_at=self._clock(),
@@ -133,3 +191,4 @@ class AuthService:
             principal.tenant_id, principal.user_id, key_id, self._clock()
         ):
             raise NotFound("no such API key")
+        self._recent_keys.forget(key_id)

@@ -95,8 +95,12 @@ def normalize_temperature(value: Any, options: Mapping[str, Any]) -> dict[str, A
         if scale not in TEMPERATURE_SCALES:
             raise InvalidInput("scale must be CELSIUS or FAHRENHEIT", field="temperature.scale")
         value = value.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput("temperature must be a number", field="temperature")
+    if isinstance(value, int) and abs(value) > 10**6:
+        raise ValueOutOfRange("temperature is far outside any plausible range", field="temperature")
+    if not math.isfinite(value):
+        raise InvalidInput("temperature must be a finite number", field="temperature")
     low, high = TEMPERATURE_RANGE[scale]
     if not low <= value <= high:
         raise ValueOutOfRange(
@@ -147,14 +151,28 @@ def device_type(name: Any) -> DeviceType:
     raise InvalidInput(f"type must be one of {', '.join(DEVICE_TYPES)}", field="type")
 
 
+def require_text(value: Any, field: str) -> str:
+    """A string that is valid Unicode text (no lone surrogates), else ``InvalidInput``."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} must be valid Unicode text", field=field) from None
+    return value
+
+
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` holds C0 control characters or DEL."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
 def validate_name(value: Any) -> str:
     """A device name: 1-128 characters after trimming, no control characters."""
-    if not isinstance(value, str):
-        raise InvalidInput("name must be a string", field="name")
-    name = value.strip()
+    name = require_text(value, "name").strip()
     if not 1 <= len(name) <= NAME_MAX:
         raise InvalidInput(f"name must be 1 to {NAME_MAX} characters", field="name")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    if has_control_characters(name):
         raise InvalidInput("name must not contain control characters", field="name")
     return name
 
@@ -163,14 +181,12 @@ def validate_description(value: Any) -> str:
     """A device description of at most 128 characters."""
     if value is None:
         return ""
-    if not isinstance(value, str):
-        raise InvalidInput("description must be a string", field="description")
-    text = value.strip()
+    text = require_text(value, "description").strip()
     if len(text) > DESCRIPTION_MAX:
         raise InvalidInput(
             f"description must be at most {DESCRIPTION_MAX} characters", field="description"
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if has_control_characters(text):
         raise InvalidInput("description must not contain control characters", field="description")
     return text
 

@@ -6,6 +6,7 @@ outbox rows) and is published on the bus only after it commits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from staterelay.core.events import (
     PropertyChanged,
     StateChanged,
 )
-from staterelay.core.ids import decode_cursor, encode_cursor, new_id
+from staterelay.core.ids import ENDPOINT_ID_MAX, decode_cursor, encode_cursor, new_id
 from staterelay.core.models import Principal
 from staterelay.errors import (
     Forbidden,
@@ -47,6 +48,7 @@ from staterelay.store.records import (
 )
 
 MAX_DEVICES_PER_TENANT = 300  # Alexa discovers at most 300 endpoints per account
+_DEVICE_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{ENDPOINT_ID_MAX}}}")
 
 
 def require(principal: Principal, scope: str) -> None:
@@ -107,9 +109,18 @@ class DeviceService:
         description: Any = None,
         options: Any = None,
         source: str,
+        device_id: str | None = None,
     ) -> Device:
-        """Create a device with default state."""
+        """Create a device with default state.
+
+        ``device_id`` keeps the id a device had on another instance (``staterelay import``):
+        it is the Alexa endpointId, so keeping it keeps voice names and Routines working.
+        """
         require(principal, "write")
+        if device_id is not None and not _DEVICE_ID.fullmatch(device_id):
+            raise InvalidInput(
+                f"id must be 1 to {ENDPOINT_ID_MAX} letters, digits, '_' or '-'", field="id"
+            )
         kind = device_type(type)
         clean_name = validate_name(name)
         clean_description = validate_description(description)
@@ -119,7 +130,7 @@ class DeviceService:
         now = self._clock()
         device = Device(
             seq=0,
-            id=new_id("dev"),
+            id=device_id or new_id("dev"),
             tenant_id=principal.tenant_id,
             type=kind.name,
             name=clean_name,
@@ -237,7 +248,14 @@ class DeviceService:
             self._nudge(committed.outbox_rows)
         return committed.after
 
-    async def delete(self, principal: Principal, device_id: str, *, source: str) -> Device:
+    async def delete(
+        self,
+        principal: Principal,
+        device_id: str,
+        *,
+        source: str,
+        if_version: int | None = None,
+    ) -> Device:
         """Delete a device; sinks are told so no ghost device remains anywhere."""
         require(principal, "write")
         current = await self._store.get_device(principal.tenant_id, device_id)
@@ -261,7 +279,7 @@ class DeviceService:
             },
         )
         device, entry, rows = await self._store.delete_device(
-            principal.tenant_id, device_id, activity, (event,)
+            principal.tenant_id, device_id, activity, (event,), if_version=if_version
         )
         self._bus.publish(
             DeviceRemoved(tenant_id=principal.tenant_id, device=device, activity=entry)

@@ -33,6 +33,7 @@ _SIXTO4 = ipaddress.ip_network("2002::/16")
 _TEREDO = ipaddress.ip_network("2001::/32")
 
 URL_MAX = 2048
+STANDARD_PORTS = frozenset({80, 443})
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
@@ -113,6 +114,16 @@ def validate_webhook_url(url: object, policy: AddressPolicy) -> str:
         raise InvalidInput("url must not carry credentials; use the signature", field="url")
     if port == 0:
         raise InvalidInput("url has an invalid port", field="url")
+    effective_port = port if port is not None else (443 if parts.scheme == "https" else 80)
+    if (
+        effective_port not in STANDARD_PORTS
+        and not policy.allow_private_networks
+        and not policy.allowed_networks
+    ):
+        raise InvalidInput(
+            "url must use port 80 or 443; other ports are only for allow-listed networks",
+            field="url",
+        )
     try:
         literal: IPAddress | None = ipaddress.ip_address(parts.hostname)
     except ValueError:

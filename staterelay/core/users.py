@@ -6,6 +6,7 @@ import asyncio
 import re
 
 from staterelay.core.clock import Clock
+from staterelay.core.device_types import require_text
 from staterelay.core.ids import new_id
 from staterelay.core.passwords import hash_password
 from staterelay.errors import InvalidInput, NotFound
@@ -18,9 +19,7 @@ DEFAULT_TENANT_NAME = "Home"
 
 def validate_email(value: object) -> str:
     """A plausible email address (the link in an invite proves it works)."""
-    if not isinstance(value, str):
-        raise InvalidInput("email must be a string", field="email")
-    email = value.strip()
+    email = require_text(value, "email").strip()
     if len(email) > 254 or not _EMAIL.match(email):
         raise InvalidInput("email is not a valid address", field="email")
     return email

@@ -11,6 +11,7 @@ from typing import Any
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
 from staterelay.core.crypto import SecretBox
+from staterelay.core.device_types import has_control_characters, require_text
 from staterelay.core.devices import require
 from staterelay.core.events import OutboxEnqueued
 from staterelay.core.ids import decode_cursor, encode_cursor, new_id
@@ -209,12 +210,14 @@ class WebhookService:
 def _description(value: Any) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > DESCRIPTION_MAX:
+    text = require_text(value, "description").strip()
+    if len(text) > DESCRIPTION_MAX:
         raise InvalidInput(
-            f"description must be a string of at most {DESCRIPTION_MAX} characters",
-            field="description",
+            f"description must be at most {DESCRIPTION_MAX} characters", field="description"
         )
-    return value.strip()
+    if has_control_characters(text):
+        raise InvalidInput("description must not contain control characters", field="description")
+    return text
 
 
 def _event_types(value: Any) -> tuple[str, ...] | None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from staterelay.store.accounts_base import AccountStore
+from staterelay.store.alexa_base import AlexaStore
+from staterelay.store.ifttt_base import IftttStore
+from staterelay.store.oauth_base import OAuthStore
 from staterelay.store.records import (
     ActivityEntry,
     ApiKey,
@@ -30,7 +34,7 @@ from staterelay.store.records import (
 )
 
 
-class Store(Protocol):
+class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
     """Persistence for StateRelay's domain."""
 
     # lifecycle -----------------------------------------------------------------------------
@@ -121,8 +125,14 @@ class Store(Protocol):
         device_id: str,
         activity: NewActivity,
         events: Sequence[NewOutboxEvent],
+        *,
+        if_version: int | None = None,
     ) -> tuple[Device, ActivityEntry, int]:
-        """Delete a device and its properties, log it and fan out the events; ``NotFound``."""
+        """Delete a device and its properties, log it and fan out the events.
+
+        ``NotFound`` when the tenant has no such device; ``PreconditionFailed`` when
+        ``if_version`` is given and the device is at another version.
+        """
 
     # activity ------------------------------------------------------------------------------
     async def list_activity(

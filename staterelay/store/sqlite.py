@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from staterelay.errors import Conflict, NotFound
+from staterelay.errors import Conflict, NotFound, PreconditionFailed
 from staterelay.store.records import (
     ActivityEntry,
     ApiKey,
@@ -28,7 +27,14 @@ from staterelay.store.records import (
     WebhookDelivery,
     WebhookMutator,
 )
+from staterelay.store.sqlite_accounts import SQLiteAccount
+from staterelay.store.sqlite_alexa import SQLiteAlexa, alexa_fan_out
 from staterelay.store.sqlite_engine import SQLiteEngine, pending_migrations
+from staterelay.store.sqlite_ifttt import SQLiteIfttt, ifttt_fan_out
+from staterelay.store.sqlite_oauth import SQLiteOAuth
+from staterelay.store.sqlite_outbox import FanOut, insert_outbox_row
+
+CLAIM_PER_DESTINATION = 25
 
 _DEVICE_COLUMNS = (
     "seq, id, tenant_id, type, name, description, options, version, created_at, updated_at"
@@ -47,20 +53,18 @@ _OUTBOX_COLUMNS = (
 )
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODE(value)
 
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def new_event_id() -> str:
-    """A fresh, globally unique message id (also the ``webhook-id`` header)."""
-    return "msg_" + uuid.uuid4().hex
-
-
-class SQLiteStore:
+class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     """``Store`` on one SQLite file."""
 
     def __init__(self, path: Path, *, durability: str = "full") -> None:
@@ -214,7 +218,7 @@ class SQLiteStore:
             ).fetchone()
             return _api_key(row) if row else None
 
-        return await self.engine.read(read)
+        return await self.engine.read_statement(read)
 
     async def list_api_keys(self, tenant_id: str, user_id: str) -> Sequence[ApiKey]:
         """A user's keys, newest first."""
@@ -302,7 +306,9 @@ class SQLiteStore:
 
     async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
         """One device."""
-        return await self.engine.read(lambda conn: _load_device(conn, tenant_id, device_id))
+        return await self.engine.read_statement(
+            lambda conn: _load_device(conn, tenant_id, device_id)
+        )
 
     async def list_devices(
         self, tenant_id: str, *, after_seq: int | None, limit: int
@@ -311,13 +317,12 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> list[Device]:
             rows = conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND seq > ?"
-                " ORDER BY seq LIMIT ?",
+                f"{_DEVICE_SELECT} WHERE d.tenant_id = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
                 (tenant_id, after_seq or 0, limit),
             ).fetchall()
-            return _attach_properties(conn, tenant_id, rows)
+            return [_device(row) for row in rows]
 
-        return await self.engine.read(read)
+        return await self.engine.read_statement(read)
 
     async def count_devices(self, tenant_id: str) -> int:
         """Device count of a tenant."""
@@ -356,23 +361,30 @@ class SQLiteStore:
             )
             options = dict(change.options) if change.options is not None else before.options
             version = before.version + 1
-            try:
+            if change.name is None and change.description is None and change.options is None:
                 conn.execute(
-                    "UPDATE devices SET name = ?, name_key = ?, description = ?, options = ?,"
-                    " version = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
-                    (
-                        name,
-                        name.casefold(),
-                        description,
-                        _dumps(dict(options)),
-                        version,
-                        now,
-                        tenant_id,
-                        device_id,
-                    ),
+                    "UPDATE devices SET version = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+                    (version, now, tenant_id, device_id),
                 )
-            except sqlite3.IntegrityError:
-                raise Conflict("a device with this name exists", field="name") from None
+            else:
+                try:
+                    conn.execute(
+                        "UPDATE devices SET name = ?, name_key = ?, description = ?,"
+                        " options = ?, version = ?, updated_at = ?"
+                        " WHERE tenant_id = ? AND id = ?",
+                        (
+                            name,
+                            name.casefold(),
+                            description,
+                            _dumps(dict(options)),
+                            version,
+                            now,
+                            tenant_id,
+                            device_id,
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    raise Conflict("a device with this name exists", field="name") from None
             after = Device(
                 seq=before.seq,
                 id=before.id,
@@ -398,6 +410,8 @@ class SQLiteStore:
         device_id: str,
         activity: NewActivity,
         events: Sequence[NewOutboxEvent],
+        *,
+        if_version: int | None = None,
     ) -> tuple[Device, ActivityEntry, int]:
         """Delete a device."""
 
@@ -405,6 +419,10 @@ class SQLiteStore:
             device = _load_device(conn, tenant_id, device_id)
             if device is None:
                 raise NotFound("no such device")
+            if if_version is not None and device.version != if_version:
+                raise PreconditionFailed(
+                    f"the device is at version {device.version}, not {if_version}"
+                )
             conn.execute(
                 "DELETE FROM devices WHERE tenant_id = ? AND id = ?", (tenant_id, device_id)
             )
@@ -452,8 +470,13 @@ class SQLiteStore:
         """Delete old activity and finished outbox rows."""
 
         def write(conn: sqlite3.Connection) -> int:
+            # Ids grow with time, so the cut-off is the first id that is new enough: the
+            # scan touches only the rows being deleted, with no index on created_at.
             removed = conn.execute(
-                "DELETE FROM activity_log WHERE created_at < ?", (older_than,)
+                "DELETE FROM activity_log WHERE id < coalesce(("
+                " SELECT id FROM activity_log WHERE created_at >= ? ORDER BY id LIMIT 1),"
+                " (SELECT max(id) + 1 FROM activity_log))",
+                (older_than,),
             ).rowcount
             removed += conn.execute(
                 "DELETE FROM outbox WHERE status != 'pending' AND finished_at < ?", (older_than,)
@@ -574,13 +597,17 @@ class SQLiteStore:
         """Lease due rows."""
 
         def write(conn: sqlite3.Connection) -> list[OutboxItem]:
+            # At most CLAIM_PER_DESTINATION rows of one destination per claim, so one
+            # tenant's backlog cannot fill the batch while others wait.
             rows = conn.execute(
                 "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-                " AND (lease_until IS NULL OR lease_until < ?)"
-                " ORDER BY next_attempt_at, id LIMIT ?)"
+                " SELECT id FROM (SELECT id, next_attempt_at, row_number() OVER ("
+                "   PARTITION BY sink, destination ORDER BY next_attempt_at, id) AS place"
+                "  FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                "  AND (lease_until IS NULL OR lease_until < ?))"
+                " WHERE place <= ? ORDER BY next_attempt_at, id LIMIT ?)"
                 f" RETURNING {_OUTBOX_COLUMNS}",
-                (owner, now + lease_seconds, now, now, limit),
+                (owner, now + lease_seconds, now, now, CLAIM_PER_DESTINATION, limit),
             ).fetchall()
             items = [_outbox_item(row) for row in rows]
             items.sort(key=lambda item: item.id)
@@ -742,46 +769,41 @@ def _replace_seq(device: Device, seq: int) -> Device:
     )
 
 
+_DEVICE_SELECT = (
+    f"SELECT {', '.join('d.' + c.strip() for c in _DEVICE_COLUMNS.split(','))},"
+    # changed_at travels as text: SQLite's JSON prints REALs with only 15 digits.
+    " (SELECT json_group_object(p.name, json_array(json(p.value), printf('%!.17g', p.changed_at)))"
+    "  FROM device_properties p WHERE p.tenant_id = d.tenant_id AND p.device_id = d.id)"
+    " FROM devices d"
+)
+
+
 def _load_device(conn: sqlite3.Connection, tenant_id: str, device_id: str) -> Device | None:
+    """One device with its properties, in a single statement."""
     row = conn.execute(
-        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant_id = ? AND id = ?",
-        (tenant_id, device_id),
+        f"{_DEVICE_SELECT} WHERE d.tenant_id = ? AND d.id = ?", (tenant_id, device_id)
     ).fetchone()
-    if row is None:
-        return None
-    return _attach_properties(conn, tenant_id, [row])[0]
+    return None if row is None else _device(row)
 
 
-def _attach_properties(
-    conn: sqlite3.Connection, tenant_id: str, rows: list[tuple[Any, ...]]
-) -> list[Device]:
-    if not rows:
-        return []
-    ids = [row[1] for row in rows]
-    marks = ",".join("?" * len(ids))
-    props: dict[str, dict[str, PropertyState]] = {device_id: {} for device_id in ids}
-    for device_id, name, value, changed_at in conn.execute(
-        "SELECT device_id, name, value, changed_at FROM device_properties"
-        f" WHERE tenant_id = ? AND device_id IN ({marks})",
-        (tenant_id, *ids),
-    ):
-        props[device_id][name] = PropertyState(value=json.loads(value), changed_at=changed_at)
-    return [
-        Device(
-            seq=row[0],
-            id=row[1],
-            tenant_id=row[2],
-            type=row[3],
-            name=row[4],
-            description=row[5],
-            options=json.loads(row[6]),
-            properties=props[row[1]],
-            version=row[7],
-            created_at=row[8],
-            updated_at=row[9],
-        )
-        for row in rows
-    ]
+def _device(row: tuple[Any, ...]) -> Device:
+    properties = {
+        name: PropertyState(value=value, changed_at=float(changed_at))
+        for name, (value, changed_at) in json.loads(row[10] or "{}").items()
+    }
+    return Device(
+        seq=row[0],
+        id=row[1],
+        tenant_id=row[2],
+        type=row[3],
+        name=row[4],
+        description=row[5],
+        options=json.loads(row[6]),
+        properties=properties,
+        version=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+    )
 
 
 def _insert_activity(
@@ -845,43 +867,41 @@ def _activity(row: tuple[Any, ...]) -> ActivityEntry:
 def _fan_out(
     conn: sqlite3.Connection, tenant_id: str, events: Sequence[NewOutboxEvent], now: float
 ) -> int:
-    """Write one outbox row per interested destination of each event."""
+    """Write one outbox row per interested destination of each event, for every sink."""
     written = 0
     for event in events:
-        params: list[Any] = [tenant_id]
-        sql = (
-            "SELECT id FROM webhooks WHERE tenant_id = ? AND enabled = 1"
-            " AND (event_types IS NULL OR EXISTS ("
-            "  SELECT 1 FROM json_each(webhooks.event_types) WHERE value = ?))"
-        )
-        params.append(event.event_type)
-        if event.only_destination is not None:
-            sql += " AND id = ?"
-            params.append(event.only_destination)
-        else:
-            sql += (
-                " AND (device_ids IS NULL OR EXISTS ("
-                "  SELECT 1 FROM json_each(webhooks.device_ids) WHERE value = ?))"
-            )
-            params.append(event.device_id)
-        payload = _dumps(dict(event.payload))
-        for (webhook_id,) in conn.execute(sql, params).fetchall():
-            conn.execute(
-                "INSERT INTO outbox (tenant_id, sink, destination, event_id, event_type, device_id,"
-                " payload, next_attempt_at, created_at) VALUES (?, 'webhook', ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    tenant_id,
-                    webhook_id,
-                    new_event_id(),
-                    event.event_type,
-                    event.device_id,
-                    payload,
-                    now,
-                    now,
-                ),
-            )
-            written += 1
+        for fan_out in FAN_OUTS:
+            written += fan_out(conn, tenant_id, event, now)
     return written
+
+
+def _webhook_fan_out(
+    conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
+) -> int:
+    """One row per enabled webhook whose event and device filters match."""
+    params: list[Any] = [tenant_id, event.event_type]
+    sql = (
+        "SELECT id FROM webhooks WHERE tenant_id = ? AND enabled = 1"
+        " AND (event_types IS NULL OR EXISTS ("
+        "  SELECT 1 FROM json_each(webhooks.event_types) WHERE value = ?))"
+    )
+    if event.only_destination is not None:
+        sql += " AND id = ?"
+        params.append(event.only_destination)
+    else:
+        sql += (
+            " AND (device_ids IS NULL OR EXISTS ("
+            "  SELECT 1 FROM json_each(webhooks.device_ids) WHERE value = ?))"
+        )
+        params.append(event.device_id)
+    written = 0
+    for (webhook_id,) in conn.execute(sql, params).fetchall():
+        insert_outbox_row(conn, tenant_id, "webhook", webhook_id, event, now)
+        written += 1
+    return written
+
+
+FAN_OUTS: tuple[FanOut, ...] = (_webhook_fan_out, alexa_fan_out, ifttt_fan_out)
 
 
 def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:

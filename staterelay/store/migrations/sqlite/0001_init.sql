@@ -76,7 +76,6 @@ CREATE TABLE activity_log (
 );
 CREATE INDEX activity_tenant ON activity_log (tenant_id, id);
 CREATE INDEX activity_device ON activity_log (tenant_id, device_id, id);
-CREATE INDEX activity_created ON activity_log (created_at);
 
 CREATE TABLE webhooks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -111,7 +110,7 @@ CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (tenant_id, webhook_i
 
 CREATE TABLE outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     sink TEXT NOT NULL,
     destination TEXT NOT NULL,
     event_id TEXT NOT NULL UNIQUE,
@@ -128,4 +127,5 @@ CREATE TABLE outbox (
     finished_at REAL
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX outbox_destination ON outbox (sink, destination, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX outbox_finished ON outbox (finished_at) WHERE status != 'pending';

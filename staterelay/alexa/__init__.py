@@ -1,0 +1,1 @@
+"""Alexa Smart Home skill adapter (being built)."""

@@ -1,0 +1,373 @@
+"""The ``alexa`` outbox sink: ChangeReports, DoorbellPress, AddOrUpdateReport and DeleteReport.
+
+The store writes one outbox row per change and per user with an active grant. The sink
+builds each event from the device as it is *when sending*, so a burst of changes to one
+endpoint collapses into few messages without waiting:
+
+* rows of one endpoint (grant and device) are sent one at a time, in row order;
+* a row whose property changed again since is superseded: the newer row reports it;
+* properties that changed with or after a row's change ride along in its ChangeReport,
+  and their own rows find nothing left to report;
+* except for Routine triggers (detection, a routine switch's power) and presses: every
+  transition of those is reported, in order, with the value and time it had, because a
+  Routine starts on a transition and a merged burst would swallow it.
+
+Nothing is delayed to wait for more changes, so Amazon's 3 s bound holds; the gateway
+request itself is cut off after ``GATEWAY_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import aiohttp
+
+from staterelay.alexa.directive import header
+from staterelay.alexa.endpoints import AlexaEndpoint
+from staterelay.alexa.lwa import GrantGone, HttpSession, LwaError, TokenKeeper
+from staterelay.core import Core
+from staterelay.core.alexa import AlexaLink
+from staterelay.core.models import Device, OutboxItem, PropertyState
+from staterelay.core.sinks import SinkResult
+from staterelay.settings import AlexaSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+GATEWAYS: Final = {
+    "NA": "https://api.amazonalexa.com/v3/events",
+    "EU": "https://api.eu.amazonalexa.com/v3/events",
+    "FE": "https://api.fe.amazonalexa.com/v3/events",
+}
+GATEWAY_TIMEOUT: Final = aiohttp.ClientTimeout(total=2.5)  # Amazon: report within 3 s
+MAX_ANSWER_BYTES: Final = 65536
+SENSOR_TYPES: Final = frozenset({"contact_sensor", "motion_sensor", "temperature_sensor", "button"})
+UNLINK_CODES: Final = frozenset({"SKILL_DISABLED_EXCEPTION"})
+NEVER: Final = -math.inf
+
+JSON = dict[str, Any]
+
+
+def cause_for(source: str, device_type: str) -> str:
+    """The ChangeReport cause of a change made through ``source`` (see docs/alexa.md).
+
+    Alexa's own directives are voice; IFTTT applets and incoming webhooks are automations;
+    a script or the CLI updating a sensor reports what a real sensor saw; the dashboard,
+    the API and the CLI changing a switch or dimmer are app interactions.
+    """
+    if source == "alexa":
+        return "VOICE_INTERACTION"
+    if source in ("ifttt", "webhook"):
+        return "RULE_TRIGGER"
+    if device_type in SENSOR_TYPES and source != "ui":
+        return "PHYSICAL_INTERACTION"
+    return "APP_INTERACTION"
+
+
+def gateway_url(settings: AlexaSettings, region: str) -> str:
+    """The event gateway of the user's region, unless ``alexa.event_gateway_url`` overrides."""
+    return settings.event_gateway_url or GATEWAYS.get(region, GATEWAYS["NA"])
+
+
+def press_time(at: float) -> str:
+    """DoorbellPress ``timestamp``: UTC to the second, which its schema requires."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+class _Reported:
+    """What was last sent for one endpoint of one grant (in memory; lost on restart)."""
+
+    __slots__ = ("discovered", "properties")
+
+    def __init__(self) -> None:
+        self.properties: dict[str, float] = {}
+        self.discovered = NEVER
+
+
+class _Build:
+    """A message to send and the bookkeeping to do once the gateway accepted it."""
+
+    __slots__ = ("discovered", "message", "properties")
+
+    def __init__(
+        self,
+        message: JSON,
+        properties: Mapping[str, float] | None = None,
+        discovered: float | None = None,
+    ) -> None:
+        self.message = message
+        self.properties = dict(properties or {})
+        self.discovered = discovered
+
+
+class ChangeReportSink:
+    """Delivers ``alexa`` outbox rows to the user's regional Alexa event gateway."""
+
+    name = "alexa"
+
+    def __init__(
+        self, core: Core, settings: AlexaSettings, http: HttpSession, tokens: TokenKeeper
+    ) -> None:
+        self._core = core
+        self._settings = settings
+        self._http = http
+        self._tokens = tokens
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._reported: dict[tuple[str, str], _Reported] = {}
+
+    async def deliver(self, item: OutboxItem) -> SinkResult:
+        """Send the event of one row (or find that an earlier send already covered it)."""
+        link = await self._core.alexa.active_link(item.tenant_id, item.destination)
+        if link is None:
+            self._forget_grant(item.destination)
+            return SinkResult(
+                delivered=False,
+                error="not sent: Alexa is no longer linked for this user",
+                permanent=True,
+            )
+        key = (item.destination, item.device_id or "")
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._deliver(link, item, key)
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def close(self) -> None:
+        """Write the last report results and close the shared HTTP session."""
+        try:
+            await self._core.alexa.flush_reports()
+        except Exception:
+            _LOGGER.exception("could not record the last Alexa report results")
+        await self._http.close()
+
+    async def _deliver(self, link: AlexaLink, item: OutboxItem, key: tuple[str, str]) -> SinkResult:
+        try:
+            link = await self._tokens.access_token(link)
+        except GrantGone as exc:
+            self._forget_grant(link.grant_id)
+            return SinkResult(delivered=False, error=f"not sent: {exc}", permanent=True)
+        except LwaError as exc:
+            return SinkResult(delivered=False, error=f"not sent: {exc}")
+        build = await self._build(link, item, key)
+        if build is None:
+            return SinkResult(delivered=True)  # covered by an event already sent
+        result, code = await self._post(link, build.message)
+        if result.status_code == 401:
+            try:
+                link = await self._tokens.access_token(link, stale=link.access_token)
+            except GrantGone as exc:
+                self._forget_grant(link.grant_id)
+                return SinkResult(delivered=False, error=f"not sent: {exc}", permanent=True)
+            except LwaError as exc:
+                return SinkResult(delivered=False, error=f"{result.error}; {exc}")
+            _set_token(build.message, link.access_token)
+            result, code = await self._post(link, build.message)
+            if result.status_code == 401:
+                await self._core.alexa.note_token_error(link, str(result.error))
+        if result.delivered:
+            reported = self._reported.setdefault(key, _Reported())
+            for name, at in build.properties.items():
+                reported.properties[name] = max(reported.properties.get(name, NEVER), at)
+            if build.discovered is not None:
+                reported.discovered = max(reported.discovered, build.discovered)
+            if item.event_type == "device.deleted":
+                self._reported.pop(key, None)
+        elif code in UNLINK_CODES:
+            await self._core.alexa.unlink(
+                link.tenant_id,
+                link.grant_id,
+                f"{result.error}: the skill was disabled in the Alexa app",
+            )
+            self._forget_grant(link.grant_id)
+        self._core.alexa.note_report(
+            link.tenant_id, link.grant_id, result.status_code, result.error
+        )
+        return result
+
+    # building -------------------------------------------------------------------------------
+    async def _build(self, link: AlexaLink, item: OutboxItem, key: tuple[str, str]) -> _Build | None:
+        if item.device_id is None:
+            return None
+        if item.event_type == "device.deleted":
+            return _Build(_delete_report(item.device_id, link.access_token))
+        device = await self._core.alexa.device(link, item.device_id)
+        if device is None:
+            return None  # deleted since: its DeleteReport row follows
+        reported = self._reported.get(key) or _Reported()
+        at = _at(item)
+        if item.event_type in ("device.created", "device.updated"):
+            if reported.discovered >= at:
+                return None
+            return _Build(
+                _add_or_update_report(device, link.access_token), discovered=device.updated_at
+            )
+        cause = cause_for(str(item.payload.get("source", "")), device.type)
+        if item.event_type == "button.pressed":
+            if device.type != "button":
+                return None
+            return _Build(_doorbell_press(device.id, link.access_token, cause, at))
+        if item.event_type == "state.changed":
+            return self._change_report(device, item, reported, link.access_token, cause, at)
+        return None
+
+    def _change_report(
+        self,
+        device: Device,
+        item: OutboxItem,
+        reported: _Reported,
+        token: str,
+        cause: str,
+        at: float,
+    ) -> _Build | None:
+        endpoint = AlexaEndpoint(device)
+        name = str(item.payload.get("property", ""))
+        current = device.properties.get(name)
+        if current is None:
+            return None
+        changed: dict[str, PropertyState] = {}
+        if name in endpoint.transitions:
+            if reported.properties.get(name, NEVER) >= at:
+                return None  # this transition, or a later one, was already reported
+            changed[name] = PropertyState(item.payload.get("new", current.value), at)
+        else:
+            if current.changed_at > at or reported.properties.get(name, NEVER) >= current.changed_at:
+                return None  # a newer row reports it, or an earlier report carried it
+            changed[name] = current
+        for other, state in device.properties.items():
+            if (
+                other not in changed
+                and other not in endpoint.transitions
+                and state.changed_at >= at
+                and reported.properties.get(other, NEVER) < state.changed_at
+            ):
+                changed[other] = state
+        now = self._core.clock()
+        values = {**device.properties, **changed}
+        properties = endpoint.properties(now, values, only=changed)
+        if not properties:
+            return None
+        message: JSON = {
+            "event": {
+                "header": header("Alexa", "ChangeReport"),
+                "endpoint": {"scope": _scope(token), "endpointId": device.id},
+                "payload": {"change": {"cause": {"type": cause}, "properties": properties}},
+            },
+            "context": {"properties": endpoint.properties(now, without=changed)},
+        }
+        return _Build(message, {key: state.changed_at for key, state in changed.items()})
+
+    # sending --------------------------------------------------------------------------------
+    async def _post(self, link: AlexaLink, message: JSON) -> tuple[SinkResult, str | None]:
+        url = gateway_url(self._settings, link.region)
+        try:
+            async with self._http.get().post(
+                url,
+                data=json.dumps(message, separators=(",", ":")),
+                headers={
+                    "Authorization": f"Bearer {link.access_token}",
+                    "Content-Type": "application/json",
+                },
+                timeout=GATEWAY_TIMEOUT,
+                allow_redirects=False,
+            ) as response:
+                raw = await response.content.read(MAX_ANSWER_BYTES)
+                status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+        except TimeoutError:
+            return SinkResult(delivered=False, error="Alexa event gateway timed out"), None
+        except aiohttp.ClientError as exc:
+            error = f"Alexa event gateway unreachable: {type(exc).__name__}"
+            return SinkResult(delivered=False, error=error), None
+        if 200 <= status < 300:
+            return SinkResult(delivered=True, status_code=status), None
+        code = _error_code(raw)
+        error = f"Alexa {status} {code}" if code else f"Alexa {status}"
+        if status == 429 or status >= 500:
+            return SinkResult(
+                delivered=False, status_code=status, error=error, retry_after=retry_after
+            ), code
+        if status == 401:
+            return SinkResult(delivered=False, status_code=status, error=error), code
+        # 400, 403, 404, 413: sending the same message again cannot succeed.
+        return SinkResult(delivered=False, status_code=status, error=error, permanent=True), code
+
+    def _forget_grant(self, grant_id: str) -> None:
+        for key in [key for key in self._reported if key[0] == grant_id]:
+            del self._reported[key]
+        self._tokens.forget(grant_id)
+
+
+def _at(item: OutboxItem) -> float:
+    at = item.payload.get("at")
+    return float(at) if isinstance(at, int | float) else item.created_at
+
+
+def _scope(token: str) -> JSON:
+    return {"type": "BearerToken", "token": token}
+
+
+def _set_token(message: JSON, token: str) -> None:
+    event = message["event"]
+    if "endpoint" in event:
+        event["endpoint"]["scope"] = _scope(token)
+    if "scope" in event["payload"]:
+        event["payload"]["scope"] = _scope(token)
+
+
+def _add_or_update_report(device: Device, token: str) -> JSON:
+    return {
+        "event": {
+            "header": header("Alexa.Discovery", "AddOrUpdateReport"),
+            "payload": {"endpoints": [AlexaEndpoint(device).discovery()], "scope": _scope(token)},
+        }
+    }
+
+
+def _delete_report(device_id: str, token: str) -> JSON:
+    # Not in Amazon's schema; shaped as the Alexa.Discovery documentation describes it.
+    return {
+        "event": {
+            "header": header("Alexa.Discovery", "DeleteReport"),
+            "payload": {"endpoints": [{"endpointId": device_id}], "scope": _scope(token)},
+        }
+    }
+
+
+def _doorbell_press(device_id: str, token: str, cause: str, at: float) -> JSON:
+    return {
+        "event": {
+            "header": header("Alexa.DoorbellEventSource", "DoorbellPress"),
+            "endpoint": {"scope": _scope(token), "endpointId": device_id},
+            "payload": {"cause": {"type": cause}, "timestamp": press_time(at)},
+        },
+        "context": {},
+    }
+
+
+def _error_code(raw: bytes) -> str | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    payload = body.get("payload") if isinstance(body, dict) else None
+    code = payload.get("code") if isinstance(payload, dict) else None
+    if isinstance(code, str) and code.replace("_", "").isalnum() and len(code) <= 64:
+        return code
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is not None and value.strip().isdigit():
+        return float(value.strip())
+    return None

@@ -1,0 +1,533 @@
+"""The ``staterelay`` command line: the only module that reads argv."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+from aiohttp import web
+
+from staterelay import __version__
+from staterelay.core import Core
+from staterelay.core.crypto import load_or_create_secret
+from staterelay.core.oauth import OAuthClient
+from staterelay.core.oauth_clients import (
+    KNOWN_SCOPES,
+    ClientPreset,
+    alexa_preset,
+    ifttt_preset,
+    issuer_url,
+)
+from staterelay.errors import StateRelayError
+from staterelay.logs import configure_logging
+from staterelay.server import create_app
+from staterelay.settings import (
+    CONFIG_ENV,
+    DATA_DIR_ENV,
+    Settings,
+    SettingsError,
+    default_data_dir,
+    load_settings,
+)
+from staterelay.store import open_store
+from staterelay.wiring import build_core
+
+_LOGGER = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.yaml"
+TEMPLATE_NAME = "config_template.yaml"
+# bind() failures that mean "this address cannot be used", not a bug worth a traceback.
+_LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+SWITCH_INTERVAL = 0.0005
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CommandError(click.ClickException):
+    """A failure shown as one line, ``staterelay: <message>``; exit code 1."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the one line on stderr."""
+        click.echo(f"staterelay: {self.format_message()}", file=file, err=file is None)
+
+
+class ConfigError(CommandError):
+    """An invalid setting, shown as ``staterelay: config error: <key>: <message>``; exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, error: SettingsError) -> None:
+        super().__init__(f"config error: {error}")
+
+
+def config_template() -> str:
+    """The commented config file ``init`` writes (the same text as ``config.example.yaml``)."""
+    return resources.files("staterelay").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def _settings_options(command: F) -> F:
+    """Add ``--config`` and ``--data-dir``, which every command takes."""
+    command = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=(
+            f"Directory of the database, secret key and config.yaml. "
+            f"Default: ${DATA_DIR_ENV}, else the per-user data directory."
+        ),
+    )(command)
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar=CONFIG_ENV,
+        show_envvar=True,
+        help=f"Config file. Default: <data-dir>/{CONFIG_NAME} when it exists.",
+    )(command)
+
+
+def _load(
+    config_file: Path | None, data_dir: Path | None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from flags, environment, the config file and defaults; ``ConfigError`` if bad."""
+    if config_file is None:
+        candidate = (data_dir.expanduser() if data_dir else default_data_dir()) / CONFIG_NAME
+        if candidate.is_file():
+            config_file = candidate
+    try:
+        return load_settings(config_file, data_dir=data_dir, overrides=overrides)
+    except SettingsError as exc:
+        raise ConfigError(exc) from None
+
+
+def _prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory, private to this user, if it does not exist."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot create the data directory {settings.data_dir}: {exc.strerror or exc}"
+        ) from None
+
+
+def _open_core(settings: Settings) -> Core:
+    """A Core on the configured database, as ``create_app`` builds it; not yet opened."""
+    _prepare_data_dir(settings)
+    if not settings.database_url.startswith("sqlite:///"):
+        try:
+            open_store(settings.database_url)
+        except ValueError as exc:  # a database this version cannot open yet
+            raise CommandError(str(exc)) from None
+    try:
+        secret = load_or_create_secret(settings.secret_key_path)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot read {settings.secret_key_path}: {exc.strerror or exc}"
+        ) from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return build_core(settings, instance_secret=secret)
+
+
+def _run(settings: Settings, work: Callable[[Core], Awaitable[T]]) -> T:
+    """Open the database, run one piece of work on Core, and close everything again."""
+
+    async def run_with_core() -> T:
+        core = _open_core(settings)
+        try:
+            await core.store.open()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot open the database in {settings.data_dir}: {exc.strerror or exc}"
+            ) from None
+        try:
+            return await work(core)
+        finally:
+            await core.bus.close()
+            await core.store.close()
+
+    try:
+        return asyncio.run(run_with_core())
+    except StateRelayError as exc:
+        raise CommandError(exc.detail) from None
+
+
+def _strip_newline(text: str) -> str:
+    """``text`` without one trailing newline (``echo`` and here-strings add one)."""
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail with one line before the database is touched when the address cannot be bound."""
+    if port == 0:
+        return
+    where = _address(host, port)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot listen on {where}: {exc.strerror}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # The same options asyncio's create_server sets, so the probe binds only when
+            # the server will: a port in TIME_WAIT is free, one with a listener is not.
+            if os.name == "posix":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {where}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="StateRelay")
+def cli() -> None:
+    """StateRelay: virtual smart-home devices for Alexa, IFTTT, a dashboard and an API."""
+
+
+@cli.command()
+@click.option(
+    "--host",
+    help=(
+        "Address to listen on. Defaults to 127.0.0.1, which means only this machine can "
+        "connect; put a reverse proxy in front, or use --host 0.0.0.0 to expose StateRelay "
+        "on your network."
+    ),
+)
+@click.option("--port", type=int, help="TCP port to listen on. Default 8080.")
+@click.option(
+    "--public-url",
+    help="The URL people and services reach this server by. Default http://localhost:<port>.",
+)
+@_settings_options
+def serve(
+    host: str | None,
+    port: int | None,
+    public_url: str | None,
+    config_file: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Run the server until SIGTERM or Ctrl-C."""
+    settings = _load(
+        config_file,
+        data_dir,
+        {"server.host": host, "server.port": port, "server.public_url": public_url},
+    )
+    configure_logging(settings.log)
+    # The SQLite writer thread hands the GIL back and forth with the event loop on every
+    # statement; Python's default 5 ms switch interval would make it queue behind request
+    # handling for milliseconds each time.
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    server = settings.server
+    _check_can_listen(server.host, server.port)
+    _prepare_data_dir(settings)
+    try:
+        app = create_app(settings)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot use the data directory {settings.data_dir}: {exc.strerror or exc}"
+        ) from None
+    except ValueError as exc:  # an unsupported database URL, a damaged secret key file
+        raise CommandError(str(exc)) from None
+
+    def announce(*_banner: object) -> None:
+        # aiohttp calls this once every site is bound; its own banner text is dropped.
+        _LOGGER.info(
+            "StateRelay is serving %s (listening on %s, data in %s)",
+            settings.public_url,
+            _address(server.host, server.port),
+            settings.data_dir,
+        )
+
+    try:
+        web.run_app(
+            app,
+            host=server.host,
+            port=server.port,
+            shutdown_timeout=server.shutdown_timeout,
+            print=announce,
+            access_log=None,  # the app logs requests itself, on staterelay.access
+            handle_signals=True,
+        )
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRNOS:
+            raise
+        where = _address(server.host, server.port)
+        raise CommandError(f"cannot listen on {where}: {_reason(exc)}") from None
+
+
+@cli.command(short_help="Write a commented config file.")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+@_settings_options
+def init(file: Path | None, force: bool, config_file: Path | None, data_dir: Path | None) -> None:
+    """Write a commented config file to FILE (default <data-dir>/config.yaml)."""
+    target = file or config_file or (data_dir or default_data_dir()) / CONFIG_NAME
+    target = target.expanduser()
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # 0600: the file will hold secrets (Alexa, IFTTT, Stripe) once it is filled in.
+        fd = os.open(target, flags, 0o600)
+    except FileExistsError:
+        raise CommandError(f"{target} already exists; use --force to overwrite it") from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(config_template())
+    click.echo(f"Wrote {target}")
+    command = ["staterelay", "serve"]
+    if data_dir is not None:
+        command += ["--data-dir", str(data_dir)]
+    if target != (data_dir or default_data_dir()) / CONFIG_NAME:
+        command += ["--config", str(target)]
+    click.echo(f"Edit it, then run: {' '.join(command)}")
+
+
+@cli.group()
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("create")
+@click.option("--email", required=True, help="The user's email address.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from stdin (one trailing newline is dropped). Without it the "
+    "user has no password.",
+)
+@click.option("--admin", is_flag=True, help="Make the user an administrator of the instance.")
+@_settings_options
+def user_create(
+    email: str,
+    password_stdin: bool,
+    admin: bool,
+    config_file: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Create a user in the household and print the new user's id."""
+    password = None
+    if password_stdin:
+        password = _strip_newline(sys.stdin.read())
+    settings = _load(config_file, data_dir)
+
+    async def create(core: Core) -> str:
+        created = await core.users.create(email=email, password=password, is_admin=admin)
+        return created.id
+
+    click.echo(_run(settings, create))
+
+
+@cli.group()
+def apikey() -> None:
+    """Manage API keys."""
+
+
+@apikey.command("create")
+@click.option("--email", required=True, help="Email of the user the key acts for.")
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "write"]),
+    default="read",
+    show_default=True,
+    help="read: see devices and state; write: also change them.",
+)
+@click.option("--name", default="cli", show_default=True, help="A label to recognise the key by.")
+@_settings_options
+def apikey_create(
+    email: str, scope: str, name: str, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Create an API key and print it once on stdout: KEY=$(staterelay apikey create ...)."""
+    settings = _load(config_file, data_dir)
+
+    async def create(core: Core) -> tuple[str, str]:
+        owner = await core.users.by_email(email)
+        key, secret = await core.auth.create_api_key(owner, name=name, scope=scope)
+        return key.id, secret
+
+    key_id, secret = _run(settings, create)
+    click.echo(secret)
+    click.echo(
+        f"staterelay: created {scope} API key {key_id} for {email}; it is not shown again",
+        err=True,
+    )
+
+
+@cli.group()
+def client() -> None:
+    """Manage the OAuth clients (Alexa skill, IFTTT service) users link through."""
+
+
+_PRESET_HELP = (
+    "alexa: the Alexa skill (needs --vendor-id); ifttt: the IFTTT service (needs "
+    "--service-id); custom: your own app (needs --redirect-uri)."
+)
+_AUTH_SCHEMES = {
+    "client_secret_basic": "HTTP Basic (Alexa: 'HTTP Basic (Recommended)')",
+    "client_secret_post": "credentials in the request body",
+}
+
+
+@client.command("create")
+@click.option(
+    "--preset", type=click.Choice(["alexa", "ifttt", "custom"]), required=True, help=_PRESET_HELP
+)
+@click.option(
+    "--vendor-id",
+    help="alexa: your Amazon vendor id, the last part of the redirect URLs on the skill's "
+    "Account Linking page.",
+)
+@click.option("--service-id", help="ifttt: your service's id (the slug in its URL).")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="custom: a redirect URI the app may use (repeat for several); matched exactly.",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice(["client_secret_basic", "client_secret_post"]),
+    help="custom: how the app sends its secret to the token endpoint. Default client_secret_basic.",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(list(KNOWN_SCOPES)),
+    help="Scopes the client may ask for (repeat). Default: devices (ifttt: ifttt).",
+)
+@click.option("--name", help="The name users see on the consent page.")
+@click.option("--id", "client_id", help="The client id. Default: <preset>-<random>.")
+@_settings_options
+def client_create(
+    preset: str,
+    vendor_id: str | None,
+    service_id: str | None,
+    redirect_uris: tuple[str, ...],
+    auth_method: str | None,
+    scopes: tuple[str, ...],
+    name: str | None,
+    client_id: str | None,
+    config_file: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Register an OAuth client and print what to paste into the Alexa or IFTTT console."""
+    try:
+        if preset == "alexa":
+            if not vendor_id:
+                raise click.UsageError("--preset alexa needs --vendor-id")
+            chosen = alexa_preset(vendor_id)
+        elif preset == "ifttt":
+            if not service_id:
+                raise click.UsageError("--preset ifttt needs --service-id")
+            chosen = ifttt_preset(service_id)
+        else:
+            if not redirect_uris:
+                raise click.UsageError("--preset custom needs at least one --redirect-uri")
+            chosen = ClientPreset(
+                name="Custom app",
+                redirect_uris=redirect_uris,
+                token_endpoint_auth_method=auth_method or "client_secret_basic",
+                scopes=("devices",),
+            )
+    except StateRelayError as exc:
+        raise CommandError(exc.detail) from None
+    settings = _load(config_file, data_dir)
+
+    async def create(core: Core) -> tuple[OAuthClient, str]:
+        return await core.oauth.create_client(
+            client_id=client_id or f"{preset}-{secrets.token_hex(4)}",
+            name=name or chosen.name,
+            redirect_uris=chosen.redirect_uris,
+            token_endpoint_auth_method=auth_method or chosen.token_endpoint_auth_method,
+            scopes=scopes or chosen.scopes,
+        )
+
+    created, secret = _run(settings, create)
+    base = issuer_url(settings.public_url, settings.server.hosts.auth)
+    lines = [
+        f"Created OAuth client {created.name!r}. Paste these into the "
+        + {
+            "alexa": "skill's Account Linking page",
+            "ifttt": "service's authentication settings",
+        }.get(preset, "app's OAuth settings")
+        + ":",
+        "",
+        f"  Client ID:              {created.id}",
+        f"  Client secret:          {secret}",
+        f"  Authorization URI:      {base}/oauth/authorize",
+        f"  Access token URI:       {base}/oauth/token",
+        f"  Authentication scheme:  {_AUTH_SCHEMES[created.token_endpoint_auth_method]}",
+        f"  Scope:                  {' '.join(created.scopes)}",
+        "  Redirect URIs (registered here; they must match the console exactly):",
+        *(f"    {uri}" for uri in created.redirect_uris),
+        "",
+        "The client secret is shown only this once.",
+    ]
+    click.echo("\n".join(lines))
+    if not base.startswith("https://"):
+        click.echo(
+            f"staterelay: warning: the public URL is {base}; Alexa and IFTTT need an https "
+            "URL they can reach (set server.public_url)",
+            err=True,
+        )
+
+
+@client.command("list")
+@_settings_options
+def client_list(config_file: Path | None, data_dir: Path | None) -> None:
+    """List the registered OAuth clients."""
+    settings = _load(config_file, data_dir)
+
+    async def listing(core: Core) -> list[OAuthClient]:
+        return list(await core.oauth.list_clients())
+
+    for item in _run(settings, listing):
+        click.echo(
+            f"{item.id}\t{item.name}\t{item.token_endpoint_auth_method}\t"
+            f"{' '.join(item.scopes)}\t{item.source}\t{' '.join(item.redirect_uris)}"
+        )
+
+
+@client.command("delete")
+@click.argument("client_id")
+@_settings_options
+def client_delete(client_id: str, config_file: Path | None, data_dir: Path | None) -> None:
+    """Delete an OAuth client; every user linked through it is unlinked."""
+    settings = _load(config_file, data_dir)
+
+    async def delete(core: Core) -> None:
+        await core.oauth.delete_client(client_id)
+
+    _run(settings, delete)
+    click.echo(f"staterelay: deleted OAuth client {client_id}", err=True)
+
+
+def main() -> None:
+    """Run the command line (the ``staterelay`` console script and ``python -m staterelay``)."""
+    cli(prog_name="staterelay")

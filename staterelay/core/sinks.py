@@ -1,0 +1,47 @@
+"""The contract between the dispatcher and a destination kind (webhooks, Alexa, IFTTT).
+
+It lives in core so that every adapter can implement a sink without importing the
+dispatcher; the app factory hands the sinks to the dispatcher by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from staterelay.core.models import OutboxItem
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    """What one delivery attempt came to.
+
+    ``permanent`` means retrying cannot help (the destination is gone or refused the event
+    for good); the dispatcher then marks the row dead. ``retry_after`` is the receiver's
+    own wish, in seconds, for when to try again.
+    """
+
+    delivered: bool
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    permanent: bool = False
+
+
+class Sink(Protocol):
+    """Delivers outbox rows of one sink name.
+
+    ``deliver`` makes one attempt and reports it; it must not raise for anything the
+    destination does (timeouts, refusals, bad answers) and must never put a secret in
+    ``SinkResult.error``, which users read in their delivery history.
+    """
+
+    name: str
+
+    async def deliver(self, item: OutboxItem) -> SinkResult:
+        """Make one delivery attempt of ``item``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; called once, after the last ``deliver``."""
+        ...

@@ -1,0 +1,398 @@
+"""The Dispatcher: claims due outbox rows, hands them to sinks and records every result.
+
+One loop claims rows with a lease, a task per row delivers it (at most
+``concurrency_per_destination`` at a time per sink and destination, at most
+``max_in_flight`` in all), and one recorder writes the results in batches. Rows are never
+held in a database transaction while they are sent; a process that dies leaves leases that
+expire (or, on single-process SQLite, are released when the next process starts), so every
+row is delivered at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from staterelay.core import Core
+from staterelay.core.clock import iso
+from staterelay.core.models import DeliveryOutcome, NewActivity, OutboxItem
+from staterelay.core.sinks import Sink, SinkResult
+from staterelay.dispatch.backoff import retry_delay
+
+_LOGGER = logging.getLogger(__name__)
+
+MIN_IDLE: Final = 0.05
+RECORD_BATCH: Final = 200
+DB_BUDGET: Final = 5.0
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    """Dispatcher tuning: leases, retry schedule, limits and the shutdown budget."""
+
+    owner: str
+    max_age_seconds: float = 72 * 3600.0
+    max_attempts: int = 20
+    concurrency_per_destination: int = 2
+    release_all_on_start: bool = True
+    lease_seconds: float = 60.0
+    retry_base_seconds: float = 2.0
+    retry_factor: float = 3.0
+    retry_cap_seconds: float = 6 * 3600.0
+    max_in_flight: int = 100
+    batch_size: int = 100
+    poll_seconds: float = 5.0
+    stop_timeout_seconds: float = 5.0
+    trip_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would stall the dispatcher or spin it."""
+        whole = ("max_attempts", "concurrency_per_destination", "max_in_flight", "batch_size")
+        for name in whole:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        positive = ("max_age_seconds", "lease_seconds", "retry_base_seconds", "poll_seconds")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if not self.retry_factor >= 1 or not self.retry_cap_seconds >= self.retry_base_seconds:
+            raise ValueError(
+                "retry_factor must be >= 1 and retry_cap_seconds >= retry_base_seconds"
+            )
+        if self.stop_timeout_seconds < 0 or self.trip_seconds < 0:
+            raise ValueError("stop_timeout_seconds and trip_seconds must not be negative")
+
+
+class _Lane:
+    """The queue of one sink and destination: its concurrency limit and recent breakage."""
+
+    __slots__ = ("semaphore", "trip_error", "tripped_until", "users")
+
+    def __init__(self, concurrency: int) -> None:
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.users = 0
+        self.tripped_until = 0.0
+        self.trip_error: str | None = None
+
+
+class Dispatcher:
+    """Deliver the outbox through pluggable sinks, retrying with backoff until delivered or dead."""
+
+    def __init__(self, core: Core, sinks: Mapping[str, Sink], *, config: DispatcherConfig) -> None:
+        self._core = core
+        self._sinks = dict(sinks)
+        self._config = config
+        self._wakeup = asyncio.Event()
+        self._outcomes: asyncio.Queue[DeliveryOutcome] = asyncio.Queue()
+        self._claimed: set[int] = set()
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._recorder_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def config(self) -> DispatcherConfig:
+        """The configuration this dispatcher runs with."""
+        return self._config
+
+    @property
+    def in_flight(self) -> int:
+        """Rows claimed and not yet recorded."""
+        return len(self._claimed)
+
+    async def start(self) -> None:
+        """Free stale leases if configured, then start claiming and recording."""
+        if self._loop_task is not None:
+            return
+        if self._config.release_all_on_start:
+            released = await self._core.outbox.release(None)
+            if released:
+                _LOGGER.info("released %d outbox leases left by a previous process", released)
+        self._recorder_task = asyncio.create_task(self._record_loop(), name="outbox-recorder")
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="outbox-dispatcher")
+
+    def wake(self) -> None:
+        """Look for due rows now (new rows were enqueued)."""
+        if not self._stopping:
+            self._wakeup.set()
+
+    async def stop(self) -> None:
+        """Stop claiming, let deliveries finish within the budget, record them, free leases."""
+        if self._loop_task is None or self._stopping:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        deadline = time.monotonic() + self._config.stop_timeout_seconds
+        await _finish(self._loop_task, _left(deadline))
+        if self._deliveries:
+            _, late = await asyncio.wait(tuple(self._deliveries), timeout=_left(deadline))
+            for task in late:
+                task.cancel()
+            if late:
+                _LOGGER.warning("cancelled %d deliveries still running at shutdown", len(late))
+                await asyncio.wait(late, timeout=1.0)
+        try:
+            await asyncio.wait_for(self._outcomes.join(), DB_BUDGET)
+        except TimeoutError:
+            _LOGGER.warning("shutdown: %d delivery results not recorded", self._outcomes.qsize())
+        if self._recorder_task is not None:
+            await _finish(self._recorder_task, 0.0)
+        try:
+            await asyncio.wait_for(self._core.outbox.release(self._config.owner), DB_BUDGET)
+        except Exception:
+            _LOGGER.exception("shutdown: could not release outbox leases")
+
+    # claiming ---------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                if self._config.max_in_flight - len(self._claimed) > 0:
+                    if await self._claim_batch():
+                        continue
+                    delay = await self._idle_delay()
+                else:
+                    delay = self._config.poll_seconds  # a finished delivery wakes us
+            except Exception:
+                _LOGGER.exception("outbox dispatcher step failed")
+                delay = self._config.poll_seconds
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    async def _claim_batch(self) -> bool:
+        """Claim and start what is due; True when the batch was full (more may be due)."""
+        limit = min(self._config.batch_size, self._config.max_in_flight - len(self._claimed))
+        items = await self._core.outbox.claim(
+            self._config.owner, lease_seconds=self._config.lease_seconds, limit=limit
+        )
+        if self._stopping:
+            return False  # stop() releases these leases
+        for item in items:
+            if item.id in self._claimed:
+                continue  # its lease ran out while it waited; the claim just renewed it
+            self._claimed.add(item.id)
+            task = asyncio.create_task(self._deliver(item), name=f"deliver-{item.id}")
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+        return len(items) >= limit
+
+    async def _idle_delay(self) -> float:
+        due = await self._core.outbox.next_due()
+        if due is None:
+            return self._config.poll_seconds
+        return min(self._config.poll_seconds, max(MIN_IDLE, due - self._core.clock()))
+
+    # delivering -------------------------------------------------------------------------------
+    async def _deliver(self, item: OutboxItem) -> None:
+        try:
+            outcome = await self._attempt(item)
+        except asyncio.CancelledError:
+            self._claimed.discard(item.id)
+            raise
+        except Exception:
+            _LOGGER.exception("delivering outbox row %d failed", item.id)
+            self._claimed.discard(item.id)
+            return
+        self._outcomes.put_nowait(outcome)
+
+    async def _attempt(self, item: OutboxItem) -> DeliveryOutcome:
+        sink = self._sinks.get(item.sink)
+        started = time.perf_counter()
+        if sink is None:
+            result = SinkResult(
+                delivered=False, error=f"not sent: no sink named {item.sink!r}", permanent=True
+            )
+        elif self._core.clock() - item.created_at > self._config.max_age_seconds:
+            result = SinkResult(
+                delivered=False,
+                error=f"not sent: the event is older than {_span(self._config.max_age_seconds)}",
+                permanent=True,
+            )
+        else:
+            result, started = await self._send(sink, item)
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        return self._outcome(item, result, duration_ms)
+
+    async def _send(self, sink: Sink, item: OutboxItem) -> tuple[SinkResult, float]:
+        key = (item.sink, item.destination)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(self._config.concurrency_per_destination)
+        lane.users += 1
+        try:
+            async with lane.semaphore:
+                started = time.perf_counter()
+                if lane.tripped_until > time.monotonic():
+                    # The same destination just failed to answer; rows queued behind that
+                    # failure fail now instead of each waiting out its own timeout.
+                    error = f"not sent: the previous attempt moments ago failed ({lane.trip_error})"
+                    return SinkResult(delivered=False, error=error), started
+                try:
+                    result = await sink.deliver(item)
+                except Exception:
+                    _LOGGER.exception("sink %s raised on outbox row %d", item.sink, item.id)
+                    result = SinkResult(delivered=False, error="internal error while sending")
+                if result.delivered:
+                    lane.tripped_until = 0.0
+                elif result.status_code is None and not result.permanent:
+                    lane.tripped_until = time.monotonic() + self._config.trip_seconds
+                    lane.trip_error = result.error
+                return result, started
+        finally:
+            lane.users -= 1
+            if lane.users == 0:
+                del self._lanes[key]
+
+    def _outcome(self, item: OutboxItem, result: SinkResult, duration_ms: float) -> DeliveryOutcome:
+        """Turn one attempt's result into the row's next state and its activity entry."""
+        config = self._config
+        now = self._core.clock()
+        attempt = item.attempts + 1
+        error = result.error
+        next_attempt_at: float | None = None
+        dead = False
+        if result.delivered:
+            error = None
+        elif result.permanent:
+            dead = True
+        elif attempt >= config.max_attempts:
+            dead = True
+            error = f"{error}; giving up after {attempt} attempts"
+        else:
+            if result.retry_after is not None:
+                delay = min(
+                    max(result.retry_after, config.retry_base_seconds), config.retry_cap_seconds
+                )
+            else:
+                delay = retry_delay(
+                    attempt,
+                    base=config.retry_base_seconds,
+                    factor=config.retry_factor,
+                    cap=config.retry_cap_seconds,
+                )
+            next_attempt_at = now + delay
+            if next_attempt_at - item.created_at > config.max_age_seconds:
+                dead = True
+                next_attempt_at = None
+                limit = _span(config.max_age_seconds)
+                error = f"{error}; giving up: the next retry would pass the {limit} limit"
+        outcome = "delivered" if result.delivered else "dead" if dead else "retry"
+        if dead:
+            _LOGGER.warning(
+                "outbox row %d (%s %s to %s %s) is dead after %d attempts: %s",
+                item.id,
+                item.event_type,
+                item.event_id,
+                item.sink,
+                item.destination,
+                attempt,
+                error,
+            )
+        detail: dict[str, Any] = {
+            "sink": item.sink,
+            "destination": item.destination,
+            "event_id": item.event_id,
+            "event_type": item.event_type,
+            "status_code": result.status_code,
+            "error": error,
+            "attempt": attempt,
+            "outcome": outcome,
+            "duration_ms": round(duration_ms, 1),
+        }
+        if next_attempt_at is not None:
+            detail["next_attempt_at"] = iso(next_attempt_at)
+        return DeliveryOutcome(
+            item=item,
+            delivered=result.delivered,
+            dead=dead,
+            next_attempt_at=next_attempt_at,
+            status_code=result.status_code,
+            error=error,
+            duration_ms=duration_ms,
+            activity=NewActivity(
+                kind="delivery",
+                source="system",
+                actor=None,
+                device_id=item.device_id,
+                device_name=_device_name(item.payload),
+                detail=detail,
+            ),
+        )
+
+    # recording --------------------------------------------------------------------------------
+    async def _record_loop(self) -> None:
+        while True:
+            batch = [await self._outcomes.get()]
+            while len(batch) < RECORD_BATCH and not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            try:
+                await self._record(batch)
+            finally:
+                for outcome in batch:
+                    self._claimed.discard(outcome.item.id)
+                    self._outcomes.task_done()
+                self.wake()
+
+    async def _record(self, batch: list[DeliveryOutcome]) -> None:
+        try:
+            await self._core.outbox.record(batch)
+            return
+        except Exception:
+            if len(batch) == 1:
+                _LOGGER.exception(
+                    "recording the delivery of outbox row %d failed", batch[0].item.id
+                )
+                return
+            _LOGGER.exception(
+                "recording %d delivery results failed; retrying one by one", len(batch)
+            )
+        for outcome in batch:
+            # A row that cannot be recorded stays leased and is sent again after the lease.
+            try:
+                await self._core.outbox.record([outcome])
+            except Exception:
+                _LOGGER.exception("recording the delivery of outbox row %d failed", outcome.item.id)
+
+
+def _device_name(payload: Mapping[str, Any]) -> str | None:
+    device = payload.get("device")
+    if isinstance(device, Mapping):
+        name = device.get("name")
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def _span(seconds: float) -> str:
+    """``72 h``, ``30 min``, ``5 s``: a limit as people read it."""
+    if seconds >= 7200:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+async def _finish(task: asyncio.Task[None], budget: float) -> None:
+    """Give ``task`` ``budget`` seconds to end, then cancel it; never raises."""
+    if not task.done():
+        await asyncio.wait((task,), timeout=budget)
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,), timeout=1.0)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        _LOGGER.error("%s ended with an error", task.get_name(), exc_info=task.exception())
+
+
+__all__ = ["Dispatcher", "DispatcherConfig"]

@@ -1,0 +1,1 @@
+"""IFTTT service adapter (being built)."""

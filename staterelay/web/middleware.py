@@ -1,0 +1,212 @@
+"""Middlewares of every HTML route: sessions, origin checks, security headers, error pages.
+
+They act only on the browser-facing part of the URL space. Paths under ``/api/`` (the JSON
+API sub-app has its own problem+json boundary) and the operations endpoints pass through
+untouched, and errors that a handler already answered as JSON stay JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from staterelay.core.throttle import LoginThrottled
+from staterelay.errors import NotAuthenticated, StateRelayError
+from staterelay.keys import SETTINGS_KEY
+from staterelay.settings import HostsSettings
+from staterelay.web.render import error_page, security_headers
+from staterelay.web.sessions import current_user, login_redirect
+from staterelay.web.state import (
+    clear_session_cookie,
+    core_of,
+    deliver_nonce,
+    state_of,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+NOT_HTML_PREFIXES: Final = ("/api/",)
+OPERATIONS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+STATIC_PREFIX: Final = "/static/"
+_TITLES: Final = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Page not found",
+    405: "Method not allowed",
+    413: "Too large",
+    429: "Too many attempts",
+}
+_MESSAGES: Final = {
+    400: "The request could not be understood.",
+    403: "You cannot do this.",
+    404: "There is no page at this address.",
+    405: "This page does not accept that kind of request.",
+    413: "What was sent is larger than this server accepts.",
+}
+
+
+def web_middlewares() -> list[Middleware]:
+    """The middlewares the app factory installs on the root app, outermost first."""
+    return [html_boundary, origin_check, session_middleware]
+
+
+def is_html_path(path: str) -> bool:
+    """True for the browser-facing part of the URL space."""
+    return not path.startswith(NOT_HTML_PREFIXES) and path not in OPERATIONS_PATHS
+
+
+@web.middleware
+async def html_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn errors on HTML routes into pages and put security headers on every HTML answer."""
+    if not is_html_path(request.path):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except NotAuthenticated:
+        raise login_redirect(request) from None
+    except StateRelayError as error:
+        response = error_page(request, error.status, error.title, _sentence(error.detail))
+        if isinstance(error, LoginThrottled):
+            response.headers["Retry-After"] = str(error.retry_after)
+    except web.HTTPException as exc:
+        if exc.status < 400 or _chosen_body(exc):
+            # Redirects, and error bodies a handler chose (an HTML page, JSON), stay as they are.
+            harden(exc)
+            raise
+        response = _page_for_http_error(request, exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_page(
+            request,
+            500,
+            "Something went wrong",
+            "The server hit an unexpected error and logged it. Please try again.",
+        )
+    harden(response)
+    return response
+
+
+def harden(response: web.StreamResponse) -> None:
+    """Add the security headers a handler did not set (only HTML gets the page headers)."""
+    if response.prepared:
+        return
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.content_type == "text/html":
+        for name, value in security_headers().items():
+            response.headers.setdefault(name, value)
+
+
+@web.middleware
+async def origin_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse unsafe requests whose ``Origin`` is present and not one of this instance's."""
+    if request.method in SAFE_METHODS or not is_html_path(request.path):
+        return await handler(request)
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return await handler(request)
+    public_url = core_of(request).config.public_url
+    allowed = allowed_origins(public_url, request.config_dict[SETTINGS_KEY].server.hosts)
+    if _normal_origin(origin) in allowed:
+        return await handler(request)
+    _LOGGER.warning("refused %s %s from origin %r", request.method, request.path, origin[:200])
+    return error_page(
+        request,
+        403,
+        "Request from another site",
+        f"This request came from {origin[:200]}, not from {public_url}. If you opened "
+        "StateRelay at another address, use its public URL instead (server.public_url).",
+    )
+
+
+@web.middleware
+async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the session before the handler; afterwards set or clear the cookies it needs."""
+    if not is_html_path(request.path) or request.path.startswith(STATIC_PREFIX):
+        return await handler(request)
+    await current_user(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _finish_cookies(request, exc)
+        raise
+    _finish_cookies(request, response)
+    return response
+
+
+def _finish_cookies(request: web.Request, response: web.StreamResponse) -> None:
+    if response.prepared:
+        return
+    deliver_nonce(request, response)
+    state = state_of(request)
+    if state.stale_cookie and not state.cookie_written:
+        clear_session_cookie(request, response)
+
+
+@functools.lru_cache(maxsize=32)
+def allowed_origins(public_url: str, hosts: HostsSettings) -> frozenset[str]:
+    """The public URL's origin, plus the same scheme and port on each configured role host."""
+    parts = urlsplit(public_url)
+    origins = {_normal_origin(public_url)}
+    port = f":{parts.port}" if parts.port and not _default_port(parts.scheme, parts.port) else ""
+    for role in ("app", "api", "auth", "alexa", "ifttt"):
+        name = getattr(hosts, role)
+        if name:
+            origins.add(f"{parts.scheme}://{name.lower().rstrip('.')}{port}")
+    return frozenset(origins)
+
+
+def _normal_origin(url: str) -> str:
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not parts.hostname:
+        return ""
+    host = parts.hostname.rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    suffix = f":{port}" if port and not _default_port(parts.scheme, port) else ""
+    return f"{parts.scheme.lower()}://{host}{suffix}"
+
+
+def _default_port(scheme: str, port: int) -> bool:
+    return (scheme.lower(), port) in {("http", 80), ("https", 443)}
+
+
+def _chosen_body(exc: web.HTTPException) -> bool:
+    """True when a handler gave the error an HTML or JSON body of its own."""
+    kind = exc.content_type
+    return kind == "text/html" or kind == "application/json" or kind.endswith("+json")
+
+
+def _page_for_http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    title = _TITLES.get(exc.status, exc.reason)
+    message = _MESSAGES.get(exc.status, "The request could not be completed.")
+    response = error_page(request, exc.status, title, message)
+    for name, value in exc.headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers.setdefault(name, value)
+    for name, morsel in exc.cookies.items():
+        response.cookies[name] = morsel
+    return response
+
+
+def _sentence(detail: str) -> str:
+    """A domain error's detail as a sentence for a page."""
+    text = detail.strip()
+    if not text:
+        return text
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")

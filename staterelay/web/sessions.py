@@ -1,0 +1,87 @@
+"""Who is signed in: resolve the session cookie, start and end sessions, redirect to sign-in."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import web
+
+from staterelay.core.models import User
+from staterelay.core.sessions import SignedIn
+from staterelay.web.state import (
+    clear_session_cookie,
+    core_of,
+    session_cookie_name,
+    set_session_cookie,
+    state_of,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+NEXT_MAX = 2000
+DEFAULT_NEXT = "/"
+
+
+async def current_user(request: web.Request) -> SignedIn | None:
+    """The signed-in user of this request, resolved once per request; None when anonymous."""
+    state = state_of(request)
+    if not state.resolved:
+        secret = request.cookies.get(session_cookie_name(request))
+        if secret:
+            state.signed_in = await core_of(request).sessions.resolve(secret)
+            state.stale_cookie = state.signed_in is None
+        state.resolved = True
+    return state.signed_in
+
+
+def login_redirect(request: web.Request) -> web.HTTPSeeOther:
+    """A 303 to ``/login?next=<this path and query>``, for the caller to raise."""
+    return web.HTTPSeeOther(location="/login?" + urlencode({"next": safe_next(request.path_qs)}))
+
+
+def safe_next(value: object, default: str = DEFAULT_NEXT) -> str:
+    """``value`` when it is a path on this site, else ``default`` (no open redirects)."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > NEXT_MAX:
+        return default
+    if value.startswith(("//", "/\\")) or "\\" in value:
+        return default
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def client_ip(request: web.Request) -> str:
+    """The peer address of the socket (no forwarding headers are trusted)."""
+    return request.remote or "unknown"
+
+
+async def start_session(request: web.Request, response: web.StreamResponse, user: User) -> SignedIn:
+    """Sign ``user`` in with a brand-new session id; its cookie goes on ``response``."""
+    core = core_of(request)
+    previous = await current_user(request)
+    if previous is not None:
+        # A fresh id at every sign-in: whatever session the browser had is ended.
+        await core.sessions.end(previous)
+    secret, signed_in = await core.sessions.create(
+        user, ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")
+    )
+    set_session_cookie(request, response, secret, core.sessions.absolute_seconds)
+    state = state_of(request)
+    state.signed_in = signed_in
+    state.stale_cookie = False
+    return signed_in
+
+
+async def end_session(request: web.Request, response: web.StreamResponse) -> None:
+    """Sign out: delete the session server-side and clear its cookie on ``response``."""
+    signed_in = await current_user(request)
+    if signed_in is not None:
+        await core_of(request).sessions.end(signed_in)
+    clear_session_cookie(request, response)
+    state = state_of(request)
+    state.signed_in = None
+    state.stale_cookie = False

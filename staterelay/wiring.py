@@ -1,0 +1,43 @@
+"""Build ``Core`` from settings: the one place the server and the command line share."""
+
+from __future__ import annotations
+
+from staterelay.core import AddressPolicy, Core, CoreConfig, InProcessBus
+from staterelay.core.bus import EventBus
+from staterelay.core.clock import Clock, system_clock
+from staterelay.settings import Settings
+from staterelay.store import open_store
+
+
+def core_config(settings: Settings) -> CoreConfig:
+    """The part of the settings core's rules depend on."""
+    return CoreConfig(
+        retention_days=settings.activity.retention_days,
+        address_policy=AddressPolicy.from_settings(
+            settings.webhooks.allow_private_networks, settings.webhooks.allowed_networks
+        ),
+        public_url=settings.public_url,
+        accounts=settings.accounts,
+        oauth=settings.oauth,
+    )
+
+
+def build_core(
+    settings: Settings,
+    *,
+    instance_secret: bytes,
+    bus: EventBus | None = None,
+    clock: Clock = system_clock,
+) -> Core:
+    """A Core on the configured database; the store is not opened yet.
+
+    Raises ``ValueError`` for a database URL this version cannot open.
+    """
+    store = open_store(settings.database_url, durability=settings.database.durability)
+    return Core(
+        store,
+        bus or InProcessBus(),
+        instance_secret=instance_secret,
+        clock=clock,
+        config=core_config(settings),
+    )

@@ -1,0 +1,1 @@
+"""Tests of the OAuth authorization server (the staterelay.oauth adapter)."""
