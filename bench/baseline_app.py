@@ -1,4 +1,4 @@
-"""The baseline: a bare aiohttp JSON handler, the ceiling any aiohttp service on this machine has."""
+"""The baseline: a bare aiohttp JSON handler, the ceiling of any aiohttp service on this machine."""
 
 from __future__ import annotations
 

@@ -83,7 +83,12 @@ def parse_latency(text: str, label: str) -> float:
 
 
 def run_wrk(
-    name: str, url: str, *, duration: int, connections: int, headers: dict[str, str],
+    name: str,
+    url: str,
+    *,
+    duration: int,
+    connections: int,
+    headers: dict[str, str],
     script: str | None = None,
 ) -> Result:
     """Run wrk and parse requests/s, p50, p99 and non-2xx counts."""
@@ -92,7 +97,7 @@ def run_wrk(
         command += ["-H", f"{key}: {value}"]
     script_file = None
     if script is not None:
-        script_file = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script_file = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)  # noqa: SIM115 - wrk reads it after close
         script_file.write(script)
         script_file.close()
         command += ["-s", script_file.name]
@@ -102,7 +107,9 @@ def run_wrk(
         os.unlink(script_file.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     errors = int(non2xx.group(1)) if non2xx else 0
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
@@ -121,10 +128,23 @@ def start_baseline() -> tuple[subprocess.Popen[bytes], int, float]:
 def start_staterelay(data_dir: Path, durability: str) -> tuple[subprocess.Popen[bytes], int, float]:
     """Start ``staterelay serve`` on a fresh data dir; returns process, port, seconds to ready."""
     port = free_port()
-    env = {**os.environ, "STATERELAY_DATABASE_DURABILITY": durability, "STATERELAY_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "STATERELAY_DATABASE_DURABILITY": durability,
+        "STATERELAY_LOG_LEVEL": "warning",
+    }
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "staterelay", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "staterelay",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
         env=env,
     )
     ready = wait_ready(f"http://127.0.0.1:{port}/readyz")
@@ -135,15 +155,22 @@ def cli(data_dir: Path, *args: str, stdin: str | None = None) -> str:
     """Run a staterelay CLI command on the data dir and return its stdout."""
     return subprocess.run(
         [sys.executable, "-m", "staterelay", *args, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, check=True, input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+        input=stdin,
     ).stdout.strip()
 
 
-def api(port: int, method: str, path: str, key: str, body: object | None = None) -> dict[str, object]:
+def api(
+    port: int, method: str, path: str, key: str, body: object | None = None
+) -> dict[str, object]:
     """One JSON API call."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, method=method,
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -182,9 +209,16 @@ def main() -> None:
     try:
         time.sleep(1.0)
         base_rss = rss_kib(base_proc.pid)
-        base_write = run_wrk("baseline POST json", f"http://127.0.0.1:{base_port}/state",
-                             headers={"Content-Type": "application/json"}, script=TOGGLE_LUA.replace('"PUT"', '"POST"'), **opts)
-        base_read = run_wrk("baseline GET json", f"http://127.0.0.1:{base_port}/state", headers={}, **opts)
+        base_write = run_wrk(
+            "baseline POST json",
+            f"http://127.0.0.1:{base_port}/state",
+            headers={"Content-Type": "application/json"},
+            script=TOGGLE_LUA.replace('"PUT"', '"POST"'),
+            **opts,
+        )
+        base_read = run_wrk(
+            "baseline GET json", f"http://127.0.0.1:{base_port}/state", headers={}, **opts
+        )
     finally:
         stop(base_proc)
     results += [base_write, base_read]
@@ -200,28 +234,51 @@ def main() -> None:
             device = api(port, "POST", "/api/v1/devices", key, {"type": "switch", "name": "Bench"})
             device_id = device["id"]
             auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-            write = run_wrk(f"PUT state ({args.durability})",
-                            f"http://127.0.0.1:{port}/api/v1/devices/{device_id}/state",
-                            headers=auth, script=TOGGLE_LUA, **opts)
-            read = run_wrk("GET device", f"http://127.0.0.1:{port}/api/v1/devices/{device_id}",
-                           headers=auth, **opts)
+            write = run_wrk(
+                f"PUT state ({args.durability})",
+                f"http://127.0.0.1:{port}/api/v1/devices/{device_id}/state",
+                headers=auth,
+                script=TOGGLE_LUA,
+                **opts,
+            )
+            read = run_wrk(
+                "GET device",
+                f"http://127.0.0.1:{port}/api/v1/devices/{device_id}",
+                headers=auth,
+                **opts,
+            )
             final = api(port, "GET", f"/api/v1/devices/{device_id}", key)
         finally:
             stop(proc)
     results += [write, read]
 
     print()
-    print(f"StateRelay bench: {args.connections} connections, {args.duration}s each, "
-          f"durability={args.durability}, {os.cpu_count()} cores")
-    print(f"{'bench':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs baseline':>12}")
-    for result, base in ((base_write, base_write), (base_read, base_read), (write, base_write), (read, base_read)):
-        print(f"{result.name:32} {result.rps:10.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-              f"{result.errors:7d} {ratio(result.rps, base.rps):>12}")
-    print(f"{'idle RSS (KiB)':32} staterelay {idle_rss} vs baseline {base_rss}: "
-          f"{idle_rss / base_rss:.2f}x")
+    print(
+        f"StateRelay bench: {args.connections} connections, {args.duration}s each, "
+        f"durability={args.durability}, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'bench':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs baseline':>12}"
+    )
+    for result, base in (
+        (base_write, base_write),
+        (base_read, base_read),
+        (write, base_write),
+        (read, base_read),
+    ):
+        print(
+            f"{result.name:32} {result.rps:10.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+            f"{result.errors:7d} {ratio(result.rps, base.rps):>12}"
+        )
+    print(
+        f"{'idle RSS (KiB)':32} staterelay {idle_rss} vs baseline {base_rss}: "
+        f"{idle_rss / base_rss:.2f}x"
+    )
     print(f"{'start to ready (s)':32} staterelay {ready_seconds:.2f} vs baseline {base_ready:.2f}")
-    print(f"device version after the write bench: {final['version']} "
-          f"(every acknowledged toggle is a committed change)")
+    print(
+        f"device version after the write bench: {final['version']} "
+        f"(every acknowledged toggle is a committed change)"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import os
 import secrets
@@ -30,6 +31,8 @@ from staterelay.core.oauth_clients import (
 )
 from staterelay.errors import StateRelayError
 from staterelay.logs import configure_logging
+from staterelay.ops import backup as backups, doctor as doctors, transfer
+from staterelay.ops.lock import InstanceLock, InstanceRunning
 from staterelay.server import create_app
 from staterelay.settings import (
     CONFIG_ENV,
@@ -252,6 +255,7 @@ def serve(
         ) from None
     except ValueError as exc:  # an unsupported database URL, a damaged secret key file
         raise CommandError(str(exc)) from None
+    instance_lock = _lock_data_dir(settings)
 
     def announce(*_banner: object) -> None:
         # aiohttp calls this once every site is bound; its own banner text is dropped.
@@ -277,6 +281,23 @@ def serve(
             raise
         where = _address(server.host, server.port)
         raise CommandError(f"cannot listen on {where}: {_reason(exc)}") from None
+    finally:
+        if instance_lock is not None:
+            instance_lock.release()
+
+
+def _lock_data_dir(settings: Settings) -> InstanceLock | None:
+    """Hold the data directory's lock, so restore and a second server know we run (SQLite)."""
+    if not settings.database_url.startswith("sqlite:"):
+        return None  # PostgreSQL replicas may share a data directory for the secret key
+    lock = InstanceLock(settings.data_dir)
+    try:
+        lock.acquire()
+    except InstanceRunning as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot lock {lock.path}: {exc.strerror or exc}") from None
+    return lock
 
 
 @cli.command(short_help="Write a commented config file.")
@@ -526,6 +547,284 @@ def client_delete(client_id: str, config_file: Path | None, data_dir: Path | Non
 
     _run(settings, delete)
     click.echo(f"staterelay: deleted OAuth client {client_id}", err=True)
+
+
+@cli.command(short_help="Back up the database and secret key to one file.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@_settings_options
+def backup(file: Path, force: bool, config_file: Path | None, data_dir: Path | None) -> None:
+    """Write a backup archive (database snapshot and secret.key, mode 0600) to FILE.
+
+    Safe while the server runs and writes; restore it with `staterelay restore FILE`.
+    """
+    settings = _load(config_file, data_dir)
+    try:
+        made = backups.create_backup(settings, file, overwrite=force)
+    except backups.BackupError as exc:
+        raise CommandError(str(exc)) from None
+    for warning in made.warnings:
+        click.echo(f"staterelay: warning: {warning}", err=True)
+    click.echo(
+        f"staterelay: wrote {made.path} ({made.bytes} bytes, {made.facts.devices} devices, "
+        f"{made.facts.users} users, schema version {made.facts.schema_version}"
+        f"{'' if made.with_key else ', without a secret key'}) in {made.seconds:.1f} s",
+        err=True,
+    )
+
+
+@cli.command(short_help="Restore a backup made by `staterelay backup`.")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing database (it is kept as <name>.before-restore-<time>).",
+)
+@_settings_options
+def restore(file: Path, force: bool, config_file: Path | None, data_dir: Path | None) -> None:
+    """Restore the database and secret key from FILE into the data directory.
+
+    The server must be stopped. FILE may also be a bare SQLite database, which keeps the
+    data directory's own secret.key.
+    """
+    settings = _load(config_file, data_dir)
+    try:
+        done = backups.restore_backup(settings, file, replace=force)
+    except backups.BackupError as exc:
+        raise CommandError(str(exc)) from None
+    for path in done.set_aside:
+        click.echo(f"staterelay: kept the replaced {path.name.split('.before')[0]} as {path}")
+    made = f" (made {done.created_at})" if done.created_at else ""
+    click.echo(
+        f"staterelay: restored {file.name}{made}: {done.facts.devices} devices, "
+        f"{done.facts.users} users, schema version {done.facts.schema_version}"
+        f"{', with its secret key' if done.key_restored else ''}, into {done.database}"
+    )
+
+
+@cli.command("export", short_help="Write the devices as JSON.")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--email", help="Export the devices of this user's household.")
+@_settings_options
+def export_devices(
+    file: Path | None, email: str | None, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Write the household's devices and their state as JSON to FILE (default stdout)."""
+    settings = _load(config_file, data_dir)
+    document = _run(settings, lambda core: transfer.export_devices(core, email))
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if file is None or str(file) == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {file}: {exc.strerror or exc}") from None
+    click.echo(f"staterelay: wrote {len(document['devices'])} devices to {file}", err=True)
+
+
+@cli.command("import", short_help="Create devices from a JSON export.")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--email", help="Import into this user's household.")
+@click.option("--new-ids", is_flag=True, help="Give every device a new id instead of its own.")
+@_settings_options
+def import_devices(
+    file: IO[str],
+    email: str | None,
+    new_ids: bool,
+    config_file: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Create the devices in FILE (`-` for stdin); names that exist already are skipped."""
+    try:
+        entries = transfer.parse_document(json.load(file))
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{file.name} is not JSON: {exc}") from None
+    except transfer.TransferError as exc:
+        raise CommandError(f"{file.name}: {exc}") from None
+    settings = _load(config_file, data_dir)
+    report = _run(
+        settings, lambda core: transfer.import_devices(core, entries, email=email, new_ids=new_ids)
+    )
+    for name, device_id in report.created:
+        click.echo(f"created {device_id}\t{name}")
+    for name, reason in report.skipped:
+        click.echo(f"staterelay: skipped {name!r}: {reason}", err=True)
+    for name, reason in report.failed:
+        click.echo(f"staterelay: failed {name!r}: {reason}", err=True)
+    click.echo(
+        f"staterelay: {len(report.created)} created, {len(report.skipped)} skipped, "
+        f"{len(report.failed)} failed",
+        err=True,
+    )
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command(short_help="Check the installation and say what to fix.")
+@_settings_options
+def doctor(config_file: Path | None, data_dir: Path | None) -> None:
+    """Check config, database, secret key, URLs, clock, integrations and deliveries.
+
+    Each finding is OK, WARN or FAIL with what to do; exits 1 when anything FAILs.
+    """
+    try:
+        settings = _load(config_file, data_dir)
+    except ConfigError as exc:
+        checks = [doctors.config_failure(exc.format_message())]
+    else:
+        found = config_file or _default_config(data_dir)
+        checks = doctors.run_checks(settings, found)
+    for check in checks:
+        click.echo(doctors.format_check(check))
+    if any(check.status == "FAIL" for check in checks):
+        sys.exit(1)
+
+
+def _default_config(data_dir: Path | None) -> Path | None:
+    candidate = (data_dir.expanduser() if data_dir else default_data_dir()) / CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+@cli.group()
+def alexa() -> None:
+    """Set up the Alexa Smart Home skill: the Lambda relay and the console values."""
+
+
+@alexa.command("lambda")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("staterelay-alexa.zip"),
+    show_default=True,
+    help="Where to write the deployment package (a zip for AWS Lambda).",
+)
+@click.option(
+    "--no-secret",
+    is_flag=True,
+    help="Do not bake alexa.relay_secret into the code; set STATERELAY_RELAY_SECRET in Lambda.",
+)
+@_settings_options
+def alexa_lambda(
+    out: Path, no_secret: bool, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Write the Lambda relay that forwards Alexa's directives to this instance."""
+    from staterelay.alexa.console import relay_url
+    from staterelay.alexa.relay import HANDLER, write_lambda_zip
+
+    settings = _load(config_file, data_dir)
+    secret = None if no_secret else settings.alexa.relay_secret
+    try:
+        write_lambda_zip(out, relay_url(settings), secret)
+    except OSError as exc:
+        raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {out}: upload it as a Python function with handler {HANDLER}")
+    click.echo(f"it forwards directives to {relay_url(settings)}/alexa/smart_home")
+    if not settings.alexa.relay_secret:
+        click.echo(
+            "staterelay: warning: alexa.relay_secret is not set; `staterelay alexa setup` "
+            "suggests one",
+            err=True,
+        )
+    elif no_secret:
+        click.echo("set STATERELAY_RELAY_SECRET on the function to alexa.relay_secret")
+
+
+@alexa.command("setup")
+@click.option(
+    "--vendor-id",
+    help="Your Amazon vendor id (the end of the Alexa Redirect URLs on the skill's Account "
+    "Linking page): registers the OAuth client Alexa links through, unless one exists.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the Lambda relay package here (as `staterelay alexa lambda` does).",
+)
+@_settings_options
+def alexa_setup(
+    vendor_id: str | None, out: Path | None, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Print every value to paste into the Alexa developer console and AWS."""
+    from staterelay.alexa.console import SetupPlan, alexa_clients, relay_url, setup_sheet
+    from staterelay.alexa.relay import write_lambda_zip
+
+    if vendor_id is not None:
+        try:
+            preset = alexa_preset(vendor_id)
+        except StateRelayError as exc:
+            raise CommandError(exc.detail) from None
+    settings = _load(config_file, data_dir)
+
+    async def prepare(core: Core) -> tuple[list[tuple[str, str]], str | None]:
+        registered = list(await core.oauth.list_clients())
+        found = alexa_clients(settings, registered, vendor_id)
+        if vendor_id is None or found:
+            return alexa_clients(settings, registered), None
+        client, secret = await core.oauth.create_client(
+            client_id=f"alexa-{secrets.token_hex(4)}",
+            name=preset.name,
+            redirect_uris=preset.redirect_uris,
+            token_endpoint_auth_method=preset.token_endpoint_auth_method,
+            scopes=preset.scopes,
+        )
+        return [(client.id, client.name)], secret
+
+    clients, new_secret = _run(settings, prepare)
+    relay_secret = settings.alexa.relay_secret or secrets.token_urlsafe(32)
+    if out is not None:
+        try:
+            write_lambda_zip(out, relay_url(settings), relay_secret)
+        except OSError as exc:
+            raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
+    plan = SetupPlan(
+        clients=clients,
+        new_client_secret=new_secret,
+        relay_secret=relay_secret,
+        relay_secret_is_new=not settings.alexa.relay_secret,
+        relay_zip=None if out is None else str(out),
+    )
+    click.echo(setup_sheet(settings, plan))
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema (PostgreSQL hosting)."""
+
+
+@db.command("migrate")
+@click.option(
+    "--url",
+    "owner_url",
+    help="URL of the role that owns the tables. Default: database.migrate_url, else database.url.",
+)
+@click.option(
+    "--app-role",
+    help="Role to grant the app's privileges to. Default: the user named in database.url.",
+)
+@_settings_options
+def db_migrate(
+    owner_url: str | None, app_role: str | None, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Apply pending migrations once, as the owner, and grant the app role its privileges.
+
+    Run it before starting replicas whose database.url names a role that owns nothing.
+    """
+    from urllib.parse import urlsplit
+
+    from staterelay.store import migrate_database
+
+    settings = _load(config_file, data_dir)
+    url = owner_url or settings.database.migrate_url or settings.database_url
+    if app_role is None and settings.database_url != url:
+        app_role = urlsplit(settings.database_url).username
+    try:
+        applied = asyncio.run(migrate_database(url, app_role=app_role))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    done = f"applied migrations {', '.join(map(str, applied))}" if applied else "schema up to date"
+    granted = f"; granted {app_role} its privileges" if app_role else ""
+    click.echo(f"staterelay: {done}{granted}", err=True)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,9 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from staterelay.alexa import ALEXA_KEY, setup_alexa
+from staterelay.alexa.console import relay_url, setup_text
+from staterelay.alexa.relay import lambda_zip
 from staterelay.api import create_api_app
 from staterelay.core import Core
 from staterelay.core.clock import Clock, system_clock
@@ -21,10 +25,11 @@ from staterelay.core.crypto import load_or_create_secret
 from staterelay.core.events import OutboxEnqueued
 from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
 from staterelay.hosts import HostRouter
+from staterelay.ifttt import IFTTT_KEY, setup_ifttt
 from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.oauth import setup_oauth
 from staterelay.settings import Settings
-from staterelay.ui import announce_setup_link, ui_routes
+from staterelay.ui import ALEXA_TOOLS_KEY, AlexaTools, setup_ui
 from staterelay.web.middleware import web_middlewares
 from staterelay.wiring import build_core
 
@@ -71,11 +76,21 @@ def create_app(
     app.cleanup_ctx.append(_maintenance_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_routes(ui_routes())
-    app.on_startup.append(announce_setup_link)
+    setup_ui(app)
+    app[ALEXA_TOOLS_KEY] = _alexa_tools(settings)
     setup_oauth(app, core, settings)
+    setup_alexa(app, core, settings)
+    setup_ifttt(app, core, settings)
     app.add_subapp("/api/v1/", create_api_app(core, settings))
     return app
+
+
+def _alexa_tools(settings: Settings) -> AlexaTools:
+    """Lend the dashboard the Alexa adapter's relay package and setup sheet."""
+    return AlexaTools(
+        lambda_zip=lambda: lambda_zip(relay_url(settings), settings.alexa.relay_secret),
+        setup_sheet=lambda clients: setup_text(settings, clients, secrets.token_urlsafe(32)),
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -114,7 +129,7 @@ async def _dispatcher_context(app: web.Application) -> AsyncIterator[None]:
     )
     dispatcher = Dispatcher(
         core,
-        {"webhook": sink},
+        {"webhook": sink, "alexa": app[ALEXA_KEY].sink, "ifttt": app[IFTTT_KEY].sink},
         config=DispatcherConfig(
             owner=f"proc-{uuid.uuid4().hex[:12]}",
             max_age_seconds=hooks.max_age_hours * 3600.0,
@@ -132,6 +147,8 @@ async def _dispatcher_context(app: web.Application) -> AsyncIterator[None]:
         unsubscribe()
         await dispatcher.stop()
         await sink.close()
+        await app[ALEXA_KEY].sink.close()
+        await app[IFTTT_KEY].sink.close()
 
 
 async def _maintenance_context(app: web.Application) -> AsyncIterator[None]:

@@ -70,6 +70,8 @@ class DatabaseSettings:
 
     url: str | None = None
     durability: Durability = "full"
+    # PostgreSQL: the table owner's URL; migrations run as it and grant the role of ``url``.
+    migrate_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,9 @@ class IftttSettings:
 
     service_key: str | None = None
     realtime_url: str = "https://realtime.ifttt.com/v1/notifications"
+    realtime_debounce_seconds: float = 1.0
+    event_retention_days: int = 30
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -542,6 +547,14 @@ def _validate(settings: Settings) -> None:
         or url.startswith(("postgresql://", "postgres://"))
     ):
         raise SettingsError("database.url", "must be sqlite:///<path> or postgresql://...")
+    migrate_url = settings.database.migrate_url
+    if migrate_url is not None and not (
+        migrate_url.startswith(("postgresql://", "postgres://"))
+        and settings.database_url.startswith(("postgresql://", "postgres://"))
+    ):
+        raise SettingsError(
+            "database.migrate_url", "must be a postgresql:// URL, with a postgresql:// database.url"
+        )
     redis_url = settings.redis.url
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("redis.url", "must start with redis://, rediss:// or unix://")
@@ -568,4 +581,10 @@ def _validate(settings: Settings) -> None:
     _require_http_url("alexa.lwa_token_url", settings.alexa.lwa_token_url)
     _require_http_url("alexa.event_gateway_url", settings.alexa.event_gateway_url)
     _require_http_url("ifttt.realtime_url", settings.ifttt.realtime_url)
+    if not 0 <= settings.ifttt.realtime_debounce_seconds <= 1:
+        raise SettingsError("ifttt.realtime_debounce_seconds", "must be from 0 to 1")
+    if settings.ifttt.event_retention_days < 30:
+        raise SettingsError(
+            "ifttt.event_retention_days", "must be at least 30 (IFTTT expects a long timeline)"
+        )
     _require_http_url("billing.stripe_api_base", settings.billing.stripe_api_base)

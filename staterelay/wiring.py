@@ -19,6 +19,7 @@ def core_config(settings: Settings) -> CoreConfig:
         public_url=settings.public_url,
         accounts=settings.accounts,
         oauth=settings.oauth,
+        ifttt=settings.ifttt,
     )
 
 
@@ -33,7 +34,11 @@ def build_core(
 
     Raises ``ValueError`` for a database URL this version cannot open.
     """
-    store = open_store(settings.database_url, durability=settings.database.durability)
+    store = open_store(
+        settings.database_url,
+        durability=settings.database.durability,
+        migrate_url=settings.database.migrate_url,
+    )
     return Core(
         store,
         bus or InProcessBus(),

@@ -1,18 +1,19 @@
 """The ``alexa`` outbox sink: ChangeReports, DoorbellPress, AddOrUpdateReport and DeleteReport.
 
-The store writes one outbox row per change and per user with an active grant. The sink
-builds each event from the device as it is *when sending*, so a burst of changes to one
-endpoint collapses into few messages without waiting:
+The store writes one outbox row per change and per user with an active grant; each row
+carries the device version its change made. The sink builds each event from the device as
+it is *when sending*, so a burst of changes to one endpoint collapses into few messages
+without waiting for more:
 
 * rows of one endpoint (grant and device) are sent one at a time, in row order;
-* a row whose property changed again since is superseded: the newer row reports it;
-* properties that changed with or after a row's change ride along in its ChangeReport,
-  and their own rows find nothing left to report;
-* except for Routine triggers (detection, a routine switch's power) and presses: every
-  transition of those is reported, in order, with the value and time it had, because a
-  Routine starts on a transition and a merged burst would swallow it.
+* a ChangeReport tells Alexa the whole state at the version it read (changed properties in
+  ``payload.change``, the rest and connectivity in ``context``), so later rows whose
+  version it already covered are done without sending anything;
+* except for Routine triggers (detection, a routine switch's power): every transition of
+  those is reported, in order, with the value and time it had, because a Routine starts
+  on a transition and a merged burst would swallow it; presses are never merged either.
 
-Nothing is delayed to wait for more changes, so Amazon's 3 s bound holds; the gateway
+Nothing is held back to wait for more changes, so Amazon's 3 s bound holds; the gateway
 request itself is cut off after ``GATEWAY_TIMEOUT``.
 """
 
@@ -21,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
@@ -48,7 +48,7 @@ GATEWAY_TIMEOUT: Final = aiohttp.ClientTimeout(total=2.5)  # Amazon: report with
 MAX_ANSWER_BYTES: Final = 65536
 SENSOR_TYPES: Final = frozenset({"contact_sensor", "motion_sensor", "temperature_sensor", "button"})
 UNLINK_CODES: Final = frozenset({"SKILL_DISABLED_EXCEPTION"})
-NEVER: Final = -math.inf
+_UNKNOWN: Final = object()
 
 JSON = dict[str, Any]
 
@@ -80,29 +80,28 @@ def press_time(at: float) -> str:
 
 
 class _Reported:
-    """What was last sent for one endpoint of one grant (in memory; lost on restart)."""
+    """What Alexa was last told about one endpoint for one grant (in memory; lost on restart).
 
-    __slots__ = ("discovered", "properties")
+    Versions are the device's: every outbox row carries the version its change made.
+    """
+
+    __slots__ = ("discovered", "transition", "values", "version")
 
     def __init__(self) -> None:
-        self.properties: dict[str, float] = {}
-        self.discovered = NEVER
+        self.version = 0  # the device version of the last ChangeReport's full state
+        self.values: dict[str, Any] = {}  # the property values Alexa was told last
+        self.transition = 0  # the device version of the last transition reported
+        self.discovered = 0  # the device version of the last AddOrUpdateReport
 
 
 class _Build:
-    """A message to send and the bookkeeping to do once the gateway accepted it."""
+    """A message to send and what Alexa knows once the gateway accepted it."""
 
-    __slots__ = ("discovered", "message", "properties")
+    __slots__ = ("message", "settle")
 
-    def __init__(
-        self,
-        message: JSON,
-        properties: Mapping[str, float] | None = None,
-        discovered: float | None = None,
-    ) -> None:
+    def __init__(self, message: JSON, settle: Callable[[_Reported], None] | None = None) -> None:
         self.message = message
-        self.properties = dict(properties or {})
-        self.discovered = discovered
+        self.settle = settle
 
 
 class ChangeReportSink:
@@ -122,19 +121,20 @@ class ChangeReportSink:
 
     async def deliver(self, item: OutboxItem) -> SinkResult:
         """Send the event of one row (or find that an earlier send already covered it)."""
-        link = await self._core.alexa.active_link(item.tenant_id, item.destination)
-        if link is None:
-            self._forget_grant(item.destination)
-            return SinkResult(
-                delivered=False,
-                error="not sent: Alexa is no longer linked for this user",
-                permanent=True,
-            )
         key = (item.destination, item.device_id or "")
         lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)
         try:
+            # Taken before anything else, so rows of one endpoint go out in claim order.
             async with lock:
+                link = await self._core.alexa.active_link(item.tenant_id, item.destination)
+                if link is None:
+                    self._forget_grant(item.destination)
+                    return SinkResult(
+                        delivered=False,
+                        error="not sent: Alexa is no longer linked for this user",
+                        permanent=True,
+                    )
                 return await self._deliver(link, item, key)
         finally:
             lock, users = self._locks[key]
@@ -176,13 +176,10 @@ class ChangeReportSink:
             if result.status_code == 401:
                 await self._core.alexa.note_token_error(link, str(result.error))
         if result.delivered:
-            reported = self._reported.setdefault(key, _Reported())
-            for name, at in build.properties.items():
-                reported.properties[name] = max(reported.properties.get(name, NEVER), at)
-            if build.discovered is not None:
-                reported.discovered = max(reported.discovered, build.discovered)
             if item.event_type == "device.deleted":
                 self._reported.pop(key, None)
+            elif build.settle is not None:
+                build.settle(self._reported.setdefault(key, _Reported()))
         elif code in UNLINK_CODES:
             await self._core.alexa.unlink(
                 link.tenant_id,
@@ -196,7 +193,9 @@ class ChangeReportSink:
         return result
 
     # building -------------------------------------------------------------------------------
-    async def _build(self, link: AlexaLink, item: OutboxItem, key: tuple[str, str]) -> _Build | None:
+    async def _build(
+        self, link: AlexaLink, item: OutboxItem, key: tuple[str, str]
+    ) -> _Build | None:
         if item.device_id is None:
             return None
         if item.event_type == "device.deleted":
@@ -205,53 +204,54 @@ class ChangeReportSink:
         if device is None:
             return None  # deleted since: its DeleteReport row follows
         reported = self._reported.get(key) or _Reported()
-        at = _at(item)
+        version = _version(item)
         if item.event_type in ("device.created", "device.updated"):
-            if reported.discovered >= at:
-                return None
-            return _Build(
-                _add_or_update_report(device, link.access_token), discovered=device.updated_at
-            )
+            if version <= reported.discovered:
+                return None  # an AddOrUpdateReport sent since already described it
+
+            def discovered(state: _Reported) -> None:
+                state.discovered = max(state.discovered, device.version)
+
+            return _Build(_add_or_update_report(device, link.access_token), discovered)
         cause = cause_for(str(item.payload.get("source", "")), device.type)
         if item.event_type == "button.pressed":
             if device.type != "button":
                 return None
-            return _Build(_doorbell_press(device.id, link.access_token, cause, at))
+            return _Build(_doorbell_press(device.id, link.access_token, cause, _at(item)))
         if item.event_type == "state.changed":
-            return self._change_report(device, item, reported, link.access_token, cause, at)
+            return self._change_report(device, item, reported, link.access_token, cause)
         return None
 
     def _change_report(
-        self,
-        device: Device,
-        item: OutboxItem,
-        reported: _Reported,
-        token: str,
-        cause: str,
-        at: float,
+        self, device: Device, item: OutboxItem, reported: _Reported, token: str, cause: str
     ) -> _Build | None:
         endpoint = AlexaEndpoint(device)
         name = str(item.payload.get("property", ""))
         current = device.properties.get(name)
         if current is None:
             return None
+        version, at = _version(item), _at(item)
+        transition = name in endpoint.transitions
         changed: dict[str, PropertyState] = {}
-        if name in endpoint.transitions:
-            if reported.properties.get(name, NEVER) >= at:
+        if transition:
+            if version <= reported.transition:
                 return None  # this transition, or a later one, was already reported
             changed[name] = PropertyState(item.payload.get("new", current.value), at)
         else:
-            if current.changed_at > at or reported.properties.get(name, NEVER) >= current.changed_at:
-                return None  # a newer row reports it, or an earlier report carried it
-            changed[name] = current
+            if version <= reported.version:
+                return None  # a report sent since carried this change
+            if reported.values.get(name, _UNKNOWN) != current.value:
+                changed[name] = current
         for other, state in device.properties.items():
-            if (
-                other not in changed
-                and other not in endpoint.transitions
-                and state.changed_at >= at
-                and reported.properties.get(other, NEVER) < state.changed_at
+            if other in changed or other == name or other in endpoint.transitions:
+                continue
+            known = reported.values.get(other, _UNKNOWN)
+            if (known is _UNKNOWN and state.changed_at >= at) or (
+                known is not _UNKNOWN and known != state.value
             ):
                 changed[other] = state
+        if not changed:
+            return None  # Alexa already has these values
         now = self._core.clock()
         values = {**device.properties, **changed}
         properties = endpoint.properties(now, values, only=changed)
@@ -265,7 +265,16 @@ class ChangeReportSink:
             },
             "context": {"properties": endpoint.properties(now, without=changed)},
         }
-        return _Build(message, {key: state.changed_at for key, state in changed.items()})
+
+        def settle(state: _Reported) -> None:
+            if transition:
+                state.transition = max(state.transition, version)
+                state.values.update({key: prop.value for key, prop in changed.items()})
+            else:
+                state.version = max(state.version, device.version)
+                state.values.update({key: prop.value for key, prop in device.properties.items()})
+
+        return _Build(message, settle)
 
     # sending --------------------------------------------------------------------------------
     async def _post(self, link: AlexaLink, message: JSON) -> tuple[SinkResult, str | None]:
@@ -306,6 +315,11 @@ class ChangeReportSink:
         for key in [key for key in self._reported if key[0] == grant_id]:
             del self._reported[key]
         self._tokens.forget(grant_id)
+
+
+def _version(item: OutboxItem) -> int:
+    version = item.payload.get("device_version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else 1 << 62
 
 
 def _at(item: OutboxItem) -> float:

@@ -8,7 +8,7 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.api import activity, devices, grants, keys, openapi, webhooks
+from staterelay.api import activity, devices, grants, integrations, keys, openapi, webhooks
 from staterelay.api.auth import authenticate, challenge_for
 from staterelay.api.problems import InternalError, error_for_http, problem_response
 from staterelay.core import Core
@@ -36,6 +36,7 @@ def create_api_app(core: Core, settings: Settings) -> web.Application:
         webhooks.routes,
         keys.routes,
         grants.routes,
+        integrations.routes,
         openapi.routes,
     ):
         app.router.add_routes(table)

@@ -13,6 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
+from staterelay.api import integrations
 from staterelay.api.schemas import JSONObject, component_schemas, schema_ref
 from staterelay.core.models import SOURCES
 
@@ -359,6 +360,14 @@ def _paths() -> JSONObject:
                 errors=(*READ, "NotFound"),
             ),
         },
+        "/integrations/alexa": {
+            "get": _operation(
+                "getAlexaIntegration",
+                "The caller's Alexa link: region, token health, last ChangeReport",
+                "integrations",
+                response="AlexaIntegration",
+            ),
+        },
         "/openapi.json": {
             "get": _operation(
                 "getOpenApi",
@@ -394,7 +403,7 @@ def build_document() -> JSONObject:
                     "description": "An API key (sr_...) or an OAuth access token.",
                 }
             },
-            "schemas": component_schemas(),
+            "schemas": {**component_schemas(), **integrations.SCHEMAS},
             "parameters": _parameters(),
             "headers": {
                 "ETag": {

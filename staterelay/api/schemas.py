@@ -12,6 +12,7 @@ from staterelay.core.device_types import (
     TEMPERATURE_SCALES,
 )
 from staterelay.core.models import SCOPES, SOURCES
+from staterelay.core.webhook_formats import FORMATS, MAKER_URL
 from staterelay.core.webhooks import EVENT_TYPES
 
 JSONObject = dict[str, Any]
@@ -115,6 +116,19 @@ def component_schemas() -> JSONObject:
             description="Only these events; null for all.",
         ),
         "enabled": {"type": "boolean"},
+        "format": {
+            "enum": list(FORMATS),
+            "description": "standard: signed event JSON. ifttt_webhooks: IFTTT's Webhooks "
+            "trigger (value1 device, value2 property, value3 new value); url defaults to "
+            f"{MAKER_URL}.",
+        },
+        "ifttt_event": _nullable(
+            "string", pattern="^[A-Za-z0-9_]{1,64}$", description="ifttt_webhooks: event name."
+        ),
+        "ifttt_key": _nullable(
+            "string",
+            description="ifttt_webhooks: the key from IFTTT's Webhooks settings; never shown.",
+        ),
     }
     state = {
         "state": {"type": "object", "description": "Property name to value."},
@@ -128,6 +142,8 @@ def component_schemas() -> JSONObject:
         "event_types": _nullable("array", items={"type": "string"}),
         "enabled": {"type": "boolean"},
         "disabled_reason": _nullable("string"),
+        "format": {"enum": list(FORMATS)},
+        "ifttt_event": _nullable("string"),
         "created_at": _TIME,
         "updated_at": _TIME,
     }
@@ -231,8 +247,14 @@ def component_schemas() -> JSONObject:
             ]
         },
         "WebhookCreate": _object(
-            {"url": {"type": "string", "format": "uri"}, **webhook_fields},
-            required=["url"],
+            {
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "Required unless format is ifttt_webhooks.",
+                },
+                **webhook_fields,
+            },
             closed=True,
         ),
         "WebhookUpdate": _object(

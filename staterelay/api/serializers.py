@@ -79,6 +79,8 @@ def webhook_json(webhook: Webhook, *, secret: str | None = None) -> JSONObject:
         "event_types": list(webhook.event_types) if webhook.event_types is not None else None,
         "enabled": webhook.enabled,
         "disabled_reason": webhook.disabled_reason,
+        "format": webhook.format,
+        "ifttt_event": webhook.ifttt_event,
         "created_at": iso(webhook.created_at),
         "updated_at": iso(webhook.updated_at),
     }

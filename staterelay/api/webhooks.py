@@ -20,8 +20,12 @@ _OPTIONAL_FIELDS: Final = {
     "device_ids": FieldSpec(("array", "null"), items="string"),
     "event_types": FieldSpec(("array", "null"), items="string"),
     "enabled": FieldSpec(("boolean",)),
+    "format": FieldSpec(("string",)),
+    "ifttt_event": FieldSpec(("string", "null")),
+    "ifttt_key": FieldSpec(("string", "null")),
 }
-CREATE_FIELDS: Final = {"url": FieldSpec(("string",), required=True), **_OPTIONAL_FIELDS}
+# url may be left out for format ifttt_webhooks (IFTTT's own URL); core checks the rest.
+CREATE_FIELDS: Final = {"url": FieldSpec(("string",)), **_OPTIONAL_FIELDS}
 UPDATE_FIELDS: Final = {"url": FieldSpec(("string",)), **_OPTIONAL_FIELDS}
 
 
@@ -55,7 +59,7 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 @routes.patch("/webhooks/{webhook_id}", name="webhook")
 async def update_webhook(request: web.Request) -> web.Response:
-    """Change a webhook's URL, filters, description or enabled flag."""
+    """Change a webhook's URL, filters, description, format or enabled flag."""
     fields = await read_fields(request, UPDATE_FIELDS)
     webhook = await request.app[CORE_KEY].webhooks.update(
         principal_of(request), request.match_info["webhook_id"], fields

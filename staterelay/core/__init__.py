@@ -12,13 +12,14 @@ from staterelay.core.bus import EventBus, InProcessBus
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.crypto import SecretBox
 from staterelay.core.devices import DeviceService
+from staterelay.core.ifttt import IftttService
 from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.oauth import OAuthService
 from staterelay.core.outbox import OutboxService
 from staterelay.core.sessions import SessionService
 from staterelay.core.users import UserService
 from staterelay.core.webhooks import WebhookService
-from staterelay.settings import AccountsSettings, OAuthSettings
+from staterelay.settings import AccountsSettings, IftttSettings, OAuthSettings
 from staterelay.store.base import Store
 
 
@@ -32,6 +33,7 @@ class CoreConfig:
     public_url: str = "http://localhost:8080"
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    ifttt: IftttSettings = field(default_factory=IftttSettings)
 
 
 class Core:
@@ -71,6 +73,15 @@ class Core:
             store, clock, SecretBox(instance_secret, "oauth-successors"), config.oauth
         )
         self.auth.add_resolver(self.oauth.resolve)
+        self.ifttt = IftttService(
+            store,
+            clock,
+            self.devices,
+            self.users,
+            self.oauth,
+            config.ifttt,
+            public_url=config.public_url,
+        )
         self.alexa = AlexaLinkService(store, clock, SecretBox(instance_secret, "alexa-tokens"))
 
     async def ready(self) -> bool:

@@ -161,6 +161,14 @@ class AlexaLinkService:
             tenant_id, grant_id, reason[:ERROR_MAX], self._clock()
         )
 
+    async def unlink_user(self, principal: Principal, reason: str) -> bool:
+        """The principal's user unlinks Alexa (the dashboard's button); False when not linked."""
+        require(principal, "write")
+        grant = await self._store.find_user_alexa_grant(principal.tenant_id, principal.user_id)
+        if grant is None or grant.status != "active":
+            return False
+        return await self.unlink(principal.tenant_id, grant.id, reason)
+
     async def device(self, link: AlexaLink, device_id: str) -> Device | None:
         """A device as the grant's user sees it now; None once deleted."""
         return await self._store.get_device(link.tenant_id, device_id)

@@ -17,6 +17,7 @@ from staterelay.core.events import OutboxEnqueued
 from staterelay.core.ids import decode_cursor, encode_cursor, new_id
 from staterelay.core.models import Principal
 from staterelay.core.netpolicy import AddressPolicy, validate_webhook_url
+from staterelay.core.webhook_formats import IFTTT_WEBHOOKS, MAKER_URL, format_changes, maker_request
 from staterelay.errors import InvalidInput, NotFound
 from staterelay.store.base import Store
 from staterelay.store.records import NewOutboxEvent, Page, Webhook, WebhookDelivery
@@ -59,9 +60,10 @@ class WebhookService:
         )
         if len(existing) >= MAX_WEBHOOKS_PER_TENANT:
             raise InvalidInput(f"a household can have at most {MAX_WEBHOOKS_PER_TENANT} webhooks")
-        if "url" not in fields:
+        formats = format_changes(fields, None, self._box)
+        if "url" not in fields and formats.get("format") != IFTTT_WEBHOOKS:
             raise InvalidInput("url is required", field="url")
-        url = validate_webhook_url(fields["url"], self.policy)
+        url = validate_webhook_url(fields.get("url", MAKER_URL), self.policy)
         description = _description(fields.get("description"))
         device_ids = await self._device_ids(principal, fields.get("device_ids"))
         event_types = _event_types(fields.get("event_types"))
@@ -80,6 +82,7 @@ class WebhookService:
             secret_ciphertext=self._box.encrypt(secret),
             created_at=now,
             updated_at=now,
+            **formats,
         )
         return await self._store.create_webhook(webhook), secret
 
@@ -110,7 +113,7 @@ class WebhookService:
     async def update(
         self, principal: Principal, webhook_id: str, fields: Mapping[str, Any]
     ) -> Webhook:
-        """Change a webhook's URL, filters, description or enabled flag."""
+        """Change a webhook's URL, filters, description, format or enabled flag."""
         require(principal, "write")
         changes: dict[str, Any] = {}
         if "url" in fields:
@@ -128,7 +131,8 @@ class WebhookService:
         now = self._clock()
 
         def mutate(current: Webhook) -> Webhook:
-            return replace(current, **changes, updated_at=now)
+            formats = format_changes(fields, current, self._box)
+            return replace(current, **changes, **formats, updated_at=now)
 
         return await self._store.update_webhook(principal.tenant_id, webhook_id, mutate)
 
@@ -177,6 +181,15 @@ class WebhookService:
         if webhook is None:
             return None
         return webhook, self._box.decrypt(webhook.secret_ciphertext)
+
+    def maker_request(
+        self, webhook: Webhook, event_type: str, payload: Mapping[str, Any]
+    ) -> tuple[str, bytes] | None:
+        """URL and body of an ``ifttt_webhooks`` delivery; None when its key is missing."""
+        if webhook.ifttt_key_ciphertext is None or not webhook.ifttt_event:
+            return None
+        key = self._box.decrypt(webhook.ifttt_key_ciphertext)
+        return maker_request(webhook, key, event_type, payload)
 
     async def disable(self, tenant_id: str, webhook_id: str, reason: str) -> None:
         """Switch a webhook off (its receiver answered 410 Gone, say)."""

@@ -14,6 +14,7 @@ from staterelay.core import Core
 from staterelay.core.models import OutboxItem
 from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.sinks import SinkResult
+from staterelay.core.webhook_formats import IFTTT_WEBHOOKS
 from staterelay.dispatch.backoff import parse_retry_after
 from staterelay.dispatch.signing import event_body, signature_headers
 from staterelay.dispatch.ssrf import AddressRefused, GuardedResolver, check_url
@@ -77,18 +78,26 @@ class WebhookSink:
             return SinkResult(delivered=False, error=str(exc))
         except ValueError:
             return SinkResult(delivered=False, error="not sent: the webhook URL is not valid")
+        now = self._core.clock()
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         try:
-            body = event_body(item.event_id, item.event_type, item.payload)
+            if webhook.format == IFTTT_WEBHOOKS:
+                # IFTTT's Webhooks trigger: value1-value3 to a URL holding the user's key.
+                maker = self._core.webhooks.maker_request(webhook, item.event_type, item.payload)
+                if maker is None:
+                    return SinkResult(
+                        delivered=False,
+                        error="not sent: the IFTTT event name or key is missing",
+                        permanent=True,
+                    )
+                url, body = URL(maker[0], encoded=True), maker[1]
+            else:
+                body = event_body(item.event_id, item.event_type, item.payload)
+                headers.update(signature_headers(secret, item.event_id, int(now), body))
         except ValueError:
             return SinkResult(
                 delivered=False, error="not sent: the event cannot be encoded", permanent=True
             )
-        now = self._core.clock()
-        headers = {
-            "Content-Type": "application/json",
-            "Accept-Encoding": "identity",
-            **signature_headers(secret, item.event_id, int(now), body),
-        }
         try:
             async with self._client().post(
                 url, data=body, headers=headers, allow_redirects=False

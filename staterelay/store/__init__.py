@@ -6,16 +6,44 @@ from pathlib import Path
 
 from staterelay.store.base import Store
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-def open_store(url: str, *, durability: str = "full") -> Store:
-    """The store for a database URL (``sqlite:///path`` or ``postgresql://...``); not yet opened."""
+
+def open_store(url: str, *, durability: str = "full", migrate_url: str | None = None) -> Store:
+    """The store for a database URL (``sqlite:///path`` or ``postgresql://...``); not yet opened.
+
+    ``migrate_url`` (PostgreSQL only) connects as the owner of the tables to apply
+    migrations and grant the role of ``url`` its privileges; without it the role of ``url``
+    must be able to migrate itself, or the schema must be up to date already.
+    """
     if url.startswith("sqlite:///"):
         from staterelay.store.sqlite import SQLiteStore
 
         return SQLiteStore(Path(url.removeprefix("sqlite:///")), durability=durability)
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("PostgreSQL support arrives with the hosted scale-out work")
+    if url.startswith(POSTGRES_SCHEMES):
+        try:
+            from staterelay.store.postgres import PostgresStore
+        except ImportError as exc:  # asyncpg is the optional `postgres` extra
+            raise ValueError(
+                f"PostgreSQL needs asyncpg ({exc}): pip install 'staterelay[postgres]'"
+            ) from None
+        return PostgresStore(url, migrate_url=migrate_url)
     raise ValueError(f"unsupported database URL: {url.split(':', 1)[0]}")
 
 
-__all__ = ["Store", "open_store"]
+async def migrate_database(url: str, *, app_role: str | None = None) -> list[int]:
+    """Apply pending migrations as the role of ``url`` and grant ``app_role`` (PostgreSQL).
+
+    For SQLite, opening the store migrates it; ``app_role`` does not apply.
+    """
+    if url.startswith(POSTGRES_SCHEMES):
+        from staterelay.store.postgres_engine import migrate_url
+
+        return await migrate_url(url, app_role=app_role)
+    store = open_store(url)
+    await store.open()
+    await store.close()
+    return []
+
+
+__all__ = ["Store", "migrate_database", "open_store"]

@@ -148,7 +148,11 @@ class DeliveryOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """A user's webhook endpoint; the signing secret is kept encrypted."""
+    """A user's webhook endpoint; the signing secret is kept encrypted.
+
+    ``format`` is ``standard`` (signed event JSON) or ``ifttt_webhooks`` (IFTTT's Webhooks
+    trigger: ``value1``-``value3`` for the event ``ifttt_event``, with an encrypted key).
+    """
 
     seq: int
     id: str
@@ -162,6 +166,9 @@ class Webhook:
     created_at: float
     updated_at: float
     disabled_reason: str | None = None
+    format: str = "standard"
+    ifttt_event: str | None = None
+    ifttt_key_ciphertext: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from staterelay.store.records import (
     WebhookDelivery,
     WebhookMutator,
 )
-from staterelay.store.sqlite_accounts import SQLiteAccount
+from staterelay.store.sqlite_accounts import SQLiteAccount, insert_user
 from staterelay.store.sqlite_alexa import SQLiteAlexa, alexa_fan_out
 from staterelay.store.sqlite_engine import SQLiteEngine, pending_migrations
 from staterelay.store.sqlite_ifttt import SQLiteIfttt, ifttt_fan_out
@@ -45,7 +46,8 @@ _ACTIVITY_COLUMNS = (
 )
 _WEBHOOK_COLUMNS = (
     "seq, id, tenant_id, url, description, device_ids, event_types, enabled,"
-    " secret_ciphertext, created_at, updated_at, disabled_reason"
+    " secret_ciphertext, created_at, updated_at, disabled_reason, format, ifttt_event,"
+    " ifttt_key_ciphertext"
 )
 _OUTBOX_COLUMNS = (
     "id, tenant_id, sink, destination, event_id, event_type, device_id, payload, attempts,"
@@ -146,22 +148,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         """Insert a user; Conflict on a taken email."""
 
         def write(conn: sqlite3.Connection) -> User:
-            try:
-                conn.execute(
-                    "INSERT INTO users (id, tenant_id, email, email_key, password_hash, is_admin,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        user.id,
-                        user.tenant_id,
-                        user.email,
-                        user.email.casefold(),
-                        user.password_hash,
-                        int(user.is_admin),
-                        user.created_at,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict("a user with this email exists", field="email") from None
+            insert_user(conn, user)
             return user
 
         return await self.engine.write(write)
@@ -495,8 +482,9 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         def write(conn: sqlite3.Connection) -> Webhook:
             cursor = conn.execute(
                 "INSERT INTO webhooks (id, tenant_id, url, description, device_ids, event_types,"
-                " enabled, secret_ciphertext, disabled_reason, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " enabled, secret_ciphertext, disabled_reason, created_at, updated_at, format,"
+                " ifttt_event, ifttt_key_ciphertext)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _webhook_params(webhook),
             )
             return _webhook_with_seq(webhook, int(cursor.lastrowid or 0))
@@ -535,9 +523,10 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
             params = _webhook_params(new)
             conn.execute(
                 "UPDATE webhooks SET url = ?, description = ?, device_ids = ?, event_types = ?,"
-                " enabled = ?, secret_ciphertext = ?, disabled_reason = ?, updated_at = ?"
+                " enabled = ?, secret_ciphertext = ?, disabled_reason = ?, updated_at = ?,"
+                " format = ?, ifttt_event = ?, ifttt_key_ciphertext = ?"
                 " WHERE tenant_id = ? AND id = ?",
-                (*params[2:9], params[10], tenant_id, webhook_id),
+                (*params[2:9], *params[10:], tenant_id, webhook_id),
             )
             if not new.enabled:
                 conn.execute(
@@ -879,16 +868,18 @@ def _webhook_fan_out(
     conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
 ) -> int:
     """One row per enabled webhook whose event and device filters match."""
-    params: list[Any] = [tenant_id, event.event_type]
-    sql = (
-        "SELECT id FROM webhooks WHERE tenant_id = ? AND enabled = 1"
-        " AND (event_types IS NULL OR EXISTS ("
-        "  SELECT 1 FROM json_each(webhooks.event_types) WHERE value = ?))"
-    )
+    params: list[Any] = [tenant_id]
+    sql = "SELECT id FROM webhooks WHERE tenant_id = ? AND enabled = 1"
     if event.only_destination is not None:
+        # A test send goes to the one webhook named, whatever its filters.
         sql += " AND id = ?"
         params.append(event.only_destination)
     else:
+        sql += (
+            " AND (event_types IS NULL OR EXISTS ("
+            "  SELECT 1 FROM json_each(webhooks.event_types) WHERE value = ?))"
+        )
+        params.append(event.event_type)
         sql += (
             " AND (device_ids IS NULL OR EXISTS ("
             "  SELECT 1 FROM json_each(webhooks.device_ids) WHERE value = ?))"
@@ -932,24 +923,14 @@ def _webhook_params(webhook: Webhook) -> tuple[Any, ...]:
         webhook.disabled_reason,
         webhook.created_at,
         webhook.updated_at,
+        webhook.format,
+        webhook.ifttt_event,
+        webhook.ifttt_key_ciphertext,
     )
 
 
 def _webhook_with_seq(webhook: Webhook, seq: int) -> Webhook:
-    return Webhook(
-        seq=seq,
-        id=webhook.id,
-        tenant_id=webhook.tenant_id,
-        url=webhook.url,
-        description=webhook.description,
-        device_ids=webhook.device_ids,
-        event_types=webhook.event_types,
-        enabled=webhook.enabled,
-        secret_ciphertext=webhook.secret_ciphertext,
-        created_at=webhook.created_at,
-        updated_at=webhook.updated_at,
-        disabled_reason=webhook.disabled_reason,
-    )
+    return dataclasses.replace(webhook, seq=seq)
 
 
 def _load_webhook(conn: sqlite3.Connection, tenant_id: str, webhook_id: str) -> Webhook | None:
@@ -974,4 +955,7 @@ def _webhook(row: tuple[Any, ...]) -> Webhook:
         created_at=row[9],
         updated_at=row[10],
         disabled_reason=row[11],
+        format=row[12],
+        ifttt_event=row[13],
+        ifttt_key_ciphertext=row[14],
     )

@@ -149,7 +149,7 @@ class SQLiteAccount:
         def write(conn: sqlite3.Connection) -> User:
             _insert_tenant(conn, tenant)
             stored = dataclasses.replace(user, tenant_id=tenant.id)
-            _insert_user(conn, stored)
+            insert_user(conn, stored)
             return stored
 
         return await self.engine.write(write)
@@ -198,7 +198,7 @@ class SQLiteAccount:
             else:
                 tenant_id = str(row[0])
             stored = dataclasses.replace(user, tenant_id=tenant_id)
-            _insert_user(conn, stored)
+            insert_user(conn, stored)
             return stored
 
         return await self.engine.write(write)
@@ -238,7 +238,7 @@ class SQLiteAccount:
             ).fetchone()
             if row is None:
                 raise NotFound("the invite link is not valid")
-            _insert_user(conn, user)
+            insert_user(conn, user)
             conn.execute(
                 "UPDATE invites SET used_at = ?, used_by = ? WHERE id = ?", (now, user.id, row[0])
             )
@@ -292,8 +292,8 @@ def _insert_tenant(conn: sqlite3.Connection, tenant: Tenant) -> None:
     )
 
 
-def _insert_user(conn: sqlite3.Connection, user: User) -> None:
-    # The same row SQLiteStore.create_user writes; email_key makes emails unique in any case.
+def insert_user(conn: sqlite3.Connection, user: User) -> None:
+    """Insert a user row; ``Conflict`` when the email is taken (in any letter case)."""
     try:
         conn.execute(
             "INSERT INTO users (id, tenant_id, email, email_key, password_hash, is_admin,"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote
@@ -186,13 +187,28 @@ class SQLiteAlexa:
         await self.engine.write(write)
 
 
+def is_routine_trigger(device_type: str, options: Mapping[str, Any], prop: object) -> bool:
+    """True for a property whose every transition Alexa must hear (it starts Routines).
+
+    Must agree with ``AlexaEndpoint.transitions`` in the Alexa adapter (a test checks it).
+    """
+    if prop == "detection":
+        return True
+    return prop == "power" and device_type == "switch" and options.get("routine_trigger") is True
+
+
 def alexa_fan_out(
     conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
 ) -> int:
     """One row per active grant of the tenant for every event Alexa must hear about.
 
-    The row's payload also carries ``at``, the exact commit time that the device's
-    ``changed_at`` values hold, so the sink can tell which later change supersedes it.
+    The row's payload also carries ``at`` (the commit time, which the changed properties'
+    ``changed_at`` hold) and ``device_version`` (the device's version with this change), so
+    the sink can tell which rows an event it already sent has covered.
+
+    A state change is merged at once into a row of the same endpoint that no one has
+    picked up yet: the sink builds that row's ChangeReport from the device as it is when
+    sending, so it carries this change too. Routine-trigger transitions are never merged.
     """
     if (
         event.event_type not in ALEXA_EVENT_TYPES
@@ -205,11 +221,44 @@ def alexa_fan_out(
     ).fetchall()
     if not grants:
         return 0
+    device = conn.execute(
+        "SELECT version, type, options FROM devices WHERE tenant_id = ? AND id = ?",
+        (tenant_id, event.device_id),
+    ).fetchone()
+    mergeable = (
+        event.event_type == "state.changed"
+        and device is not None
+        and not is_routine_trigger(device[1], json.loads(device[2]), event.payload.get("property"))
+    )
     stamped = NewOutboxEvent(
         event_type=event.event_type,
         device_id=event.device_id,
-        payload={**event.payload, "at": now},
+        payload={
+            **event.payload,
+            "at": now,
+            "device_version": None if device is None else device[0],
+        },
     )
+    written = 0
     for (grant_id,) in grants:
+        untried = (
+            conn.execute(
+                "SELECT id FROM outbox WHERE sink = ? AND destination = ? AND status = 'pending'"
+                " AND device_id = ? AND event_type = 'state.changed' AND attempts = 0"
+                " AND lease_owner IS NULL LIMIT 1",
+                (SINK, grant_id, event.device_id),
+            ).fetchone()
+            if mergeable
+            else None
+        )
+        if untried is not None:
+            # The row now stands for this change too: it is covered only once a report
+            # has told Alexa this version.
+            conn.execute(
+                "UPDATE outbox SET payload = json_set(payload, '$.device_version', ?) WHERE id = ?",
+                (stamped.payload["device_version"], untried[0]),
+            )
+            continue
         insert_outbox_row(conn, tenant_id, SINK, grant_id, stamped, now)
-    return len(grants)
+        written += 1
+    return written

@@ -1,11 +1,53 @@
-"""SQLite implementation of the Ifttt part of the store."""
+"""SQLite implementation of the IFTTT part of the store, and the IFTTT fan-out.
+
+The fan-out runs inside every device change's transaction. It appends the change to its
+trigger timeline (and to the timeline of each tracked threshold it crosses), then, when a
+live trigger identity cares about the change, makes sure a Realtime notification for it is
+queued in the outbox.
+
+Realtime rows are coalesced: there is at most one waiting row per device, due at the end of
+the current debounce window (windows are aligned to multiples of the debounce, so rows of
+all devices and households fall due together and the sink sends them as one request). A
+change inside a window adds its identities to the waiting row instead of adding a row.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from staterelay.store.ifttt_records import (
+    DEFAULT_DEBOUNCE_SECONDS,
+    PRESS_KIND,
+    PROPERTY_KINDS,
+    REALTIME_BATCH,
+    REALTIME_EVENT,
+    REALTIME_SINK,
+    SENSOR_KIND,
+    IftttEvent,
+    IftttPruned,
+    Threshold,
+    TriggerIdentity,
+)
 from staterelay.store.records import NewOutboxEvent
 from staterelay.store.sqlite_engine import SQLiteEngine
+from staterelay.store.sqlite_outbox import insert_outbox_row
+
+BACKFILL_MAX = 100  # crossings a newly tracked threshold gets from recorded readings
+
+_EVENT_COLUMNS = (
+    "id, uid, tenant_id, device_id, device_name, kind, variant, property, old_value,"
+    " new_value, cause, source, occurred_at"
+)
+_IDENTITY_COLUMNS = (
+    "tenant_id, user_id, identity, trigger_slug, fields, device_id, kind, direction, threshold,"
+    " created_at, last_polled_at, deleted_at"
+)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class SQLiteIfttt:
@@ -13,9 +55,425 @@ class SQLiteIfttt:
 
     engine: SQLiteEngine
 
+    async def configure_ifttt_realtime(
+        self, *, enabled: bool, debounce_seconds: float, now: float
+    ) -> None:
+        """Store the Realtime switch and window for every process's fan-out."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO ifttt_realtime (id, enabled, debounce_seconds, updated_at)"
+                " VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET enabled = excluded.enabled,"
+                " debounce_seconds = excluded.debounce_seconds, updated_at = excluded.updated_at",
+                (int(enabled), debounce_seconds, now),
+            )
+
+        await self.engine.write(write)
+
+    async def list_ifttt_events(
+        self, tenant_id: str, device_id: str, kind: str, variant: str, *, limit: int
+    ) -> Sequence[IftttEvent]:
+        """One timeline, newest first."""
+        if limit <= 0:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[IftttEvent]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM ifttt_events WHERE tenant_id = ? AND device_id = ?"
+                " AND kind = ? AND variant = ? ORDER BY id DESC LIMIT ?",
+                (tenant_id, device_id, kind, variant, limit),
+            ).fetchall()
+            return [_event(row) for row in rows]
+
+        return await self.engine.read_statement(read)
+
+    async def track_ifttt_threshold(
+        self, tenant_id: str, device_id: str, threshold: Threshold, now: float
+    ) -> int:
+        """Track a threshold; backfill its crossings when it is new."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            updated = conn.execute(
+                "UPDATE ifttt_thresholds SET last_polled_at = max(last_polled_at, ?)"
+                " WHERE tenant_id = ? AND device_id = ? AND variant = ?",
+                (now, tenant_id, device_id, threshold.variant),
+            ).rowcount
+            if updated:
+                return 0
+            conn.execute(
+                "INSERT INTO ifttt_thresholds (tenant_id, device_id, variant, direction,"
+                " threshold, created_at, last_polled_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant_id,
+                    device_id,
+                    threshold.variant,
+                    threshold.direction,
+                    threshold.value,
+                    now,
+                    now,
+                ),
+            )
+            return _backfill_crossings(conn, tenant_id, device_id, threshold)
+
+        return await self.engine.write(write)
+
+    async def save_ifttt_identity(self, identity: TriggerIdentity) -> None:
+        """Upsert an identity."""
+        threshold = identity.threshold
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO ifttt_trigger_identities ({_IDENTITY_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+                " ON CONFLICT (tenant_id, user_id, identity) DO UPDATE SET"
+                " trigger_slug = excluded.trigger_slug, fields = excluded.fields,"
+                " device_id = excluded.device_id, kind = excluded.kind,"
+                " direction = excluded.direction, threshold = excluded.threshold,"
+                " last_polled_at = max(last_polled_at, excluded.last_polled_at),"
+                " deleted_at = NULL",
+                (
+                    identity.tenant_id,
+                    identity.user_id,
+                    identity.identity,
+                    identity.trigger,
+                    _ENCODE(dict(identity.fields)),
+                    identity.device_id,
+                    identity.kind,
+                    threshold.direction if threshold else None,
+                    threshold.value if threshold else None,
+                    identity.created_at,
+                    identity.last_polled_at,
+                ),
+            )
+
+        await self.engine.write(write)
+
+    async def delete_ifttt_identity(
+        self, tenant_id: str, user_id: str, identity: str, now: float
+    ) -> bool:
+        """Soft-delete an identity."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute(
+                    "UPDATE ifttt_trigger_identities SET deleted_at = ? WHERE tenant_id = ?"
+                    " AND user_id = ? AND identity = ? AND deleted_at IS NULL",
+                    (now, tenant_id, user_id, identity),
+                ).rowcount
+                == 1
+            )
+
+        return await self.engine.write(write)
+
+    async def list_ifttt_identities(
+        self, tenant_id: str, user_id: str | None = None
+    ) -> Sequence[TriggerIdentity]:
+        """Identities of a tenant or user, oldest first."""
+        sql = f"SELECT {_IDENTITY_COLUMNS} FROM ifttt_trigger_identities WHERE tenant_id = ?"
+        params: tuple[str, ...] = (tenant_id,)
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params = (tenant_id, user_id)
+        sql += " ORDER BY created_at, rowid"
+
+        def read(conn: sqlite3.Connection) -> list[TriggerIdentity]:
+            return [_identity(row) for row in conn.execute(sql, params).fetchall()]
+
+        return await self.engine.read_statement(read)
+
+    async def find_ifttt_action(
+        self, tenant_id: str, user_id: str, action: str, request_id: str
+    ) -> str | None:
+        """The stored result of an action request."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT result FROM ifttt_action_requests WHERE tenant_id = ? AND user_id = ?"
+                " AND action_slug = ? AND request_id = ?",
+                (tenant_id, user_id, action, request_id),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.engine.read_statement(read)
+
+    async def record_ifttt_action(
+        self, tenant_id: str, user_id: str, action: str, request_id: str, result: str, now: float
+    ) -> None:
+        """Remember an action request's result (the first one stays)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO ifttt_action_requests (tenant_id, user_id, action_slug, request_id,"
+                " result, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (tenant_id, user_id, action, request_id, result, now),
+            )
+
+        await self.engine.write(write)
+
+    async def prune_ifttt(
+        self, *, events_before: float, identities_before: float, requests_before: float
+    ) -> IftttPruned:
+        """Delete what is older than the given times."""
+
+        def write(conn: sqlite3.Connection) -> IftttPruned:
+            # Ids grow with time, so everything below the first new-enough id is old: the
+            # scan touches only the rows it deletes. (A backfilled crossing carries an older
+            # time than its id suggests; it is kept a little longer, never dropped early.)
+            events = conn.execute(
+                "DELETE FROM ifttt_events WHERE id < coalesce(("
+                " SELECT id FROM ifttt_events WHERE occurred_at >= ? ORDER BY id LIMIT 1),"
+                " (SELECT max(id) + 1 FROM ifttt_events))",
+                (events_before,),
+            ).rowcount
+            identities = conn.execute(
+                "DELETE FROM ifttt_trigger_identities WHERE last_polled_at < ? OR deleted_at < ?",
+                (identities_before, identities_before),
+            ).rowcount
+            thresholds = conn.execute(
+                "DELETE FROM ifttt_thresholds WHERE last_polled_at < ?", (identities_before,)
+            ).rowcount
+            requests = conn.execute(
+                "DELETE FROM ifttt_action_requests WHERE created_at < ?", (requests_before,)
+            ).rowcount
+            return IftttPruned(
+                events=int(events),
+                identities=int(identities),
+                thresholds=int(thresholds),
+                requests=int(requests),
+            )
+
+        return await self.engine.write(write)
+
+
+# the fan-out ---------------------------------------------------------------------------------
+
 
 def ifttt_fan_out(
     conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
 ) -> int:
-    """The outbox rows the Ifttt sink owes for an event (none yet)."""
-    return 0
+    """Record a change on its IFTTT timelines and queue Realtime; returns outbox rows added."""
+    recorded = _record_event(conn, tenant_id, event, now)
+    if recorded is None:
+        return 0
+    device_id, kind, crossed = recorded
+    identities = [
+        identity
+        for identity, wanted, direction, value in conn.execute(
+            "SELECT identity, kind, direction, threshold FROM ifttt_trigger_identities"
+            " WHERE tenant_id = ? AND device_id = ? AND deleted_at IS NULL",
+            (tenant_id, device_id),
+        ).fetchall()
+        if wanted == kind and (direction is None or _threshold(direction, value).variant in crossed)
+    ]
+    if not identities:
+        return 0
+    return _queue_realtime(conn, tenant_id, event, device_id, sorted(set(identities)), now)
+
+
+def _record_event(
+    conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
+) -> tuple[str, str, set[str]] | None:
+    """Append the event to its timeline; (device id, kind, variants crossed) or None."""
+    payload = event.payload
+    if event.event_type == "state.changed":
+        prop = payload.get("property")
+        kind = PROPERTY_KINDS.get(prop) if isinstance(prop, str) else None
+        if kind is None:
+            return None
+        old, new = payload.get("old"), payload.get("new")
+    elif event.event_type == "button.pressed":
+        kind, prop, old, new = PRESS_KIND, None, None, payload.get("timestamp")
+    else:
+        return None
+    device = payload.get("device")
+    device = device if isinstance(device, Mapping) else {}
+    device_id = event.device_id or device.get("id")
+    if not isinstance(device_id, str):
+        return None
+    uid = uuid.uuid4().hex
+    old_number, new_number = _number(old), _number(new)
+    row = (
+        tenant_id,
+        device_id,
+        str(device.get("name") or ""),
+        kind,
+        prop,
+        None if old is None else _ENCODE(old),
+        None if new is None else _ENCODE(new),
+        old_number,
+        new_number,
+        _text(payload.get("cause")),
+        _text(payload.get("source")),
+        now,
+    )
+    source_id = _insert_event(conn, uid, "", None, row)
+    crossed: set[str] = set()
+    if prop == "temperature":
+        for variant, direction, value in conn.execute(
+            "SELECT variant, direction, threshold FROM ifttt_thresholds"
+            " WHERE tenant_id = ? AND device_id = ?",
+            (tenant_id, device_id),
+        ).fetchall():
+            if _threshold(direction, value).crossed(old_number, new_number):
+                _insert_event(conn, f"{uid}-{variant}", variant, source_id, row)
+                crossed.add(variant)
+    return device_id, kind, crossed
+
+
+def _insert_event(
+    conn: sqlite3.Connection, uid: str, variant: str, source_id: int | None, row: tuple[Any, ...]
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO ifttt_events (uid, variant, source_id, tenant_id, device_id, device_name,"
+        " kind, property, old_value, new_value, old_number, new_number, cause, source,"
+        " occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (uid, variant, source_id, *row),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _backfill_crossings(
+    conn: sqlite3.Connection, tenant_id: str, device_id: str, threshold: Threshold
+) -> int:
+    """Write the crossings of recorded readings newer than the timeline's newest crossing."""
+    variant = threshold.variant
+    last = conn.execute(
+        "SELECT source_id FROM ifttt_events WHERE tenant_id = ? AND device_id = ? AND kind = ?"
+        " AND variant = ? ORDER BY id DESC LIMIT 1",
+        (tenant_id, device_id, SENSOR_KIND, variant),
+    ).fetchone()
+    after = int(last[0] or 0) if last else 0
+    found: list[tuple[Any, ...]] = []
+    for row in conn.execute(
+        "SELECT id, uid, tenant_id, device_id, device_name, kind, property, old_value, new_value,"
+        " old_number, new_number, cause, source, occurred_at FROM ifttt_events"
+        " WHERE tenant_id = ? AND device_id = ? AND kind = ? AND variant = '' AND id > ?"
+        " ORDER BY id DESC",
+        (tenant_id, device_id, SENSOR_KIND, after),
+    ):
+        if threshold.crossed(row[9], row[10]):
+            found.append(row)
+            if len(found) >= BACKFILL_MAX:
+                break
+    for row in reversed(found):
+        _insert_event(conn, f"{row[1]}-{variant}", variant, row[0], row[2:])
+    return len(found)
+
+
+def _queue_realtime(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    event: NewOutboxEvent,
+    device_id: str,
+    identities: list[str],
+    now: float,
+) -> int:
+    """Add the identities to the device's waiting Realtime row, or queue a new one."""
+    config = conn.execute(
+        "SELECT enabled, debounce_seconds FROM ifttt_realtime WHERE id = 1"
+    ).fetchone()
+    if config is not None and not config[0]:
+        return 0
+    debounce = float(config[1]) if config is not None else DEFAULT_DEBOUNCE_SECONDS
+    waiting = conn.execute(
+        "SELECT id, payload FROM outbox WHERE sink = ? AND destination = ? AND status = 'pending'"
+        " AND next_attempt_at > ? AND attempts = 0 AND lease_owner IS NULL AND tenant_id = ?"
+        " ORDER BY next_attempt_at DESC, id DESC LIMIT 1",
+        (REALTIME_SINK, device_id, now, tenant_id),
+    ).fetchone()
+    if waiting is not None:
+        payload = json.loads(waiting[1])
+        queued: list[str] = list(payload.get("trigger_identities") or ())
+        new = [identity for identity in identities if identity not in queued]
+        if not new:
+            return 0
+        if len(queued) + len(new) <= REALTIME_BATCH:
+            payload["trigger_identities"] = queued + new
+            conn.execute(
+                "UPDATE outbox SET payload = ? WHERE id = ?", (_ENCODE(payload), waiting[0])
+            )
+            return 0
+        identities = new
+    due = math.ceil(now / debounce) * debounce if debounce > 0 else now
+    written = 0
+    for start in range(0, len(identities), REALTIME_BATCH):
+        row = NewOutboxEvent(
+            event_type=REALTIME_EVENT,
+            device_id=device_id,
+            payload={
+                "device": event.payload.get("device"),
+                "trigger_identities": identities[start : start + REALTIME_BATCH],
+            },
+        )
+        insert_outbox_row(conn, tenant_id, REALTIME_SINK, device_id, row, now, due_at=due)
+        written += 1
+    return written
+
+
+def _number(value: Any) -> float | None:
+    """The number in a reading: a plain number or a temperature's ``value``."""
+    if isinstance(value, Mapping):
+        value = value.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _threshold(direction: str, value: Any) -> Threshold:
+    return Threshold("above" if direction == "above" else "below", float(value))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+_SCALARS: dict[str, Any] = {}
+_SCALARS_MAX = 4096
+
+
+def _value(text: str | None) -> Any:
+    """A stored JSON value; the few scalars a timeline repeats (ON, 75) are decoded once."""
+    if text is None:
+        return None
+    try:
+        return _SCALARS[text]
+    except KeyError:
+        value = json.loads(text)
+    if not isinstance(value, dict | list) and len(_SCALARS) < _SCALARS_MAX:
+        _SCALARS[text] = value
+    return value
+
+
+def _event(row: tuple[Any, ...]) -> IftttEvent:
+    return IftttEvent(
+        id=row[0],
+        uid=row[1],
+        tenant_id=row[2],
+        device_id=row[3],
+        device_name=row[4],
+        kind=row[5],
+        variant=row[6],
+        property=row[7],
+        old_value=_value(row[8]),
+        new_value=_value(row[9]),
+        cause=row[10],
+        source=row[11],
+        occurred_at=row[12],
+    )
+
+
+def _identity(row: tuple[Any, ...]) -> TriggerIdentity:
+    return TriggerIdentity(
+        tenant_id=row[0],
+        user_id=row[1],
+        identity=row[2],
+        trigger=row[3],
+        fields=json.loads(row[4]),
+        device_id=row[5],
+        kind=row[6],
+        threshold=None if row[7] is None else _threshold(row[7], row[8]),
+        created_at=row[9],
+        last_polled_at=row[10],
+        deleted_at=row[11],
+    )

@@ -25,8 +25,10 @@ def insert_outbox_row(
     destination: str,
     event: NewOutboxEvent,
     now: float,
+    *,
+    due_at: float | None = None,
 ) -> None:
-    """Queue ``event`` for one destination of one sink, due at once."""
+    """Queue ``event`` for one destination of one sink, due at once (or at ``due_at``)."""
     conn.execute(
         "INSERT INTO outbox (tenant_id, sink, destination, event_id, event_type, device_id,"
         " payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -38,7 +40,7 @@ def insert_outbox_row(
             event.event_type,
             event.device_id,
             json.dumps(dict(event.payload), separators=(",", ":"), sort_keys=True),
-            now,
+            now if due_at is None else due_at,
             now,
         ),
     )

@@ -1,7 +1,18 @@
-"""The browser UI at the root of the URL space: landing page, sign-in, setup, account."""
+"""The browser UI at the root of the URL space: landing, sign-in, setup and the dashboard."""
 
 from __future__ import annotations
 
-from staterelay.ui.routes import SETUP_PATH, announce_setup_link, ui_routes
+from staterelay.ui.integrations import ALEXA_TOOLS_KEY, AlexaTools
+from staterelay.ui.live import LIVE_KEY, LiveHub
+from staterelay.ui.routes import SETUP_PATH, announce_setup_link, setup_ui, ui_routes
 
-__all__ = ["SETUP_PATH", "announce_setup_link", "ui_routes"]
+__all__ = [
+    "ALEXA_TOOLS_KEY",
+    "LIVE_KEY",
+    "SETUP_PATH",
+    "AlexaTools",
+    "LiveHub",
+    "announce_setup_link",
+    "setup_ui",
+    "ui_routes",
+]

@@ -1,4 +1,7 @@
-"""The account page: change the password, see and end sessions, invite people (admins)."""
+"""Settings: profile, password, sessions, API keys, linked apps and household invites.
+
+The page lives at ``/dashboard/settings``; the old ``/account`` address redirects there.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,17 @@ from aiohttp import web
 
 from staterelay.core.sessions import SignedIn
 from staterelay.core.throttle import LoginThrottled
-from staterelay.errors import InvalidInput
+from staterelay.errors import Forbidden, InvalidInput
+from staterelay.keys import SETTINGS_KEY
 from staterelay.ui.forms import confirm_errors, field_errors
 from staterelay.web.csrf import verify_csrf
 from staterelay.web.forms import read_form
+from staterelay.web.principal import require_user, session_principal
 from staterelay.web.render import render
-from staterelay.web.sessions import client_ip, current_user, end_session, login_redirect
+from staterelay.web.sessions import client_ip, end_session
 from staterelay.web.state import core_of
+
+SETTINGS_PATH: Final = "/dashboard/settings"
 
 routes = web.RouteTableDef()
 
@@ -23,30 +30,33 @@ NOTICES: Final = {
     "password": "Your password was changed. Every other session was signed out.",
     "session": "The session was signed out.",
     "invite": "The invite was withdrawn.",
+    "key": "The API key was revoked. Scripts using it get 401 from now on.",
+    "app": "The app was unlinked. It can no longer see or change your devices.",
 }
 
 
-async def _require_user(request: web.Request) -> SignedIn:
-    signed_in = await current_user(request)
-    if signed_in is None:
-        raise login_redirect(request)
-    return signed_in
-
-
 @routes.get("/account", name="account")
-async def account(request: web.Request) -> web.StreamResponse:
-    """The signed-in user's account page."""
-    signed_in = await _require_user(request)
+async def old_account(request: web.Request) -> web.StreamResponse:
+    """The settings page's old address."""
+    await require_user(request)
+    query = f"?{request.query_string}" if request.query_string else ""
+    raise web.HTTPMovedPermanently(location=SETTINGS_PATH + query)
+
+
+@routes.get(SETTINGS_PATH, name="settings")
+async def settings_page(request: web.Request) -> web.StreamResponse:
+    """The signed-in user's settings."""
+    signed_in = await require_user(request)
     notice = NOTICES.get(request.query.get("done", ""))
-    return await _account_page(request, signed_in, notice=notice)
+    return await _settings_page(request, signed_in, notice=notice)
 
 
-@routes.post("/account/password", name="change_password")
+@routes.post(f"{SETTINGS_PATH}/password", name="change_password")
 async def change_password(request: web.Request) -> web.StreamResponse:
     """Set a new password; every other session of the user ends."""
     form = await read_form(request)
     await verify_csrf(request, form)
-    signed_in = await _require_user(request)
+    signed_in = await require_user(request)
     errors = confirm_errors(form, "new_password")
     status = 422
     retry_after = 0
@@ -67,19 +77,19 @@ async def change_password(request: web.Request) -> web.StreamResponse:
             }
             status = 429
         else:
-            raise web.HTTPSeeOther(location="/account?done=password")
-    page = await _account_page(request, signed_in, errors=errors, status=status)
+            raise web.HTTPSeeOther(location=f"{SETTINGS_PATH}?done=password")
+    page = await _settings_page(request, signed_in, errors=errors, status=status)
     if retry_after:
         page.headers["Retry-After"] = str(retry_after)
     return page
 
 
-@routes.post("/account/sessions/{session_id}/revoke", name="revoke_session")
+@routes.post(f"{SETTINGS_PATH}/sessions/{{session_id}}/revoke", name="revoke_session")
 async def revoke_session(request: web.Request) -> web.StreamResponse:
     """Sign out one of the user's sessions (this one included)."""
     form = await read_form(request)
     await verify_csrf(request, form)
-    signed_in = await _require_user(request)
+    signed_in = await require_user(request)
     session_id = request.match_info["session_id"]
     if session_id == signed_in.session_id:
         response = web.HTTPSeeOther(location="/login")
@@ -87,46 +97,93 @@ async def revoke_session(request: web.Request) -> web.StreamResponse:
         raise response
     if not await core_of(request).sessions.revoke(signed_in, session_id):
         raise web.HTTPNotFound()
-    raise web.HTTPSeeOther(location="/account?done=session")
+    raise web.HTTPSeeOther(location=f"{SETTINGS_PATH}?done=session")
 
 
-@routes.post("/account/invites", name="create_invite")
+@routes.post(f"{SETTINGS_PATH}/keys", name="create_key")
+async def create_key(request: web.Request) -> web.StreamResponse:
+    """Make an API key and show it, this once."""
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    signed_in = await require_user(request)
+    scope = form.get("scope", "")
+    try:
+        key, secret = await core_of(request).auth.create_key_for(
+            session_principal(signed_in), name=form.get("key_name", ""), scope=scope
+        )
+    except (InvalidInput, Forbidden) as error:
+        field = {"name": "key_name"}.get(error.field or "", error.field or "key_name")
+        detail = field_errors(InvalidInput(error.detail, field=field))
+        return await _settings_page(request, signed_in, errors=detail, key_form=form, status=422)
+    return await _settings_page(request, signed_in, new_key={"name": key.name, "secret": secret})
+
+
+@routes.post(f"{SETTINGS_PATH}/keys/{{key_id}}/revoke", name="revoke_key")
+async def revoke_key(request: web.Request) -> web.StreamResponse:
+    """Revoke one of the user's API keys."""
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    signed_in = await require_user(request)
+    await core_of(request).auth.revoke_key(
+        session_principal(signed_in), request.match_info["key_id"]
+    )
+    raise web.HTTPSeeOther(location=f"{SETTINGS_PATH}?done=key")
+
+
+@routes.post(f"{SETTINGS_PATH}/apps/{{grant_id}}/revoke", name="revoke_app")
+async def revoke_app(request: web.Request) -> web.StreamResponse:
+    """Unlink an app (Alexa, IFTTT, ...): its grant and every token of it are revoked."""
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    signed_in = await require_user(request)
+    await core_of(request).oauth.revoke_grant(
+        session_principal(signed_in), request.match_info["grant_id"]
+    )
+    raise web.HTTPSeeOther(location=f"{SETTINGS_PATH}?done=app")
+
+
+@routes.post(f"{SETTINGS_PATH}/invites", name="create_invite")
 async def create_invite(request: web.Request) -> web.StreamResponse:
     """Make an invite link and show it, this once."""
     form = await read_form(request)
     await verify_csrf(request, form)
-    signed_in = await _require_user(request)
+    signed_in = await require_user(request)
     core = core_of(request)
     invite, token = await core.accounts.create_invite(signed_in)
     link = f"{core.config.public_url}/invite/{token}"
-    return await _account_page(
+    return await _settings_page(
         request, signed_in, new_invite=link, new_invite_expires=invite.expires_at
     )
 
 
-@routes.post("/account/invites/{invite_id}/revoke", name="revoke_invite")
+@routes.post(f"{SETTINGS_PATH}/invites/{{invite_id}}/revoke", name="revoke_invite")
 async def revoke_invite(request: web.Request) -> web.StreamResponse:
     """Withdraw a pending invite."""
     form = await read_form(request)
     await verify_csrf(request, form)
-    signed_in = await _require_user(request)
+    signed_in = await require_user(request)
     await core_of(request).accounts.revoke_invite(signed_in, request.match_info["invite_id"])
-    raise web.HTTPSeeOther(location="/account?done=invite")
+    raise web.HTTPSeeOther(location=f"{SETTINGS_PATH}?done=invite")
 
 
-async def _account_page(
+async def _settings_page(
     request: web.Request,
     signed_in: SignedIn,
     *,
     notice: str | None = None,
     errors: Mapping[str, str] | None = None,
+    key_form: Mapping[str, str] | None = None,
     status: int = 200,
     **extra: Any,
 ) -> web.Response:
     core = core_of(request)
+    principal = session_principal(signed_in)
+    keys = [key for key in await core.auth.list_keys(principal) if key.revoked_at is None]
     context: dict[str, Any] = {
+        "nav": "settings",
         "notice": notice,
         "errors": errors or {},
+        "key_form": key_form or {"scope": "write"},
         "sessions": [
             {
                 "id": session.id,
@@ -138,12 +195,26 @@ async def _account_page(
             }
             for session in await core.sessions.list(signed_in)
         ],
+        "keys": [
+            {
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "scope": "read and write" if "write" in key.scopes else "read only",
+                "created_at": key.created_at,
+                "last_used_at": key.last_used_at,
+            }
+            for key in sorted(keys, key=lambda k: k.created_at, reverse=True)
+        ],
+        "apps": await core.oauth.list_grants(principal),
         "can_invite": core.accounts.invites_allowed(signed_in.user),
         "invites": await core.accounts.list_invites(signed_in),
+        "billing_enabled": request.config_dict[SETTINGS_KEY].billing.enabled,
         "new_invite": None,
+        "new_key": None,
         **extra,
     }
-    return render(request, "account.html", context, status=status)
+    return render(request, "settings.html", context, status=status)
 
 
 _BROWSERS: Final = (

@@ -1,4 +1,4 @@
-"""The UI's route table, its landing page, static files and the first-run setup link."""
+"""The UI's route table, its landing page, static files, live updates and the setup link."""
 
 from __future__ import annotations
 
@@ -9,8 +9,19 @@ from typing import Final
 from aiohttp import web
 
 from staterelay.keys import CORE_KEY
-from staterelay.ui import account, signin
+from staterelay.ui import (
+    account,
+    activity,
+    billing,
+    dashboard,
+    devices,
+    integrations,
+    live,
+    signin,
+    webhooks,
+)
 from staterelay.web.render import render
+from staterelay.web.sessions import current_user
 from staterelay.web.state import core_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,13 +34,35 @@ routes = web.RouteTableDef()
 
 @routes.get("/", name="home")
 async def home(request: web.Request) -> web.StreamResponse:
-    """What StateRelay is, and the way in."""
+    """What StateRelay is, and the way in; signed-in people go straight to their dashboard."""
+    if await current_user(request) is not None:
+        raise web.HTTPSeeOther(location="/dashboard")
     return render(request, "index.html", {"registration": core_of(request).accounts.registration})
 
 
 def ui_routes() -> list[web.AbstractRouteDef]:
     """Every UI route, for the root app (these paths live at the root, not in a sub-app)."""
-    return [*routes, *signin.routes, *account.routes, web.static("/static", STATIC_DIR)]
+    return [
+        *routes,
+        *signin.routes,
+        *dashboard.routes,
+        *devices.routes,
+        *activity.routes,
+        *integrations.routes,
+        *webhooks.routes,
+        *account.routes,
+        *billing.routes,
+        *live.routes,
+        web.static("/static", STATIC_DIR),
+    ]
+
+
+def setup_ui(app: web.Application) -> None:
+    """Add the UI to the root app: routes, the live-update hub and the first-run setup link."""
+    app.router.add_routes(ui_routes())
+    app.cleanup_ctx.append(live.live_context)
+    app.on_shutdown.append(live.close_live_connections)
+    app.on_startup.append(announce_setup_link)
 
 
 async def announce_setup_link(app: web.Application) -> None:

@@ -25,7 +25,7 @@ from staterelay.web.state import core_of
 
 routes = web.RouteTableDef()
 
-AFTER_SIGN_UP: Final = "/account"
+AFTER_SIGN_UP: Final = "/dashboard"
 LOGIN_FAILED: Final = "The email or password is wrong."
 
 

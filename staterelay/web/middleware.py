@@ -1,8 +1,9 @@
 """Middlewares of every HTML route: sessions, origin checks, security headers, error pages.
 
-They act only on the browser-facing part of the URL space. Paths under ``/api/`` (the JSON
-API sub-app has its own problem+json boundary) and the operations endpoints pass through
-untouched, and errors that a handler already answered as JSON stay JSON.
+They act only on the browser-facing part of the URL space. Paths under ``/api/``,
+``/alexa/`` and ``/ifttt/`` (JSON endpoints with error boundaries of their own) and the
+operations endpoints pass through untouched, and errors that a handler already answered as
+JSON stay JSON.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ _LOGGER = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-NOT_HTML_PREFIXES: Final = ("/api/",)
+NOT_HTML_PREFIXES: Final = ("/api/", "/alexa/", "/ifttt/")
 OPERATIONS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 STATIC_PREFIX: Final = "/static/"
 _TITLES: Final = {
@@ -110,16 +111,20 @@ def harden(response: web.StreamResponse) -> None:
 
 @web.middleware
 async def origin_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse unsafe requests whose ``Origin`` is present and not one of this instance's."""
+    """Refuse unsafe requests whose ``Origin`` is present and not one of this instance's.
+
+    Pages are served with ``Referrer-Policy: no-referrer``, and for such a page browsers send
+    ``Origin: null`` with a form POST, even to the page's own origin. ``Sec-Fetch-Site``
+    (which pages cannot set) then says whether the form was ours: ``same-origin`` passes.
+    """
     if request.method in SAFE_METHODS or not is_html_path(request.path):
         return await handler(request)
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin_allowed(request, origin):
+        return await handler(request)
+    if origin == "null" and request.headers.get("Sec-Fetch-Site") == "same-origin":
         return await handler(request)
     public_url = core_of(request).config.public_url
-    allowed = allowed_origins(public_url, request.config_dict[SETTINGS_KEY].server.hosts)
-    if _normal_origin(origin) in allowed:
-        return await handler(request)
     _LOGGER.warning("refused %s %s from origin %r", request.method, request.path, origin[:200])
     return error_page(
         request,
@@ -152,6 +157,13 @@ def _finish_cookies(request: web.Request, response: web.StreamResponse) -> None:
     state = state_of(request)
     if state.stale_cookie and not state.cookie_written:
         clear_session_cookie(request, response)
+
+
+def origin_allowed(request: web.Request, origin: str) -> bool:
+    """True when ``origin`` is this instance's public origin (or one of its role hosts)."""
+    public_url = core_of(request).config.public_url
+    allowed = allowed_origins(public_url, request.config_dict[SETTINGS_KEY].server.hosts)
+    return _normal_origin(origin) in allowed
 
 
 @functools.lru_cache(maxsize=32)

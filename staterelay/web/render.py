@@ -10,7 +10,9 @@ from typing import Any, Final, Literal
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
+from staterelay.core.clock import iso
 from staterelay.web.state import core_of, deliver_nonce, form_token, state_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = when
+    env.filters["time"] = time_tag
     return env
 
 
@@ -71,6 +74,13 @@ def when(ts: float | None) -> str:
     if ts is None:
         return "never"
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def time_tag(ts: float | None) -> Markup:
+    """``<time datetime="…">2026-11-25 21:46 UTC</time>`` for templates (``|time``)."""
+    if ts is None:
+        return Markup("never")
+    return Markup('<time datetime="{}">{}</time>').format(iso(ts), when(ts))
 
 
 class _LazyToken:

@@ -391,3 +391,23 @@ async def test_delete_device_logs_and_removes_properties(store: Store) -> None:
     assert await store.count_devices(a.id) == 0
     again = switch(a.id, "dev_b", "Lamp")
     await store.create_device(again, created(again), ())  # the name is free again
+
+
+async def test_test_send_reaches_a_filtered_webhook(store: Store) -> None:
+    """A test event goes to the named webhook even when its filters would not match it."""
+    a, _ = await tenant_with_user(store, "a")
+    await store.create_webhook(
+        hook(a.id, "whk_f", event_types=("state.changed",), device_ids=("dev_x",))
+    )
+    await store.create_webhook(hook(a.id, "whk_other"))
+    rows = await store.enqueue_events(
+        a.id,
+        [
+            NewOutboxEvent(
+                event_type="webhook.test", device_id=None, payload={}, only_destination="whk_f"
+            )
+        ],
+    )
+    assert rows == 1
+    claimed = await store.claim_outbox("w", time.time() + 1, 30, 10)
+    assert [(item.destination, item.event_type) for item in claimed] == [("whk_f", "webhook.test")]

@@ -36,11 +36,15 @@ async def test_password_change_signs_out_other_sessions(make_app: MakeApp, brows
     await here.login("alice@example.com")
     await there.login("alice@example.com")
     response = await here.post(
-        "/account/password", password_form(PASSWORD, OTHER_PASSWORD), form_page="/account"
+        "/dashboard/settings/password",
+        password_form(PASSWORD, OTHER_PASSWORD),
+        form_page="/dashboard/settings",
     )
     assert response.status == 303
-    assert response.headers["Location"] == "/account?done=password"
-    assert "Every other session was signed out." in await here.page("/account?done=password")
+    assert response.headers["Location"] == "/dashboard/settings?done=password"
+    assert "Every other session was signed out." in await here.page(
+        "/dashboard/settings?done=password"
+    )
     assert await there.signed_in_as() is None
     wrong = await there.post("/login", {"email": "alice@example.com", "password": PASSWORD})
     assert wrong.status == 422
@@ -60,7 +64,9 @@ async def test_password_change_errors_sit_next_to_their_fields(
         "new_password": password_form(PASSWORD, "short"),
     }
     for field, form in cases.items():
-        response = await browser.post("/account/password", form, form_page="/account")
+        response = await browser.post(
+            "/dashboard/settings/password", form, form_page="/dashboard/settings"
+        )
         text = await response.text()
         assert response.status == 422, field
         assert f'id="{field}-error"' in text, field
@@ -100,22 +106,28 @@ async def test_sessions_are_listed_and_can_be_signed_out(make_app: MakeApp, brow
     await add_user(here.core, "alice@example.com")
     await here.login("alice@example.com")
     await there.login("alice@example.com")
-    page = await here.page("/account")
-    ids = re.findall(r'action="/account/sessions/(ses_[^/]+)/revoke"', page)
+    page = await here.page("/dashboard/settings")
+    ids = re.findall(r'action="/dashboard/settings/sessions/(ses_[^/]+)/revoke"', page)
     assert len(ids) == 2
     assert page.count("This browser") == 1
     mine = here.core.sessions
     here_session = await mine.resolve(here.cookie("sr_session") or "")
     assert here_session is not None
     (other_id,) = [i for i in ids if i != here_session.session_id]
-    response = await here.post(f"/account/sessions/{other_id}/revoke", {}, form_page="/account")
+    response = await here.post(
+        f"/dashboard/settings/sessions/{other_id}/revoke", {}, form_page="/dashboard/settings"
+    )
     assert response.status == 303
     assert await there.signed_in_as() is None
     assert await here.signed_in_as() == "alice@example.com"
-    gone = await here.post(f"/account/sessions/{other_id}/revoke", {}, form_page="/account")
+    gone = await here.post(
+        f"/dashboard/settings/sessions/{other_id}/revoke", {}, form_page="/dashboard/settings"
+    )
     assert gone.status == 404
     own = await here.post(
-        f"/account/sessions/{here_session.session_id}/revoke", {}, form_page="/account"
+        f"/dashboard/settings/sessions/{here_session.session_id}/revoke",
+        {},
+        form_page="/dashboard/settings",
     )
     assert own.status == 303
     assert own.headers["Location"] == "/login"
@@ -128,18 +140,18 @@ async def test_invite_flow(make_app: MakeApp, browse: Browse) -> None:
     admin = await browse(app)
     admin_user = await add_user(admin.core, "admin@example.com", is_admin=True)
     await admin.login("admin@example.com")
-    made = await admin.post("/account/invites", {}, form_page="/account")
+    made = await admin.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
     assert made.status == 200
     ((link, token),) = INVITE_LINK.findall(await made.text())
-    assert token not in await admin.page("/account")
-    assert "Pending invites" in await admin.page("/account")
+    assert token not in await admin.page("/dashboard/settings")
+    assert "Pending invites" in await admin.page("/dashboard/settings")
 
     guest = await browse(app)
     assert "You are invited" in await guest.page(f"/invite/{token}")
     fields = {"email": "guest@example.com", "password": PASSWORD, "confirm_password": PASSWORD}
     joined = await guest.post(f"/invite/{token}", fields)
     assert joined.status == 303
-    assert joined.headers["Location"] == "/account"
+    assert joined.headers["Location"] == "/dashboard"
     assert await guest.signed_in_as() == "guest@example.com"
     member = await guest.core.users.by_email("guest@example.com")
     assert (member.tenant_id, member.is_admin) == (admin_user.tenant_id, False)
@@ -154,8 +166,8 @@ async def test_members_cannot_invite(make_app: MakeApp, browse: Browse) -> None:
     browser = await browse(make_app())
     await add_user(browser.core, "member@example.com")
     await browser.login("member@example.com")
-    assert "Invite someone" not in await browser.page("/account")
-    refused = await browser.post("/account/invites", {}, form_page="/account")
+    assert "Invite someone" not in await browser.page("/dashboard/settings")
+    refused = await browser.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
     assert refused.status == 403
     assert refused.content_type == "text/html"
 
@@ -169,7 +181,9 @@ async def test_invite_with_a_taken_email_says_so_to_the_invitee(
     await add_user(admin.core, "admin@example.com", is_admin=True)
     await admin.login("admin@example.com")
     ((_, token),) = INVITE_LINK.findall(
-        await (await admin.post("/account/invites", {}, form_page="/account")).text()
+        await (
+            await admin.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
+        ).text()
     )
     guest = await browse(app)
     taken = {"email": "ADMIN@example.com", "password": PASSWORD, "confirm_password": PASSWORD}
@@ -185,11 +199,15 @@ async def test_withdrawn_invite_links_are_dead(make_app: MakeApp, browse: Browse
     admin = await browse(app)
     await add_user(admin.core, "admin@example.com", is_admin=True)
     await admin.login("admin@example.com")
-    made = await (await admin.post("/account/invites", {}, form_page="/account")).text()
+    made = await (
+        await admin.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
+    ).text()
     ((_, token),) = INVITE_LINK.findall(made)
-    (invite_id,) = re.findall(r'action="/account/invites/(inv_[^/]+)/revoke"', made)
-    response = await admin.post(f"/account/invites/{invite_id}/revoke", {}, form_page="/account")
-    assert response.headers["Location"] == "/account?done=invite"
+    (invite_id,) = re.findall(r'action="/dashboard/settings/invites/(inv_[^/]+)/revoke"', made)
+    response = await admin.post(
+        f"/dashboard/settings/invites/{invite_id}/revoke", {}, form_page="/dashboard/settings"
+    )
+    assert response.headers["Location"] == "/dashboard/settings?done=invite"
     assert (await admin.get(f"/invite/{token}")).status == 404
 
 

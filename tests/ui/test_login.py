@@ -46,7 +46,7 @@ async def test_login_issues_a_new_session_id(make_app: MakeApp, browse: Browse) 
     victim.set_cookie(COOKIE, chosen)
     await victim.login("alice@example.com")
     assert victim.cookie(COOKIE) not in (None, chosen)
-    await victim.post("/logout", {}, form_page="/account")
+    await victim.post("/logout", {}, form_page="/dashboard/settings")
     await attacker.login("mallory@example.com")
     planted = attacker.cookie(COOKIE)
     assert planted is not None
@@ -70,7 +70,9 @@ async def test_signing_in_again_replaces_the_session(make_app: MakeApp, browse: 
     old = browser.cookie(COOKIE)
     assert old is not None
     response = await browser.post(
-        "/login", {"email": "alice@example.com", "password": PASSWORD}, form_page="/account"
+        "/login",
+        {"email": "alice@example.com", "password": PASSWORD},
+        form_page="/dashboard/settings",
     )
     assert response.status == 303
     new = browser.cookie(COOKIE)
@@ -89,7 +91,7 @@ async def test_logout_invalidates_the_old_session_id(make_app: MakeApp, browse: 
     await browser.login("alice@example.com")
     old = browser.cookie(COOKIE)
     assert old is not None
-    response = await browser.post("/logout", {}, form_page="/account")
+    response = await browser.post("/logout", {}, form_page="/dashboard/settings")
     assert response.status == 303
     assert response.headers["Location"] == "/"
     assert "Max-Age=0" in response.headers["Set-Cookie"]
@@ -227,6 +229,6 @@ async def test_failed_logins_lock_only_that_account(
     assert browser.cookie(COOKIE) is None
     other = await browser.post("/login", {"email": "bob@example.com", "password": PASSWORD})
     assert other.status == 303
-    await browser.post("/logout", {}, form_page="/account")
+    await browser.post("/logout", {}, form_page="/dashboard/settings")
     clock.advance(retry_after)
     await browser.login("alice@example.com")

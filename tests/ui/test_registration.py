@@ -93,6 +93,6 @@ async def test_closed_instances_admit_command_line_users_only(
     browser = await browse(make_app(registration="closed"))
     await add_user(browser.core, "cli@example.com", is_admin=True)
     await browser.login("cli@example.com")
-    assert "Invite someone" not in await browser.page("/account")
-    refused = await browser.post("/account/invites", {}, form_page="/account")
+    assert "Invite someone" not in await browser.page("/dashboard/settings")
+    refused = await browser.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
     assert refused.status == 403

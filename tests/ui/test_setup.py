@@ -36,7 +36,7 @@ async def test_setup_link_is_logged_once_and_creates_the_admin(
     assert "Create the admin account" in page
     response = await browser.post("/setup", admin_form(token), form_page=f"/setup?token={token}")
     assert response.status == 303
-    assert response.headers["Location"] == "/account"
+    assert response.headers["Location"] == "/dashboard"
     assert await browser.signed_in_as() == "admin@example.com"
     admin = await browser.core.users.by_email("admin@example.com")
     assert admin.is_admin
@@ -72,7 +72,9 @@ async def test_the_setup_link_works_only_once(
     assert (await second.get(setup_page)).status == 404
     again = await second.post("/setup", admin_form(token, "late@example.com"), form_page="/login")
     assert again.status == 404
-    replay = await first.post("/setup", admin_form(token, "late@example.com"), form_page="/account")
+    replay = await first.post(
+        "/setup", admin_form(token, "late@example.com"), form_page="/dashboard/settings"
+    )
     assert replay.status == 404
     assert await first.core.users.count() == 1
 

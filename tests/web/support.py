@@ -155,7 +155,7 @@ class Browser:
 
     async def login(self, email: str, password: str = PASSWORD) -> ClientResponse:
         """Sign in through the form (also when already signed in); asserts the 303."""
-        form_page = "/login" if (await self.get("/login")).status == 200 else "/account"
+        form_page = "/login" if (await self.get("/login")).status == 200 else "/dashboard/settings"
         fields = {"email": email, "password": password}
         response = await self.post("/login", fields, form_page=form_page)
         assert response.status == 303, await response.text()
@@ -186,7 +186,7 @@ class Browser:
 
     async def signed_in_as(self) -> str | None:
         """The email the account page shows, or None when it redirects to sign-in."""
-        response = await self.get("/account")
+        response = await self.get("/dashboard/settings")
         if response.status == 303:
             assert response.headers["Location"].startswith("/login?next=")
             return None

@@ -68,7 +68,7 @@ async def test_logout_on_https_clears_the_cookie_with_the_same_attributes(
     await add_user(browser.core, "alice@example.com")
     session = set_cookies(await sign_in_by_hand(browser))["__Host-sr_session"].value
     account = await browser.client.get(
-        "/account", headers={"Cookie": f"__Host-sr_session={session}"}
+        "/dashboard/settings", headers={"Cookie": f"__Host-sr_session={session}"}
     )
     assert account.status == 200
     response = await browser.client.post(

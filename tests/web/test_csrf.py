@@ -16,17 +16,18 @@ Browse = Callable[[web.Application], Awaitable[Browser]]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Called by Alexa's and IFTTT's servers with client credentials and no cookies: a CSRF token
 # would mean nothing there (the OAuth suite covers their authentication).
-MACHINE_ENDPOINTS = {"/oauth/token", "/oauth/revoke"}
+# Alexa's directives come from the Lambda relay with the relay secret and a bearer token.
+MACHINE_ENDPOINTS = {"/oauth/token", "/oauth/revoke", "/alexa/smart_home"}
 UI_ROUTES = {
     "/login",
     "/logout",
     "/setup",
     "/register",
     "/invite/{token}",
-    "/account/password",
-    "/account/sessions/{session_id}/revoke",
-    "/account/invites",
-    "/account/invites/{invite_id}/revoke",
+    "/dashboard/settings/password",
+    "/dashboard/settings/sessions/{session_id}/revoke",
+    "/dashboard/settings/invites",
+    "/dashboard/settings/invites/{invite_id}/revoke",
 }
 # Everything a form could carry, so that only the missing token stops the request.
 FULL_FORM = {
@@ -48,7 +49,9 @@ def unsafe_browser_routes(app: web.Application) -> list[tuple[str, str]]:
     found = set()
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
-        if route.method in SAFE_METHODS or path.startswith("/api/"):
+        # IFTTT's service API is called by IFTTT's servers with a bearer token or the
+        # service key and never a cookie, like the JSON API: no form, no CSRF token.
+        if route.method in SAFE_METHODS or path.startswith(("/api/", "/ifttt/")):
             continue
         if path in MACHINE_ENDPOINTS:
             continue
@@ -134,8 +137,8 @@ async def test_a_session_token_works_only_in_its_own_session(
     await add_user(one.core, "alice@example.com")
     await one.login("alice@example.com")
     await two.login("alice@example.com")
-    token_one = await one.token_from("/account")
-    assert token_one != await two.token_from("/account")
+    token_one = await one.token_from("/dashboard/settings")
+    assert token_one != await two.token_from("/dashboard/settings")
     assert (await two.post("/logout", {}, csrf=token_one)).status == 403
     assert await two.signed_in_as() == "alice@example.com"
 
@@ -166,6 +169,26 @@ async def test_unsafe_requests_from_other_origins_are_refused(
     if status == 403:
         assert "Request from another site" in await response.text()
         assert browser.cookie("sr_session") is None
+
+
+@pytest.mark.parametrize(
+    ("fetch_site", "status"),
+    [("same-origin", 303), ("cross-site", 403), ("same-site", 403), (None, 403)],
+)
+async def test_a_null_origin_passes_only_from_our_own_page(
+    make_app: MakeApp, browse: Browse, fetch_site: str | None, status: int
+) -> None:
+    """Our pages say ``Referrer-Policy: no-referrer``, so browsers post their forms with
+    ``Origin: null``; ``Sec-Fetch-Site: same-origin`` (set only by the browser) lets it in."""
+    browser = await browse(make_app())
+    await add_user(browser.core, "alice@example.com")
+    headers = {"Origin": "null"}
+    if fetch_site is not None:
+        headers["Sec-Fetch-Site"] = fetch_site
+    response = await browser.post(
+        "/login", {"email": "alice@example.com", "password": PASSWORD}, headers=headers
+    )
+    assert response.status == status
 
 
 async def test_the_pre_session_cookie_comes_only_with_a_form(

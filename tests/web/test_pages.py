@@ -47,8 +47,8 @@ async def test_sign_in_and_account_pages_carry_the_security_headers(
     assert failed.status == 422
     assert_page_headers(failed)
     await browser.login("alice@example.com")
-    assert_page_headers(await browser.get("/account"))
-    invite = await browser.post("/account/invites", {}, form_page="/account")
+    assert_page_headers(await browser.get("/dashboard/settings"))
+    invite = await browser.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
     assert_page_headers(invite)
     token = (await invite.text()).split("/invite/")[1].split('"')[0]
     assert_page_headers(await (await browse(app)).get(f"/invite/{token}"))

@@ -41,12 +41,14 @@ async def test_no_secret_reaches_the_database_or_the_logs(
     )
     assert failed.status == 422
     changed = await admin.post(
-        "/account/password",
+        "/dashboard/settings/password",
         {"current_password": FIRST, "new_password": SECOND, "confirm_new_password": SECOND},
-        form_page="/account",
+        form_page="/dashboard/settings",
     )
     assert changed.status == 303
-    invite_page = await (await admin.post("/account/invites", {}, form_page="/account")).text()
+    invite_page = await (
+        await admin.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
+    ).text()
     invite_match = re.search(r"/invite/([A-Za-z0-9_-]{20,})", invite_page)
     assert invite_match is not None
     invite_token = invite_match.group(1)

@@ -1,0 +1,39 @@
+# StateRelay in a container: one process, data in the /data volume, port 8080.
+#
+#   docker build -t staterelay .
+#   docker run -d --name staterelay -p 8080:8080 -v staterelay-data:/data staterelay
+#
+# Put a TLS proxy in front for anything beyond your LAN (Caddyfile.example,
+# docker-compose.example.yml) and set STATERELAY_SERVER_PUBLIC_URL to its https URL.
+
+# --- build: a wheel from the source (the build tools stay out of the final image) --------
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md MANIFEST.in config.example.yaml ./
+COPY staterelay ./staterelay
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# --- run ------------------------------------------------------------------------------
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    STATERELAY_DATA_DIR=/data
+RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin staterelay \
+    && mkdir -p /data \
+    && chown staterelay:staterelay /data \
+    && chmod 700 /data
+# Optional extras, e.g. --build-arg EXTRAS=postgres,redis for the hosted layout.
+ARG EXTRAS=""
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl \
+    && if [ -n "$EXTRAS" ]; then pip install --no-cache-dir "staterelay[$EXTRAS]"; fi \
+    && rm -rf /wheels
+USER staterelay
+VOLUME ["/data"]
+EXPOSE 8080
+# No curl in the slim image: Python asks /readyz (503 while the database is not ready).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('STATERELAY_SERVER_PORT', '8080') + '/readyz', timeout=4)"]
+STOPSIGNAL SIGTERM
+CMD ["staterelay", "serve", "--host", "0.0.0.0"]

@@ -1,0 +1,344 @@
+"""Alexa benchmarks: directives and ReportState through ``staterelay serve``, and the time from
+an API state change to its ChangeReport reaching a loopback event gateway.
+
+Usage: ``python bench/alexa.py [--duration 10] [--connections 32] [--changes 1000]``. Needs
+``wrk`` on PATH. Login with Amazon and the event gateway are a recording aiohttp server on
+127.0.0.1 in this process; everything is bounded in time and count. The bare-aiohttp
+baseline (``bench/baseline_app.py``) is measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import (  # bench/ is not a package: run.py sits beside this file
+    TOGGLE_LUA,
+    Result,
+    api,
+    cli,
+    free_port,
+    ratio,
+    run_wrk,
+    start_baseline,
+    start_staterelay,
+    stop,
+    wait_ready,
+)
+
+RELAY_SECRET = "bench-relay-secret-0123456789abcdef"
+SECRET_HEADER = "X-StateRelay-Relay-Secret"
+CORRELATION = "dFMb0z+PgpgdDmluhJ1LddFvSqZ/jCc8ptlAKulUj90jSqg=="
+
+DIRECTIVES_LUA = """
+local n = 0
+local bodies = {TURN_ON, TURN_OFF}
+request = function()
+  n = n + 1
+  return wrk.format("POST", wrk.path, wrk.headers, bodies[(n % 2) + 1])
+end
+"""
+
+
+class Gateway:
+    """Login with Amazon and the Alexa event gateway on loopback, in a thread of this process."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.reports = 0
+        self.arrivals: dict[tuple[str, str], float] = {}
+        self.condition = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        """Serve until ``stop``."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/auth/o2/token", self._token)
+        app.router.add_post("/v3/events", self._event)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _token(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"access_token": "Atza|bench", "refresh_token": "Atzr|bench", "expires_in": 3600}
+        )
+
+    async def _event(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        event = (await request.json())["event"]
+        if event["header"]["name"] == "ChangeReport":
+            endpoint = event["endpoint"]["endpointId"]
+            for prop in event["payload"]["change"]["properties"]:
+                if prop["name"] == "powerState":
+                    with self.condition:
+                        self.reports += 1
+                        self.arrivals.setdefault((endpoint, prop["value"]), arrived)
+                        self.condition.notify_all()
+        return web.Response(status=202)
+
+    def take(self, endpoint: str, value: str, timeout: float = 5.0) -> float:
+        """When the ChangeReport of ``endpoint`` becoming ``value`` arrived (monotonic)."""
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while (endpoint, value) not in self.arrivals:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"no ChangeReport for {endpoint} {value} in {timeout} s")
+                self.condition.wait(left)
+            return self.arrivals.pop((endpoint, value))
+
+    def quiet(self, seconds: float = 1.0, limit: float = 30.0) -> None:
+        """Wait until no ChangeReport arrived for ``seconds`` (the backlog is drained)."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            before = self.reports
+            time.sleep(seconds)
+            if self.reports == before:
+                break
+        with self.condition:
+            self.arrivals.clear()
+
+
+def drain(database: Path, limit: float = 60.0) -> int:
+    """Wait until the outbox has nothing pending (read-only peek); returns what is left."""
+    end = time.monotonic() + limit
+    pending = -1
+    while time.monotonic() < end:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            pending = int(
+                conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+            )
+        if pending == 0:
+            break
+        time.sleep(0.2)
+    return pending
+
+
+def directive(namespace: str, name: str, token: str, endpoint_id: str) -> dict[str, Any]:
+    """A v3 directive as the Lambda relay forwards it."""
+    return {
+        "directive": {
+            "header": {
+                "namespace": namespace,
+                "name": name,
+                "payloadVersion": "3",
+                "messageId": "1bd5d003-31b9-476f-ad03-71d471922820",
+                "correlationToken": CORRELATION,
+            },
+            "endpoint": {
+                "scope": {"type": "BearerToken", "token": token},
+                "endpointId": endpoint_id,
+                "cookie": {},
+            },
+            "payload": {},
+        }
+    }
+
+
+def post_directive(port: int, body: dict[str, Any]) -> dict[str, Any]:
+    """One directive through the endpoint, as the relay sends it."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/alexa/smart_home",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", SECRET_HEADER: RELAY_SECRET},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+def lua_string(value: str) -> str:
+    """A Lua long-bracket string literal."""
+    return "[==[" + value + "]==]"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def main() -> None:
+    """Run the Alexa benches and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--changes", type=int, default=1000)
+    parser.add_argument("--durability", default="full", choices=["full", "normal"])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    opts = {"duration": args.duration, "connections": args.connections}
+
+    base_proc, base_port, _ = start_baseline()
+    try:
+        time.sleep(1.0)
+        base_post = run_wrk(
+            "baseline POST json",
+            f"http://127.0.0.1:{base_port}/state",
+            headers={"Content-Type": "application/json"},
+            script=TOGGLE_LUA.replace('"PUT"', '"POST"'),
+            **opts,
+        )
+        base_get = run_wrk(
+            "baseline GET json", f"http://127.0.0.1:{base_port}/state", headers={}, **opts
+        )
+    finally:
+        stop(base_proc)
+
+    gateway = Gateway()
+    gateway.start()
+    latencies: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            data_dir = Path(tmp) / "data"
+            data_dir.mkdir(mode=0o700)
+            (data_dir / "config.yaml").write_text(
+                json.dumps(
+                    {
+                        "alexa": {
+                            "relay_secret": RELAY_SECRET,
+                            "messaging_client_id": "amzn1.application-oa2-client.bench",
+                            "messaging_client_secret": "bench-secret",
+                            "lwa_token_url": f"http://127.0.0.1:{gateway.port}/auth/o2/token",
+                            "event_gateway_url": f"http://127.0.0.1:{gateway.port}/v3/events",
+                        }
+                    }
+                )
+            )
+            cli(data_dir, "user", "create", "--email", "bench@example.com")
+            key = cli(
+                data_dir, "apikey", "create", "--email", "bench@example.com", "--scope", "write"
+            )
+            proc, port, _ = start_staterelay(data_dir, args.durability)
+            try:
+                wait_ready(f"http://127.0.0.1:{port}/readyz")
+                grant = {
+                    "directive": {
+                        "header": {
+                            "namespace": "Alexa.Authorization",
+                            "name": "AcceptGrant",
+                            "payloadVersion": "3",
+                            "messageId": "1bd5d003-31b9-476f-ad03-71d471922820",
+                        },
+                        "payload": {
+                            "grant": {"type": "OAuth2.AuthorizationCode", "code": "bench"},
+                            "grantee": {"type": "BearerToken", "token": key},
+                        },
+                    }
+                }
+                answer = post_directive(port, grant)
+                assert answer["event"]["header"]["name"] == "AcceptGrant.Response", answer
+                device = api(port, "POST", "/api/v1/devices", key, {"type": "switch", "name": "B"})
+                device_id = str(device["id"])
+                headers = {"Content-Type": "application/json", SECRET_HEADER: RELAY_SECRET}
+                turn_on = json.dumps(directive("Alexa.PowerController", "TurnOn", key, device_id))
+                turn_off = json.dumps(directive("Alexa.PowerController", "TurnOff", key, device_id))
+                lua = DIRECTIVES_LUA.replace("TURN_ON", lua_string(turn_on)).replace(
+                    "TURN_OFF", lua_string(turn_off)
+                )
+                time.sleep(1.0)
+                directives = run_wrk(
+                    "TurnOn/TurnOff directives",
+                    f"http://127.0.0.1:{port}/alexa/smart_home",
+                    headers=headers,
+                    script=lua,
+                    **opts,
+                )
+                drain(data_dir / "staterelay.db")
+                gateway.quiet()
+                report = json.dumps(directive("Alexa", "ReportState", key, device_id))
+                report_state = run_wrk(
+                    "ReportState",
+                    f"http://127.0.0.1:{port}/alexa/smart_home",
+                    headers=headers,
+                    script=(
+                        "request = function() return wrk.format('POST', wrk.path, wrk.headers, "
+                        + lua_string(report)
+                        + ") end"
+                    ),
+                    **opts,
+                )
+                gateway.quiet()
+                final = api(port, "GET", f"/api/v1/devices/{device_id}", key)
+                power = str(final["state"]["power"])  # type: ignore[index]
+                for _ in range(args.changes):
+                    power = "OFF" if power == "ON" else "ON"
+                    started = time.monotonic()
+                    api(port, "PUT", f"/api/v1/devices/{device_id}/state", key, {"power": power})
+                    latencies.append((gateway.take(device_id, power) - started) * 1000.0)
+                version = final["version"]
+            finally:
+                stop(proc)
+    finally:
+        gateway.stop()
+
+    print()
+    print(
+        f"StateRelay Alexa bench: {args.connections} connections, {args.duration}s each, "
+        f"durability={args.durability}, {os.cpu_count()} cores (shared machine: numbers are noisy)"
+    )
+    print(
+        f"{'bench':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs baseline':>12}"
+    )
+    rows: list[tuple[Result, Result]] = [
+        (base_post, base_post),
+        (base_get, base_get),
+        (directives, base_post),
+        (report_state, base_post),
+    ]
+    for result, base in rows:
+        print(
+            f"{result.name:32} {result.rps:10.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+            f"{result.errors:7d} {ratio(result.rps, base.rps):>12}"
+        )
+    print(
+        f"{'API change -> ChangeReport':32} {len(latencies):>10} "
+        f"{statistics.median(latencies):8.2f} {percentile(latencies, 0.99):8.2f} "
+        f"{0:7d} {'(count, ms)':>12}"
+    )
+    print(f"device version after the directive bench: {version} (each toggle a committed change)")
+    targets = (
+        ("directives >= 25% of baseline", directives.rps >= 0.25 * base_post.rps),
+        ("directives p99 < 25 ms", directives.p99_ms < 25.0),
+        ("ReportState >= 50% of baseline", report_state.rps >= 0.5 * base_post.rps),
+        ("change -> ChangeReport p99 < 100 ms", percentile(latencies, 0.99) < 100.0),
+    )
+    for name, met in targets:
+        print(f"  {'met ' if met else 'MISSED'} {name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,784 @@
+"""The PostgreSQL store: StateRelay hosted, multi-tenant and on several replicas.
+
+Each method is one transaction on a pooled connection. Methods given a tenant id name it
+to the database first (row-level security then shows nothing else); the few lookups that
+cross tenants call the owner's ``sr_*`` functions. Where the SQLite store relies on its
+single writer, this one locks rows (``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from staterelay.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.store.postgres_accounts import PostgresAccount, insert_tenant, insert_user, user
+from staterelay.store.postgres_alexa import PostgresAlexa, alexa_fan_out
+from staterelay.store.postgres_engine import (
+    PostgresEngine,
+    clean_text,
+    pending_migrations,
+    rowcount,
+)
+from staterelay.store.postgres_ifttt import PostgresIfttt, ifttt_fan_out
+from staterelay.store.postgres_oauth import PostgresOAuth
+from staterelay.store.postgres_outbox import (
+    OUTBOX_COLUMNS,
+    SQL_EVENT_ID,
+    PostgresOutbox,
+    insert_activity_row,
+)
+from staterelay.store.records import (
+    ActivityEntry,
+    ApiKey,
+    CommittedChange,
+    Device,
+    DeviceMutator,
+    NewActivity,
+    NewOutboxEvent,
+    PropertyState,
+    Tenant,
+    User,
+    Webhook,
+    WebhookDelivery,
+    WebhookMutator,
+)
+
+if TYPE_CHECKING:
+    from staterelay.store.postgres_engine import Connection
+    from staterelay.store.postgres_outbox import FanOut
+
+_LOGGER = logging.getLogger(__name__)
+
+_DEVICE_SELECT = (
+    "SELECT d.seq, d.id, d.tenant_id, d.type, d.name, d.description, d.options, d.version,"
+    " d.created_at, d.updated_at, p.names, p.vals, p.times FROM devices d"
+    " LEFT JOIN LATERAL (SELECT array_agg(name ORDER BY name) AS names,"
+    "  array_agg(value::text ORDER BY name) AS vals,"
+    "  array_agg(changed_at ORDER BY name) AS times"
+    "  FROM device_properties WHERE tenant_id = d.tenant_id AND device_id = d.id) p ON true"
+)
+_ACTIVITY_COLUMNS = (
+    "id, tenant_id, device_id, device_name, kind, source, actor, cause, property,"
+    " old_value, new_value, detail, created_at"
+)
+_WEBHOOK_COLUMNS = (
+    "seq, id, tenant_id, url, description, device_ids, event_types, enabled,"
+    " secret_ciphertext, created_at, updated_at, disabled_reason, format, ifttt_event,"
+    " ifttt_key_ciphertext"
+)
+_API_KEY_COLUMNS = (
+    "id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at"
+)
+
+
+class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt, PostgresOutbox):
+    """``Store`` on a PostgreSQL database shared by any number of replicas."""
+
+    def __init__(self, url: str, *, migrate_url: str | None = None) -> None:
+        self.engine = PostgresEngine(url, migrate_url=migrate_url)
+        # Changes of one device queue here, in this process, rather than on its row lock
+        # in the database, where each waiter would hold a pooled connection and all of
+        # them wake at every commit. Across replicas the row lock still orders them.
+        self._device_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _device_lock(self, tenant_id: str, device_id: str) -> asyncio.Lock:
+        lock = self._device_locks.get((tenant_id, device_id))
+        if lock is None:
+            lock = self._device_locks[(tenant_id, device_id)] = asyncio.Lock()
+        return lock
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and migrate (as the owner when ``migrate_url`` is given)."""
+        await self.engine.open()
+        security = (await self.settings_report())["row_level_security"]
+        if security != "enforced":
+            _LOGGER.warning(
+                "row-level security does not separate tenants for the role %s (%s)",
+                self.engine.role,
+                security,
+            )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self.engine.close()
+
+    async def ready(self) -> bool:
+        """True when a query answers and no migration is pending."""
+        try:
+            async with self.engine.instance(readonly=True) as conn:
+                return not await pending_migrations(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError):
+            return False
+
+    async def settings_report(self) -> Mapping[str, str]:
+        """Server version, durability and whether row-level security binds this role."""
+        async with self.engine.instance(readonly=True) as conn:
+            row = await conn.fetchrow(
+                "SELECT current_setting('server_version') AS version,"
+                " current_setting('synchronous_commit') AS synchronous_commit,"
+                " current_setting('default_transaction_isolation') AS isolation,"
+                " current_user AS role, r.rolsuper, r.rolbypassrls,"
+                " EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid"
+                "  AND c.relnamespace = 'public'::regnamespace) AS owns_tables"
+                " FROM pg_roles r WHERE r.rolname = current_user"
+            )
+        assert row is not None
+        if row["rolsuper"] or row["rolbypassrls"]:
+            security = "bypassed: the role is a superuser or has BYPASSRLS"
+        elif row["owns_tables"]:
+            security = "bypassed: the role owns the tables (set database.migrate_url)"
+        else:
+            security = "enforced"
+        return {
+            "engine": "postgresql",
+            "server_version": str(row["version"]),
+            "synchronous_commit": str(row["synchronous_commit"]),
+            "isolation": str(row["isolation"]),
+            "role": str(row["role"]),
+            "row_level_security": security,
+        }
+
+    # tenants and users ---------------------------------------------------------------------
+    async def create_tenant(self, tenant: Tenant) -> Tenant:
+        """Insert a tenant."""
+        async with self.engine.tenant(tenant.id) as conn:
+            await insert_tenant(conn, tenant)
+        return tenant
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """One tenant."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            row = await conn.fetchrow(
+                "SELECT id, name, created_at FROM tenants WHERE id = $1", tenant_id
+            )
+        return None if row is None else Tenant(*row)
+
+    async def first_tenant(self) -> Tenant | None:
+        """The oldest tenant."""
+        async with self.engine.instance(readonly=True) as conn:
+            row = await conn.fetchrow("SELECT id, name, created_at FROM sr_first_tenant()")
+        return None if row is None else Tenant(*row)
+
+    async def create_user(self, user: User) -> User:
+        """Insert a user; Conflict on a taken email."""
+        async with self.engine.tenant(user.tenant_id) as conn:
+            await insert_user(conn, user)
+        return user
+
+    async def get_user(self, tenant_id: str, user_id: str) -> User | None:
+        """One user of a tenant."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            row = await conn.fetchrow(
+                "SELECT id, tenant_id, email, is_admin, created_at, password_hash FROM users"
+                " WHERE tenant_id = $1 AND id = $2",
+                tenant_id,
+                user_id,
+            )
+        return None if row is None else user(row)
+
+    async def find_user_by_email(self, email: str) -> User | None:
+        """The user with this email, any tenant."""
+        async with self.engine.instance(readonly=True) as conn:
+            row = await conn.fetchrow(
+                "SELECT id, tenant_id, email, is_admin, created_at, password_hash"
+                " FROM sr_user_by_email($1)",
+                email.casefold(),
+            )
+        return None if row is None else user(row)
+
+    async def count_users(self) -> int:
+        """Number of users."""
+        async with self.engine.instance(readonly=True) as conn:
+            return int(await conn.fetchval("SELECT sr_count_users()"))
+
+    # API keys ------------------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey, digest: str) -> ApiKey:
+        """Insert a key by digest."""
+        async with self.engine.tenant(key.tenant_id) as conn:
+            await conn.execute(
+                "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, digest, scopes,"
+                " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                key.id,
+                key.tenant_id,
+                key.user_id,
+                key.name,
+                key.prefix,
+                digest,
+                list(key.scopes),
+                key.created_at,
+            )
+        return key
+
+    async def find_api_key(self, digest: str) -> ApiKey | None:
+        """The key with this digest."""
+        async with self.engine.instance(readonly=True) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_API_KEY_COLUMNS} FROM sr_api_key_by_digest($1)", digest
+            )
+        return None if row is None else _api_key(row)
+
+    async def list_api_keys(self, tenant_id: str, user_id: str) -> Sequence[ApiKey]:
+        """A user's keys, newest first."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND user_id = $2"
+                " ORDER BY created_at DESC, seq DESC",
+                tenant_id,
+                user_id,
+            )
+        return [_api_key(row) for row in rows]
+
+    async def revoke_api_key(self, tenant_id: str, user_id: str, key_id: str, at: float) -> bool:
+        """Revoke one of a user's keys."""
+        async with self.engine.tenant(tenant_id) as conn:
+            status = await conn.execute(
+                "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3"
+                " AND id = $4 AND revoked_at IS NULL",
+                at,
+                tenant_id,
+                user_id,
+                key_id,
+            )
+        return rowcount(status) == 1
+
+    async def touch_api_keys(self, last_used: Mapping[str, float]) -> None:
+        """Record last-used times (keys of any tenant)."""
+        if not last_used:
+            return
+        async with self.engine.instance() as conn:
+            await conn.execute(
+                "SELECT sr_touch_api_keys($1, $2)", list(last_used), list(last_used.values())
+            )
+
+    # devices -------------------------------------------------------------------------------
+    async def create_device(
+        self, device: Device, activity: NewActivity, events: Sequence[NewOutboxEvent]
+    ) -> tuple[Device, ActivityEntry, int]:
+        """Insert a device with its properties, log it and fan out its events."""
+        async with self.engine.tenant(device.tenant_id) as conn:
+            try:
+                seq = await conn.fetchval(
+                    "INSERT INTO devices (id, tenant_id, type, name, name_key, description,"
+                    " options, version, created_at, updated_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+                    device.id,
+                    device.tenant_id,
+                    device.type,
+                    device.name,
+                    device.name.casefold(),
+                    device.description,
+                    dict(device.options),
+                    device.version,
+                    device.created_at,
+                    device.updated_at,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "devices_name_unique":
+                    raise Conflict("a device with this name exists", field="name") from None
+                raise Conflict("a device with this id exists", field="id") from None
+            if device.properties:
+                await conn.executemany(
+                    "INSERT INTO device_properties (tenant_id, device_id, name, value,"
+                    " changed_at) VALUES ($1, $2, $3, $4, $5)",
+                    [
+                        (device.tenant_id, device.id, name, p.value, p.changed_at)
+                        for name, p in device.properties.items()
+                    ],
+                )
+            stored = dataclasses.replace(device, seq=int(seq))
+            entry = await _insert_activity(conn, device.tenant_id, activity, device.created_at)
+            rows = await _fan_out(conn, device.tenant_id, events, device.created_at)
+        return stored, entry, rows
+
+    async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
+        """One device."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            return await _load_device(conn, tenant_id, device_id)
+
+    async def list_devices(
+        self, tenant_id: str, *, after_seq: int | None, limit: int
+    ) -> Sequence[Device]:
+        """Devices in creation order."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"{_DEVICE_SELECT} WHERE d.tenant_id = $1 AND d.seq > $2 ORDER BY d.seq LIMIT $3",
+                tenant_id,
+                after_seq or 0,
+                limit,
+            )
+        return [_device(row) for row in rows]
+
+    async def count_devices(self, tenant_id: str) -> int:
+        """Device count of a tenant."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            return int(
+                await conn.fetchval("SELECT count(*) FROM devices WHERE tenant_id = $1", tenant_id)
+            )
+
+    async def change_device(
+        self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float
+    ) -> CommittedChange:
+        """Lock, mutate and write a device in one transaction."""
+        async with self._device_lock(tenant_id, device_id), self.engine.tenant(tenant_id) as conn:
+            # The row lock orders concurrent changes of one device: each mutator sees the
+            # version the previous change committed.
+            before = await _load_device(conn, tenant_id, device_id, lock=True)
+            if before is None:
+                raise NotFound("no such device")
+            change = mutate(before)
+            if change.is_empty:
+                return CommittedChange(before=before, after=before, activity=(), outbox_rows=0)
+            properties = dict(before.properties)
+            for name, value in change.properties.items():
+                properties[name] = PropertyState(value=value, changed_at=now)
+            options = dict(change.options) if change.options is not None else None
+            after = dataclasses.replace(
+                before,
+                name=before.name if change.name is None else change.name,
+                description=(
+                    before.description if change.description is None else change.description
+                ),
+                options=before.options if options is None else options,
+                properties=properties,
+                version=before.version + 1,
+                updated_at=now,
+            )
+            activity = change.activity
+            try:
+                ids = await conn.fetch(
+                    _APPLY_CHANGE,
+                    tenant_id,
+                    device_id,
+                    list(change.properties),
+                    list(change.properties.values()),
+                    now,
+                    after.version,
+                    change.name,
+                    None if change.name is None else change.name.casefold(),
+                    change.description,
+                    options,
+                    *_activity_columns(activity),
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict("a device with this name exists", field="name") from None
+            entries = tuple(
+                _entry(tenant_id, a, activity_id, now)
+                for a, activity_id in zip(activity, sorted(r["id"] for r in ids), strict=True)
+            )
+            rows = await _fan_out(conn, tenant_id, change.events, now)
+        return CommittedChange(before=before, after=after, activity=entries, outbox_rows=rows)
+
+    async def delete_device(
+        self,
+        tenant_id: str,
+        device_id: str,
+        activity: NewActivity,
+        events: Sequence[NewOutboxEvent],
+        *,
+        if_version: int | None = None,
+    ) -> tuple[Device, ActivityEntry, int]:
+        """Delete a device."""
+        async with self.engine.tenant(tenant_id) as conn:
+            device = await _load_device(conn, tenant_id, device_id, lock=True)
+            if device is None:
+                raise NotFound("no such device")
+            if if_version is not None and device.version != if_version:
+                raise PreconditionFailed(
+                    f"the device is at version {device.version}, not {if_version}"
+                )
+            # The deletion and the time it happened, in one round trip (a data-modifying
+            # WITH runs whether or not the query reads it).
+            now = float(
+                await conn.fetchval(
+                    "WITH gone AS (DELETE FROM devices WHERE tenant_id = $1 AND id = $2)"
+                    " SELECT extract(epoch FROM clock_timestamp())::double precision",
+                    tenant_id,
+                    device_id,
+                )
+            )
+            entry = await _insert_activity(conn, tenant_id, activity, now)
+            rows = await _fan_out(conn, tenant_id, events, now)
+        return device, entry, rows
+
+    # activity ------------------------------------------------------------------------------
+    async def list_activity(
+        self,
+        tenant_id: str,
+        *,
+        device_id: str | None = None,
+        source: str | None = None,
+        before_id: int | None = None,
+        limit: int,
+    ) -> Sequence[ActivityEntry]:
+        """Newest-first activity."""
+        where = ["tenant_id = $1"]
+        params: list[Any] = [tenant_id]
+        for column, value, op in (
+            ("device_id", device_id, "="),
+            ("source", source, "="),
+            ("id", before_id, "<"),
+        ):
+            if value is not None:
+                params.append(value)
+                where.append(f"{column} {op} ${len(params)}")
+        params.append(limit)
+        sql = (
+            f"SELECT {_ACTIVITY_COLUMNS} FROM activity_log WHERE {' AND '.join(where)}"
+            f" ORDER BY id DESC LIMIT ${len(params)}"
+        )
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(sql, *params)
+        return [_activity(row) for row in rows]
+
+    async def prune_activity(self, older_than: float) -> int:
+        """Delete old activity, finished outbox rows and delivery history (all tenants)."""
+        async with self.engine.instance() as conn:
+            return int(await conn.fetchval("SELECT sr_prune_activity($1)", older_than))
+
+    # webhooks ------------------------------------------------------------------------------
+    async def create_webhook(self, webhook: Webhook) -> Webhook:
+        """Insert a webhook."""
+        async with self.engine.tenant(webhook.tenant_id) as conn:
+            seq = await conn.fetchval(
+                "INSERT INTO webhooks (id, tenant_id, url, description, device_ids, event_types,"
+                " enabled, secret_ciphertext, disabled_reason, created_at, updated_at, format,"
+                " ifttt_event, ifttt_key_ciphertext)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                " RETURNING seq",
+                *_webhook_params(webhook),
+            )
+        return dataclasses.replace(webhook, seq=int(seq))
+
+    async def get_webhook(self, tenant_id: str, webhook_id: str) -> Webhook | None:
+        """One webhook."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            return await _load_webhook(conn, tenant_id, webhook_id)
+
+    async def list_webhooks(
+        self, tenant_id: str, *, after_seq: int | None, limit: int
+    ) -> Sequence[Webhook]:
+        """Webhooks in creation order."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = $1 AND seq > $2"
+                " ORDER BY seq LIMIT $3",
+                tenant_id,
+                after_seq or 0,
+                limit,
+            )
+        return [_webhook(row) for row in rows]
+
+    async def update_webhook(
+        self, tenant_id: str, webhook_id: str, mutate: WebhookMutator
+    ) -> Webhook:
+        """Replace a webhook with the mutator's result."""
+        async with self.engine.tenant(tenant_id) as conn:
+            current = await _load_webhook(conn, tenant_id, webhook_id, lock=True)
+            if current is None:
+                raise NotFound("no such webhook")
+            new = mutate(current)
+            params = _webhook_params(new)
+            await conn.execute(
+                "UPDATE webhooks SET url = $1, description = $2, device_ids = $3,"
+                " event_types = $4, enabled = $5, secret_ciphertext = $6, disabled_reason = $7,"
+                " updated_at = $8, format = $9, ifttt_event = $10, ifttt_key_ciphertext = $11"
+                " WHERE tenant_id = $12 AND id = $13",
+                *params[2:9],
+                *params[10:],
+                tenant_id,
+                webhook_id,
+            )
+            if not new.enabled:
+                await _drop_pending(conn, tenant_id, webhook_id)
+        return dataclasses.replace(new, seq=current.seq)
+
+    async def delete_webhook(self, tenant_id: str, webhook_id: str) -> bool:
+        """Delete a webhook and what is queued for it."""
+        async with self.engine.tenant(tenant_id) as conn:
+            deleted = rowcount(
+                await conn.execute(
+                    "DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2", tenant_id, webhook_id
+                )
+            )
+            if deleted:
+                await _drop_pending(conn, tenant_id, webhook_id)
+        return bool(deleted)
+
+    async def enqueue_events(self, tenant_id: str, events: Sequence[NewOutboxEvent]) -> int:
+        """Fan events out outside a device change."""
+        async with self.engine.tenant(tenant_id) as conn:
+            now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
+            return await _fan_out(conn, tenant_id, events, now)
+
+    async def list_webhook_deliveries(
+        self, tenant_id: str, webhook_id: str, *, before_id: int | None, limit: int
+    ) -> Sequence[WebhookDelivery]:
+        """Delivery attempts of a webhook, newest first."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT id, tenant_id, webhook_id, event_id, event_type, attempt, status_code,"
+                " error, duration_ms, created_at FROM webhook_deliveries"
+                " WHERE tenant_id = $1 AND webhook_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+                tenant_id,
+                webhook_id,
+                before_id if before_id is not None else 2**62,
+                limit,
+            )
+        return [WebhookDelivery(*row) for row in rows]
+
+
+# A change's writes in one round trip: the properties, the device row and the activity
+# rows (the data-modifying WITH parts run whether or not the main statement reads them).
+# Activity ids are assigned in the order of the rows, which the caller sorts back.
+_APPLY_CHANGE = (
+    "WITH props AS ("
+    " INSERT INTO device_properties (tenant_id, device_id, name, value, changed_at)"
+    " SELECT $1, $2, p.name, p.value, $5 FROM unnest($3::text[], $4::jsonb[]) AS p (name, value)"
+    " ON CONFLICT (tenant_id, device_id, name)"
+    " DO UPDATE SET value = excluded.value, changed_at = excluded.changed_at"
+    "), device AS ("
+    " UPDATE devices SET version = $6, updated_at = $5, name = coalesce($7, name),"
+    " name_key = coalesce($8, name_key), description = coalesce($9, description),"
+    " options = coalesce($10::jsonb, options) WHERE tenant_id = $1 AND id = $2"
+    ") INSERT INTO activity_log (tenant_id, device_id, device_name, kind, source, actor, cause,"
+    " property, old_value, new_value, detail, created_at)"
+    " SELECT $1, a.device_id, a.device_name, a.kind, a.source, a.actor, a.cause, a.property,"
+    " a.old_value, a.new_value, a.detail, $5 FROM unnest($11::text[], $12::text[], $13::text[],"
+    " $14::text[], $15::text[], $16::text[], $17::text[], $18::jsonb[], $19::jsonb[],"
+    " $20::jsonb[]) WITH ORDINALITY AS a (device_id, device_name, kind, source, actor, cause,"
+    " property, old_value, new_value, detail, n) ORDER BY a.n RETURNING id"
+)
+
+
+def _activity_columns(activity: Sequence[NewActivity]) -> list[list[Any]]:
+    """The activity rows as the ten column arrays ``_APPLY_CHANGE`` unnests."""
+    return [
+        [a.device_id for a in activity],
+        [a.device_name for a in activity],
+        [a.kind for a in activity],
+        [a.source for a in activity],
+        [clean_text(a.actor) for a in activity],
+        [clean_text(a.cause) for a in activity],
+        [a.property for a in activity],
+        [a.old_value for a in activity],
+        [a.new_value for a in activity],
+        [dict(a.detail or {}) for a in activity],
+    ]
+
+
+# row helpers ---------------------------------------------------------------------------------
+
+
+def _api_key(row: asyncpg.Record) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=tuple(row["scopes"]),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+async def _load_device(
+    conn: Connection, tenant_id: str, device_id: str, *, lock: bool = False
+) -> Device | None:
+    """One device with its properties (locked first, for a change).
+
+    The lock is a statement of its own: a statement that waited for a lock sees the new
+    version of the locked row but still reads other tables from its old snapshot, so the
+    properties are read by the next statement, which sees what the previous change wrote.
+    """
+    if lock and not await conn.fetchval(
+        "SELECT true FROM devices WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        tenant_id,
+        device_id,
+    ):
+        return None
+    row = await conn.fetchrow(
+        f"{_DEVICE_SELECT} WHERE d.tenant_id = $1 AND d.id = $2", tenant_id, device_id
+    )
+    return None if row is None else _device(row)
+
+
+def _device(row: asyncpg.Record) -> Device:
+    names = row["names"] or ()
+    properties = {
+        name: PropertyState(value=json.loads(value), changed_at=changed_at)
+        for name, value, changed_at in zip(
+            names, row["vals"] or (), row["times"] or (), strict=True
+        )
+    }
+    return Device(
+        seq=row["seq"],
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        type=row["type"],
+        name=row["name"],
+        description=row["description"],
+        options=row["options"],
+        properties=properties,
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def _insert_activity(
+    conn: Connection, tenant_id: str, activity: NewActivity, at: float
+) -> ActivityEntry:
+    activity_id, _ = await insert_activity_row(conn, tenant_id, activity, at)
+    return _entry(tenant_id, activity, activity_id, at)
+
+
+def _entry(tenant_id: str, activity: NewActivity, activity_id: int, at: float) -> ActivityEntry:
+    return ActivityEntry(
+        id=activity_id,
+        tenant_id=tenant_id,
+        device_id=activity.device_id,
+        device_name=activity.device_name,
+        kind=activity.kind,
+        source=activity.source,
+        actor=activity.actor,
+        cause=activity.cause,
+        property=activity.property,
+        old_value=activity.old_value,
+        new_value=activity.new_value,
+        detail=dict(activity.detail or {}),
+        created_at=at,
+    )
+
+
+def _activity(row: asyncpg.Record) -> ActivityEntry:
+    return ActivityEntry(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        device_id=row["device_id"],
+        device_name=row["device_name"],
+        kind=row["kind"],
+        source=row["source"],
+        actor=row["actor"],
+        cause=row["cause"],
+        property=row["property"],
+        old_value=row["old_value"],
+        new_value=row["new_value"],
+        detail=row["detail"] or {},
+        created_at=row["created_at"],
+    )
+
+
+async def _fan_out(
+    conn: Connection, tenant_id: str, events: Sequence[NewOutboxEvent], now: float
+) -> int:
+    """Write one outbox row per interested destination of each event, for every sink."""
+    written = 0
+    for event in events:
+        for fan_out in FAN_OUTS:
+            written += await fan_out(conn, tenant_id, event, now)
+    return written
+
+
+async def _webhook_fan_out(
+    conn: Connection, tenant_id: str, event: NewOutboxEvent, now: float
+) -> int:
+    """One row per enabled webhook whose event and device filters match, in one statement."""
+    match = (
+        "(event_types IS NULL OR $2 = ANY (event_types))"
+        " AND (device_ids IS NULL OR $4 = ANY (device_ids))"
+    )
+    value = event.device_id
+    if event.only_destination is not None:
+        # A test send goes to the one webhook named, whatever its filters.
+        match, value = "id = $4", event.only_destination
+    status = await conn.execute(
+        f"INSERT INTO outbox ({OUTBOX_COLUMNS})"
+        f" SELECT $1, 'webhook', id, {SQL_EVENT_ID}, $2, $3, $5, $6, $6 FROM webhooks"
+        f" WHERE tenant_id = $1 AND enabled AND {match} ORDER BY seq",
+        tenant_id,
+        event.event_type,
+        event.device_id,
+        value,
+        dict(event.payload),
+        now,
+    )
+    return rowcount(status)
+
+
+FAN_OUTS: tuple[FanOut, ...] = (_webhook_fan_out, alexa_fan_out, ifttt_fan_out)
+
+
+async def _drop_pending(conn: Connection, tenant_id: str, webhook_id: str) -> None:
+    await conn.execute(
+        "DELETE FROM outbox WHERE tenant_id = $1 AND sink = 'webhook' AND destination = $2"
+        " AND status = 'pending'",
+        tenant_id,
+        webhook_id,
+    )
+
+
+def _webhook_params(webhook: Webhook) -> tuple[Any, ...]:
+    return (
+        webhook.id,
+        webhook.tenant_id,
+        webhook.url,
+        webhook.description,
+        None if webhook.device_ids is None else list(webhook.device_ids),
+        None if webhook.event_types is None else list(webhook.event_types),
+        webhook.enabled,
+        webhook.secret_ciphertext,
+        webhook.disabled_reason,
+        webhook.created_at,
+        webhook.updated_at,
+        webhook.format,
+        webhook.ifttt_event,
+        webhook.ifttt_key_ciphertext,
+    )
+
+
+async def _load_webhook(
+    conn: Connection, tenant_id: str, webhook_id: str, *, lock: bool = False
+) -> Webhook | None:
+    row = await conn.fetchrow(
+        f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        webhook_id,
+    )
+    return None if row is None else _webhook(row)
+
+
+def _webhook(row: asyncpg.Record) -> Webhook:
+    return Webhook(
+        seq=row["seq"],
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        url=row["url"],
+        description=row["description"],
+        device_ids=None if row["device_ids"] is None else tuple(row["device_ids"]),
+        event_types=None if row["event_types"] is None else tuple(row["event_types"]),
+        enabled=row["enabled"],
+        secret_ciphertext=row["secret_ciphertext"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        disabled_reason=row["disabled_reason"],
+        format=row["format"],
+        ifttt_event=row["ifttt_event"],
+        ifttt_key_ciphertext=row["ifttt_key_ciphertext"],
+    )
+
+
+__all__ = ["PostgresStore"]

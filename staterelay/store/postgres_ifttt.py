@@ -1,0 +1,446 @@
+"""PostgreSQL implementation of the IFTTT part of the store, and the IFTTT fan-out.
+
+The same design as ``sqlite_ifttt`` (timelines written inside the change's transaction,
+Realtime rows coalesced per device and debounce window). Where SQLite relies on its single
+writer, this relies on the device's row lock that every change holds: changes of one device
+run one after another, and tracking a new threshold waits for the change in progress.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from staterelay.store.ifttt_records import (
+    DEFAULT_DEBOUNCE_SECONDS,
+    PRESS_KIND,
+    PROPERTY_KINDS,
+    REALTIME_BATCH,
+    REALTIME_EVENT,
+    REALTIME_SINK,
+    SENSOR_KIND,
+    IftttEvent,
+    IftttPruned,
+    Threshold,
+    TriggerIdentity,
+)
+from staterelay.store.postgres_engine import PostgresEngine, rowcount
+from staterelay.store.postgres_outbox import insert_outbox_row
+from staterelay.store.records import NewOutboxEvent
+
+if TYPE_CHECKING:
+    from staterelay.store.postgres_engine import Connection
+
+BACKFILL_MAX = 100  # crossings a newly tracked threshold gets from recorded readings
+
+_EVENT_COLUMNS = (
+    "id, uid, tenant_id, device_id, device_name, kind, variant, property, old_value,"
+    " new_value, cause, source, occurred_at"
+)
+_IDENTITY_COLUMNS = (
+    "tenant_id, user_id, identity, trigger_slug, fields, device_id, kind, direction, threshold,"
+    " created_at, last_polled_at, deleted_at"
+)
+# Everything of an event row but its uid, variant and source_id, in _insert_event's order.
+_EVENT_BODY = (
+    "tenant_id, device_id, device_name, kind, property, old_value, new_value, old_number,"
+    " new_number, cause, source, occurred_at"
+)
+
+
+class PostgresIfttt:
+    """``IftttStore`` on PostgreSQL; mixed into ``PostgresStore``."""
+
+    engine: PostgresEngine
+
+    async def configure_ifttt_realtime(
+        self, *, enabled: bool, debounce_seconds: float, now: float
+    ) -> None:
+        """Store the Realtime switch and window for every replica's fan-out."""
+        async with self.engine.instance() as conn:
+            await conn.execute(
+                "INSERT INTO ifttt_realtime (id, enabled, debounce_seconds, updated_at)"
+                " VALUES (1, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET"
+                " enabled = excluded.enabled, debounce_seconds = excluded.debounce_seconds,"
+                " updated_at = excluded.updated_at",
+                enabled,
+                debounce_seconds,
+                now,
+            )
+
+    async def list_ifttt_events(
+        self, tenant_id: str, device_id: str, kind: str, variant: str, *, limit: int
+    ) -> Sequence[IftttEvent]:
+        """One timeline, newest first."""
+        if limit <= 0:
+            return []
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM ifttt_events WHERE tenant_id = $1"
+                " AND device_id = $2 AND kind = $3 AND variant = $4 ORDER BY id DESC LIMIT $5",
+                tenant_id,
+                device_id,
+                kind,
+                variant,
+                limit,
+            )
+        return [IftttEvent(*row) for row in rows]
+
+    async def track_ifttt_threshold(
+        self, tenant_id: str, device_id: str, threshold: Threshold, now: float
+    ) -> int:
+        """Track a threshold; backfill its crossings when it is new."""
+        async with self.engine.tenant(tenant_id) as conn:
+            # Wait for a change of the device in progress, and hold off the next one, so a
+            # reading is either backfilled here or crossed by its own fan-out: never neither.
+            await conn.execute(
+                "SELECT 1 FROM devices WHERE tenant_id = $1 AND id = $2 FOR SHARE",
+                tenant_id,
+                device_id,
+            )
+            updated = await conn.execute(
+                "UPDATE ifttt_thresholds SET last_polled_at = greatest(last_polled_at, $1)"
+                " WHERE tenant_id = $2 AND device_id = $3 AND variant = $4",
+                now,
+                tenant_id,
+                device_id,
+                threshold.variant,
+            )
+            if rowcount(updated):
+                return 0
+            await conn.execute(
+                "INSERT INTO ifttt_thresholds (tenant_id, device_id, variant, direction,"
+                " threshold, created_at, last_polled_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                tenant_id,
+                device_id,
+                threshold.variant,
+                threshold.direction,
+                threshold.value,
+                now,
+            )
+            return await _backfill_crossings(conn, tenant_id, device_id, threshold)
+
+    async def save_ifttt_identity(self, identity: TriggerIdentity) -> None:
+        """Upsert an identity."""
+        threshold = identity.threshold
+        async with self.engine.tenant(identity.tenant_id) as conn:
+            await conn.execute(
+                f"INSERT INTO ifttt_trigger_identities ({_IDENTITY_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL)"
+                " ON CONFLICT (tenant_id, user_id, identity) DO UPDATE SET"
+                " trigger_slug = excluded.trigger_slug, fields = excluded.fields,"
+                " device_id = excluded.device_id, kind = excluded.kind,"
+                " direction = excluded.direction, threshold = excluded.threshold,"
+                " last_polled_at = greatest(ifttt_trigger_identities.last_polled_at,"
+                " excluded.last_polled_at), deleted_at = NULL",
+                identity.tenant_id,
+                identity.user_id,
+                identity.identity,
+                identity.trigger,
+                dict(identity.fields),
+                identity.device_id,
+                identity.kind,
+                threshold.direction if threshold else None,
+                threshold.value if threshold else None,
+                identity.created_at,
+                identity.last_polled_at,
+            )
+
+    async def delete_ifttt_identity(
+        self, tenant_id: str, user_id: str, identity: str, now: float
+    ) -> bool:
+        """Soft-delete an identity."""
+        async with self.engine.tenant(tenant_id) as conn:
+            status = await conn.execute(
+                "UPDATE ifttt_trigger_identities SET deleted_at = $1 WHERE tenant_id = $2"
+                " AND user_id = $3 AND identity = $4 AND deleted_at IS NULL",
+                now,
+                tenant_id,
+                user_id,
+                identity,
+            )
+        return rowcount(status) == 1
+
+    async def list_ifttt_identities(
+        self, tenant_id: str, user_id: str | None = None
+    ) -> Sequence[TriggerIdentity]:
+        """Identities of a tenant or user, oldest first."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"SELECT {_IDENTITY_COLUMNS} FROM ifttt_trigger_identities WHERE tenant_id = $1"
+                " AND ($2::text IS NULL OR user_id = $2) ORDER BY created_at, seq",
+                tenant_id,
+                user_id,
+            )
+        return [_identity(row) for row in rows]
+
+    async def find_ifttt_action(
+        self, tenant_id: str, user_id: str, action: str, request_id: str
+    ) -> str | None:
+        """The stored result of an action request."""
+        async with self.engine.tenant(tenant_id, readonly=True) as conn:
+            result = await conn.fetchval(
+                "SELECT result FROM ifttt_action_requests WHERE tenant_id = $1"
+                " AND user_id = $2 AND action_slug = $3 AND request_id = $4",
+                tenant_id,
+                user_id,
+                action,
+                request_id,
+            )
+        return None if result is None else str(result)
+
+    async def record_ifttt_action(
+        self, tenant_id: str, user_id: str, action: str, request_id: str, result: str, now: float
+    ) -> None:
+        """Remember an action request's result (the first one stays)."""
+        async with self.engine.tenant(tenant_id) as conn:
+            await conn.execute(
+                "INSERT INTO ifttt_action_requests (tenant_id, user_id, action_slug, request_id,"
+                " result, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                tenant_id,
+                user_id,
+                action,
+                request_id,
+                result,
+                now,
+            )
+
+    async def prune_ifttt(
+        self, *, events_before: float, identities_before: float, requests_before: float
+    ) -> IftttPruned:
+        """Delete what is older than the given times, in every tenant."""
+        async with self.engine.instance() as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM sr_prune_ifttt($1, $2, $3)",
+                events_before,
+                identities_before,
+                requests_before,
+            )
+        assert row is not None
+        return IftttPruned(
+            events=int(row["events"]),
+            identities=int(row["identities"]),
+            thresholds=int(row["thresholds"]),
+            requests=int(row["requests"]),
+        )
+
+
+# the fan-out ---------------------------------------------------------------------------------
+
+
+async def ifttt_fan_out(conn: Connection, tenant_id: str, event: NewOutboxEvent, now: float) -> int:
+    """Record a change on its IFTTT timelines and queue Realtime; returns outbox rows added."""
+    recorded = await _record_event(conn, tenant_id, event, now)
+    if recorded is None:
+        return 0
+    device_id, kind, crossed = recorded
+    rows = await conn.fetch(
+        "SELECT identity, kind, direction, threshold FROM ifttt_trigger_identities"
+        " WHERE tenant_id = $1 AND device_id = $2 AND deleted_at IS NULL",
+        tenant_id,
+        device_id,
+    )
+    identities = [
+        identity
+        for identity, wanted, direction, value in rows
+        if wanted == kind and (direction is None or _threshold(direction, value).variant in crossed)
+    ]
+    if not identities:
+        return 0
+    return await _queue_realtime(conn, tenant_id, event, device_id, sorted(set(identities)), now)
+
+
+async def _record_event(
+    conn: Connection, tenant_id: str, event: NewOutboxEvent, now: float
+) -> tuple[str, str, set[str]] | None:
+    """Append the event to its timeline; (device id, kind, variants crossed) or None."""
+    payload = event.payload
+    if event.event_type == "state.changed":
+        prop = payload.get("property")
+        kind = PROPERTY_KINDS.get(prop) if isinstance(prop, str) else None
+        if kind is None:
+            return None
+        old, new = payload.get("old"), payload.get("new")
+    elif event.event_type == "button.pressed":
+        kind, prop, old, new = PRESS_KIND, None, None, payload.get("timestamp")
+    else:
+        return None
+    device = payload.get("device")
+    device = device if isinstance(device, Mapping) else {}
+    device_id = event.device_id or device.get("id")
+    if not isinstance(device_id, str):
+        return None
+    uid = uuid.uuid4().hex
+    old_number, new_number = _number(old), _number(new)
+    body = (
+        tenant_id,
+        device_id,
+        str(device.get("name") or ""),
+        kind,
+        prop,
+        old,
+        new,
+        old_number,
+        new_number,
+        _text(payload.get("cause")),
+        _text(payload.get("source")),
+        now,
+    )
+    source_id = await _insert_event(conn, uid, "", None, body)
+    crossed: set[str] = set()
+    if prop == "temperature":
+        for variant, direction, value in await conn.fetch(
+            "SELECT variant, direction, threshold FROM ifttt_thresholds"
+            " WHERE tenant_id = $1 AND device_id = $2",
+            tenant_id,
+            device_id,
+        ):
+            if _threshold(direction, value).crossed(old_number, new_number):
+                await _insert_event(conn, f"{uid}-{variant}", variant, source_id, body)
+                crossed.add(variant)
+    return device_id, kind, crossed
+
+
+async def _insert_event(
+    conn: Connection,
+    uid: str,
+    variant: str,
+    source_id: int | None,
+    body: Sequence[Any],
+) -> int:
+    event_id = await conn.fetchval(
+        f"INSERT INTO ifttt_events (uid, variant, source_id, {_EVENT_BODY})"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        " RETURNING id",
+        uid,
+        variant,
+        source_id,
+        *body,
+    )
+    return int(event_id)
+
+
+async def _backfill_crossings(
+    conn: Connection, tenant_id: str, device_id: str, threshold: Threshold
+) -> int:
+    """Write the crossings of recorded readings newer than the timeline's newest crossing."""
+    variant = threshold.variant
+    after = await conn.fetchval(
+        "SELECT coalesce(source_id, 0) FROM ifttt_events WHERE tenant_id = $1"
+        " AND device_id = $2 AND kind = $3 AND variant = $4 ORDER BY id DESC LIMIT 1",
+        tenant_id,
+        device_id,
+        SENSOR_KIND,
+        variant,
+    )
+    found: list[asyncpg.Record] = []
+    # A cursor, so only the readings up to the BACKFILL_MAX-th crossing are fetched.
+    async for row in conn.cursor(
+        f"SELECT id, uid, {_EVENT_BODY} FROM ifttt_events WHERE tenant_id = $1"
+        " AND device_id = $2 AND kind = $3 AND variant = '' AND id > $4 ORDER BY id DESC",
+        tenant_id,
+        device_id,
+        SENSOR_KIND,
+        after or 0,
+    ):
+        if threshold.crossed(row["old_number"], row["new_number"]):
+            found.append(row)
+            if len(found) >= BACKFILL_MAX:
+                break
+    for row in reversed(found):
+        await _insert_event(conn, f"{row['uid']}-{variant}", variant, row["id"], tuple(row)[2:])
+    return len(found)
+
+
+async def _queue_realtime(
+    conn: Connection,
+    tenant_id: str,
+    event: NewOutboxEvent,
+    device_id: str,
+    identities: list[str],
+    now: float,
+) -> int:
+    """Add the identities to the device's waiting Realtime row, or queue a new one."""
+    config = await conn.fetchrow(
+        "SELECT enabled, debounce_seconds FROM ifttt_realtime WHERE id = 1"
+    )
+    if config is not None and not config["enabled"]:
+        return 0
+    debounce = float(config["debounce_seconds"]) if config is not None else DEFAULT_DEBOUNCE_SECONDS
+    waiting = await conn.fetchrow(
+        "SELECT id, payload FROM outbox WHERE tenant_id = $1 AND sink = $2"
+        " AND destination = $3 AND status = 'pending' AND next_attempt_at > $4"
+        " AND attempts = 0 AND lease_owner IS NULL"
+        " ORDER BY next_attempt_at DESC, id DESC LIMIT 1 FOR UPDATE",
+        tenant_id,
+        REALTIME_SINK,
+        device_id,
+        now,
+    )
+    if waiting is not None:
+        payload = dict(waiting["payload"])
+        queued: list[str] = list(payload.get("trigger_identities") or ())
+        new = [identity for identity in identities if identity not in queued]
+        if not new:
+            return 0
+        if len(queued) + len(new) <= REALTIME_BATCH:
+            payload["trigger_identities"] = queued + new
+            await conn.execute(
+                "UPDATE outbox SET payload = $1 WHERE id = $2", payload, waiting["id"]
+            )
+            return 0
+        identities = new
+    due = math.ceil(now / debounce) * debounce if debounce > 0 else now
+    written = 0
+    for start in range(0, len(identities), REALTIME_BATCH):
+        row = NewOutboxEvent(
+            event_type=REALTIME_EVENT,
+            device_id=device_id,
+            payload={
+                "device": event.payload.get("device"),
+                "trigger_identities": identities[start : start + REALTIME_BATCH],
+            },
+        )
+        await insert_outbox_row(conn, tenant_id, REALTIME_SINK, device_id, row, now, due_at=due)
+        written += 1
+    return written
+
+
+def _number(value: Any) -> float | None:
+    """The number in a reading: a plain number or a temperature's ``value``."""
+    if isinstance(value, Mapping):
+        value = value.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _threshold(direction: str, value: Any) -> Threshold:
+    return Threshold("above" if direction == "above" else "below", float(value))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _identity(row: asyncpg.Record) -> TriggerIdentity:
+    return TriggerIdentity(
+        tenant_id=row["tenant_id"],
+        user_id=row["user_id"],
+        identity=row["identity"],
+        trigger=row["trigger_slug"],
+        fields=row["fields"],
+        device_id=row["device_id"],
+        kind=row["kind"],
+        threshold=None
+        if row["direction"] is None
+        else _threshold(row["direction"], row["threshold"]),
+        created_at=row["created_at"],
+        last_polled_at=row["last_polled_at"],
+        deleted_at=row["deleted_at"],
+    )

@@ -1,0 +1,201 @@
+"""The outbox on PostgreSQL: writing rows inside a change, and leasing them across replicas.
+
+Claiming is one ``sr_claim_outbox`` call: ``FOR UPDATE SKIP LOCKED`` hands each due row to
+one replica, which holds it by lease (``lease_owner``, ``lease_until``) while it sends. A
+replica that dies keeps its rows only until the lease runs out; then another claims them.
+Results are written back under each row's own tenant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from itertools import groupby
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+
+from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text
+from staterelay.store.records import (
+    DeliveryOutcome,
+    NewActivity,
+    NewOutboxEvent,
+    OutboxItem,
+    OutboxStats,
+)
+from staterelay.store.sqlite_outbox import new_event_id
+
+if TYPE_CHECKING:
+    from staterelay.store.postgres_engine import Connection
+
+    FanOut: TypeAlias = Callable[[Connection, str, NewOutboxEvent, float], Awaitable[int]]
+    """Writes the outbox rows one sink owes for an event, inside the change's transaction."""
+
+CLAIM_PER_DESTINATION = 25
+
+OUTBOX_COLUMNS = (
+    "tenant_id, sink, destination, event_id, event_type, device_id, payload,"
+    " next_attempt_at, created_at"
+)
+# A fresh id per row written by INSERT ... SELECT: the same shape as ``new_event_id``.
+SQL_EVENT_ID = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
+
+
+async def insert_outbox_row(
+    conn: Connection,
+    tenant_id: str,
+    sink: str,
+    destination: str,
+    event: NewOutboxEvent,
+    now: float,
+    *,
+    due_at: float | None = None,
+) -> None:
+    """Queue ``event`` for one destination of one sink, due at once (or at ``due_at``)."""
+    await conn.execute(
+        f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        tenant_id,
+        sink,
+        destination,
+        new_event_id(),
+        event.event_type,
+        event.device_id,
+        dict(event.payload),
+        now if due_at is None else due_at,
+        now,
+    )
+
+
+async def insert_activity_row(
+    conn: Connection, tenant_id: str, activity: NewActivity, at: float
+) -> tuple[int, dict[str, Any]]:
+    """Insert an activity row; returns its id and the detail mapping stored."""
+    detail = dict(activity.detail or {})
+    activity_id = await conn.fetchval(
+        "INSERT INTO activity_log (tenant_id, device_id, device_name, kind, source, actor,"
+        " cause, property, old_value, new_value, detail, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        tenant_id,
+        activity.device_id,
+        activity.device_name,
+        activity.kind,
+        activity.source,
+        clean_text(activity.actor),
+        clean_text(activity.cause),
+        activity.property,
+        activity.old_value,
+        activity.new_value,
+        detail,
+        at,
+    )
+    return int(activity_id), detail
+
+
+def outbox_item(row: asyncpg.Record) -> OutboxItem:
+    """An ``OutboxItem`` from an outbox row."""
+    return OutboxItem(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        sink=row["sink"],
+        destination=row["destination"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        device_id=row["device_id"],
+        payload=row["payload"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+    )
+
+
+class PostgresOutbox:
+    """The outbox part of ``Store`` on PostgreSQL; mixed into ``PostgresStore``."""
+
+    engine: PostgresEngine
+
+    async def claim_outbox(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> Sequence[OutboxItem]:
+        """Lease due rows; a row locked or leased by another replica is skipped."""
+        async with self.engine.instance() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM sr_claim_outbox($1, $2, $3, $4, $5)",
+                owner,
+                now,
+                now + lease_seconds,
+                CLAIM_PER_DESTINATION,
+                limit,
+            )
+        return sorted((outbox_item(row) for row in rows), key=lambda item: item.id)
+
+    async def record_deliveries(self, outcomes: Sequence[DeliveryOutcome], now: float) -> None:
+        """Write delivery results, each under its row's tenant, in one transaction."""
+        if not outcomes:
+            return
+        ordered = sorted(outcomes, key=lambda outcome: outcome.item.tenant_id)
+        async with self.engine.instance() as conn:
+            for tenant_id, group in groupby(ordered, key=lambda outcome: outcome.item.tenant_id):
+                await bind_tenant(conn, tenant_id)
+                for outcome in group:
+                    await _record(conn, outcome, now)
+
+    async def release_leases(self, owner: str | None) -> int:
+        """Free one owner's leases; with None only leases that ran out (others are alive)."""
+        async with self.engine.instance() as conn:
+            return int(await conn.fetchval("SELECT sr_release_leases($1, $2)", owner, time.time()))
+
+    async def next_outbox_due(self) -> float | None:
+        """When the earliest pending row becomes due (or its lease runs out)."""
+        async with self.engine.instance(readonly=True) as conn:
+            due = await conn.fetchval("SELECT sr_outbox_next_due()")
+        return None if due is None else float(due)
+
+    async def outbox_stats(self) -> OutboxStats:
+        """Pending and dead counts and the oldest pending row's age, across tenants."""
+        async with self.engine.instance(readonly=True) as conn:
+            row = await conn.fetchrow("SELECT * FROM sr_outbox_stats()")
+        assert row is not None
+        return OutboxStats(
+            pending=int(row["pending"]),
+            dead=int(row["dead"]),
+            oldest_pending_at=row["oldest_pending_at"],
+        )
+
+
+async def _record(conn: Connection, outcome: DeliveryOutcome, now: float) -> None:
+    item = outcome.item
+    if outcome.delivered:
+        status = "delivered"
+    elif outcome.dead:
+        status = "dead"
+    else:
+        status = "pending"
+    error = clean_text(outcome.error)
+    await conn.execute(
+        "UPDATE outbox SET status = $1, attempts = attempts + 1,"
+        " next_attempt_at = coalesce($2, next_attempt_at), lease_owner = NULL,"
+        " lease_until = NULL, last_error = $3, finished_at = $4 WHERE id = $5",
+        status,
+        outcome.next_attempt_at,
+        error,
+        None if status == "pending" else now,
+        item.id,
+    )
+    if item.sink == "webhook":
+        # History only for a webhook that still exists (it may have been deleted meanwhile).
+        await conn.execute(
+            "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id, event_type,"
+            " attempt, status_code, error, duration_ms, created_at)"
+            " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS ("
+            "  SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2)",
+            item.tenant_id,
+            item.destination,
+            item.event_id,
+            item.event_type,
+            item.attempts + 1,
+            outcome.status_code,
+            error,
+            outcome.duration_ms,
+            now,
+        )
+    if outcome.activity is not None:
+        await insert_activity_row(conn, item.tenant_id, outcome.activity, now)
