@@ -29,7 +29,8 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # bench/ is not a package: run.py sits beside this file
+from linking import oauth_token  # bench/ is not a package: these sit beside this file
+from run import (
     TOGGLE_LUA,
     Result,
     api,
@@ -239,8 +240,8 @@ def main() -> None:
                 )
             )
             cli(data_dir, "user", "create", "--email", "bench@example.com")
-            key = cli(
-                data_dir, "apikey", "create", "--email", "bench@example.com", "--scope", "write"
+            key = oauth_token(
+                data_dir, "bench@example.com", client_id="alexa-bench", scopes=("devices",)
             )
             proc, port, _ = start_staterelay(data_dir, args.durability)
             try:

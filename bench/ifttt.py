@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from linking import oauth_token
 from run import Result, api, cli, free_port, run_wrk, start_staterelay, stop
 
 SERVICE_KEY = "bench-service-key-0123456789abcdef"
@@ -219,13 +220,16 @@ def main() -> None:
             key = cli(
                 data_dir, "apikey", "create", "--email", "bench@example.com", "--scope", "write"
             )
+            app_token = oauth_token(
+                data_dir, "bench@example.com", client_id="ifttt-bench", scopes=("ifttt",)
+            )
             proc, port, _ = start_staterelay(data_dir, args.durability)
             try:
                 device = api(port, "POST", "/api/v1/devices", key, {"type": "switch", "name": "B"})
                 device_id = str(device["id"])
                 toggle_until(port, key, device_id, database, 1000, args.connections)
                 small_events = events(database, device_id)
-                small = poll(port, key, device_id, f"poll, {small_events:,} events", opts)
+                small = poll(port, app_token, device_id, f"poll, {small_events:,} events", opts)
                 before = realtime.count()
                 seeded = args.events - small_events
                 seconds = toggle_until(
@@ -234,7 +238,7 @@ def main() -> None:
                 big_events = events(database, device_id)
                 time.sleep(2.0)  # the last window's notification
                 seeding_requests = realtime.count() - before
-                big = poll(port, key, device_id, f"poll, {big_events:,} events", opts)
+                big = poll(port, app_token, device_id, f"poll, {big_events:,} events", opts)
                 latencies = realtime_latency(port, key, device_id, realtime, args.samples)
                 plan = query_plan(database)
             finally:

@@ -115,7 +115,7 @@ class SmartHomeView:
                 directive, InvalidAuthorizationCredential("the directive carries no bearer token")
             )
         try:
-            principal = await self._core.auth.authenticate(directive.token)
+            principal = await self._core.auth.authenticate_linked_app(directive.token)
         except NotAuthenticated as error:
             raise self._translate(directive, from_domain(error)) from None
         region = LAMBDA_REGIONS.get(lambda_region or "", self._settings.region)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import token_digest
 from staterelay.core.device_types import has_control_characters, require_text
-from staterelay.core.devices import require
+from staterelay.core.devices import require_account_access
 from staterelay.core.ids import new_id
 from staterelay.core.models import SCOPES, Principal
 from staterelay.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
@@ -122,6 +122,17 @@ class AuthService:
                 return principal
         raise NotAuthenticated("the bearer token is unknown, revoked or expired")
 
+    async def authenticate_linked_app(self, token: str | None) -> Principal:
+        """Like ``authenticate``, for endpoints only linked apps call (Alexa, IFTTT).
+
+        A personal API key is refused there: those endpoints speak for an app the user
+        linked through OAuth, and unlinking it must end their access.
+        """
+        principal = await self.authenticate(token)
+        if principal.credential != "oauth":
+            raise NotAuthenticated("this endpoint takes the access token of a linked app")
+        return principal
+
     def _note_use(self, key_id: str) -> None:
         self._last_used[key_id] = self._clock()
 
@@ -170,7 +181,7 @@ class AuthService:
         self, principal: Principal, *, name: object, scope: object
     ) -> tuple[ApiKey, str]:
         """A principal creates a key for its own user, never wider than its own scopes."""
-        require(principal, "write")
+        require_account_access(principal, "write")
         wanted = scopes_for(scope)
         if not all(principal.can(s) for s in wanted):
             raise Forbidden("a key cannot have scopes its creator lacks")
@@ -181,12 +192,12 @@ class AuthService:
 
     async def list_keys(self, principal: Principal) -> Sequence[ApiKey]:
         """The principal's user's keys."""
-        require(principal, "read")
+        require_account_access(principal, "read")
         return await self._store.list_api_keys(principal.tenant_id, principal.user_id)
 
     async def revoke_key(self, principal: Principal, key_id: str) -> None:
         """Revoke one of the user's keys; ``NotFound`` for any other id."""
-        require(principal, "write")
+        require_account_access(principal, "write")
         if not await self._store.revoke_api_key(
             principal.tenant_id, principal.user_id, key_id, self._clock()
         ):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 SECRET_BYTES = 32
 
@@ -42,28 +42,48 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def derive_key(instance_secret: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose: HKDF-SHA256 (RFC 5869) with no salt.
+
+    One output block is all a 32-byte key needs, so extract-then-expand is two HMACs.
+    """
+    prk = hmac.new(bytes(32), instance_secret, hashlib.sha256).digest()
+    return hmac.new(prk, f"staterelay:{purpose}".encode() + b"\x01", hashlib.sha256).digest()
+
+
 class SecretBox:
-    """AES-GCM encryption with a key derived (HKDF) from the instance secret for one purpose."""
+    """AES-GCM encryption with a key derived from the instance secret for one purpose.
+
+    ``cryptography`` is loaded on first use: an idle instance that never encrypts
+    anything does not carry OpenSSL's bindings in memory.
+    """
 
     def __init__(self, instance_secret: bytes, purpose: str) -> None:
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=f"staterelay:{purpose}".encode()
-        ).derive(instance_secret)
-        self._aead = AESGCM(key)
+        self._key = derive_key(instance_secret, purpose)
         self._purpose = purpose.encode()
+        self._aead: AESGCM | None = None
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(self._key)
+        return self._aead
 
     def encrypt(self, plaintext: str) -> str:
         """Ciphertext as ``v1.<base64 nonce+ciphertext>``."""
         nonce = secrets.token_bytes(12)
-        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), self._purpose)
+        sealed = self._cipher().encrypt(nonce, plaintext.encode("utf-8"), self._purpose)
         return "v1." + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
     def decrypt(self, ciphertext: str) -> str:
         """The plaintext; ``ValueError`` when it was not sealed by this box."""
+        from cryptography.exceptions import InvalidTag
+
         if not ciphertext.startswith("v1."):
             raise ValueError("unknown ciphertext format")
         raw = base64.urlsafe_b64decode(ciphertext[3:].encode("ascii"))
         try:
-            return self._aead.decrypt(raw[:12], raw[12:], self._purpose).decode("utf-8")
+            return self._cipher().decrypt(raw[:12], raw[12:], self._purpose).decode("utf-8")
         except InvalidTag:
             raise ValueError("ciphertext does not decrypt with this instance's key") from None

@@ -57,6 +57,21 @@ def require(principal: Principal, scope: str) -> None:
         raise Forbidden(f"this credential lacks the {scope!r} scope")
 
 
+LINKED_APP_CREDENTIALS = frozenset({"oauth"})
+
+
+def require_account_access(principal: Principal, scope: str) -> None:
+    """Like ``require``, and refuse linked apps (Alexa, IFTTT, any OAuth client).
+
+    A linked app may read and change devices; managing the account (API keys, webhooks,
+    other linked apps) is for the person, through the dashboard or a personal API key, so
+    that unlinking an app leaves nothing of it behind.
+    """
+    if principal.credential in LINKED_APP_CREDENTIALS:
+        raise Forbidden("a linked app cannot manage API keys, webhooks or linked apps")
+    require(principal, scope)
+
+
 def device_summary(device: Device) -> dict[str, Any]:
     """The device fields every event payload carries."""
     return {"id": device.id, "name": device.name, "type": device.type}

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import SecretBox, token_digest
-from staterelay.core.devices import require
+from staterelay.core.devices import require_account_access
 from staterelay.core.ids import new_id
 from staterelay.core.models import Principal
 from staterelay.core.oauth_clients import (
@@ -420,12 +420,12 @@ class OAuthService:
     # linked apps ---------------------------------------------------------------------------
     async def list_grants(self, principal: Principal) -> Sequence[LinkedApp]:
         """The apps (Alexa, IFTTT, ...) the principal's user has linked, newest first."""
-        require(principal, "read")
+        require_account_access(principal, "read")
         return await self.list_user_grants(principal.tenant_id, principal.user_id)
 
     async def revoke_grant(self, principal: Principal, grant_id: str) -> None:
         """Unlink one app: revoke the grant and all its tokens; ``NotFound`` for other ids."""
-        require(principal, "write")
+        require_account_access(principal, "write")
         await self.revoke_user_grant(principal.tenant_id, principal.user_id, grant_id)
 
     async def list_user_grants(self, tenant_id: str, user_id: str) -> Sequence[LinkedApp]:

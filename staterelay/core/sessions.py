@@ -15,11 +15,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from staterelay.core.clock import Clock
-from staterelay.core.crypto import token_digest
+from staterelay.core.crypto import derive_key, token_digest
 from staterelay.core.ids import new_id
 from staterelay.settings import AccountsSettings
 from staterelay.store.accounts_records import Session
@@ -82,9 +79,7 @@ class SessionService:
         self._clock = clock
         self.idle_seconds = settings.session_idle_hours * 3600.0
         self.absolute_seconds = settings.session_absolute_days * 86400.0
-        self._csrf_key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"staterelay:csrf"
-        ).derive(instance_secret)
+        self._csrf_key = derive_key(instance_secret, "csrf")
 
     async def create(self, user: User, *, ip: str, user_agent: str) -> tuple[str, SignedIn]:
         """A new session for ``user``; returns the cookie secret (shown once) and the sign-in."""

@@ -12,7 +12,7 @@ from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
 from staterelay.core.crypto import SecretBox
 from staterelay.core.device_types import has_control_characters, require_text
-from staterelay.core.devices import require
+from staterelay.core.devices import require_account_access
 from staterelay.core.events import OutboxEnqueued
 from staterelay.core.ids import decode_cursor, encode_cursor, new_id
 from staterelay.core.models import Principal
@@ -54,7 +54,7 @@ class WebhookService:
 
     async def create(self, principal: Principal, fields: Mapping[str, Any]) -> tuple[Webhook, str]:
         """Create a webhook; returns it and its signing secret, which is shown only once."""
-        require(principal, "write")
+        require_account_access(principal, "write")
         existing = await self._store.list_webhooks(
             principal.tenant_id, after_seq=None, limit=MAX_WEBHOOKS_PER_TENANT
         )
@@ -88,7 +88,7 @@ class WebhookService:
 
     async def get(self, principal: Principal, webhook_id: str) -> Webhook:
         """One webhook of the tenant."""
-        require(principal, "read")
+        require_account_access(principal, "read")
         webhook = await self._store.get_webhook(principal.tenant_id, webhook_id)
         if webhook is None:
             raise NotFound("no such webhook")
@@ -98,7 +98,7 @@ class WebhookService:
         self, principal: Principal, *, cursor: str | None = None, limit: int = 50
     ) -> Page[Webhook]:
         """The tenant's webhooks."""
-        require(principal, "read")
+        require_account_access(principal, "read")
         after = decode_cursor("w", cursor)
         items = await self._store.list_webhooks(
             principal.tenant_id, after_seq=after, limit=limit + 1
@@ -114,7 +114,7 @@ class WebhookService:
         self, principal: Principal, webhook_id: str, fields: Mapping[str, Any]
     ) -> Webhook:
         """Change a webhook's URL, filters, description, format or enabled flag."""
-        require(principal, "write")
+        require_account_access(principal, "write")
         changes: dict[str, Any] = {}
         if "url" in fields:
             changes["url"] = validate_webhook_url(fields["url"], self.policy)
@@ -138,13 +138,13 @@ class WebhookService:
 
     async def delete(self, principal: Principal, webhook_id: str) -> None:
         """Delete a webhook and drop what is queued for it."""
-        require(principal, "write")
+        require_account_access(principal, "write")
         if not await self._store.delete_webhook(principal.tenant_id, webhook_id):
             raise NotFound("no such webhook")
 
     async def send_test(self, principal: Principal, webhook_id: str) -> None:
         """Queue a ``webhook.test`` event for one webhook (enabled or not is checked)."""
-        require(principal, "write")
+        require_account_access(principal, "write")
         webhook = await self.get(principal, webhook_id)
         if not webhook.enabled:
             raise InvalidInput("the webhook is disabled; enable it first", field="enabled")

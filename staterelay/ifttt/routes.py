@@ -34,7 +34,7 @@ async def user_of(request: web.Request) -> Principal:
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("send the user's access token as 'Authorization: Bearer <token>'")
-    return await request.app[CORE_KEY].auth.authenticate(token.strip())
+    return await request.app[CORE_KEY].auth.authenticate_linked_app(token.strip())
 
 
 @routes.get("/status", name="status")

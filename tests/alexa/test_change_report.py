@@ -32,7 +32,7 @@ from tests.alexa.conftest import (
     send,
     start_amazon,
 )
-from tests.conftest import make_account
+from tests.conftest import link_oauth_client, make_account
 from tests.oauth.conftest import Client
 
 JSON = dict[str, Any]
@@ -545,11 +545,12 @@ async def test_delivered_after_a_restart(
     core: Core = first[CORE_KEY]
     account = await make_account(core, "alice@example.com")
     principal = await core.auth.authenticate(account.key)
+    _, alexa_token = await link_oauth_client(core, account)
     async with (
         aiohttp.ClientSession() as http,
         http.post(
             f"http://127.0.0.1:{port}/alexa/smart_home",
-            json=accept_grant(account.key),
+            json=accept_grant(alexa_token),
             headers={"X-StateRelay-Relay-Secret": RELAY_SECRET},
         ) as answer,
     ):

@@ -397,21 +397,19 @@ async def test_unexpected_failure_is_internal_error_and_logged(
     assert any(r.exc_info for r in caplog.records)
 
 
-async def test_read_only_token_cannot_control(browser: Client, core: Core) -> None:
-    account = await make_account(core, "reader@example.com", scope="read")
-    principal = await core.auth.authenticate(account.key)
-    writer = await make_account(core, "writer@example.com")
+async def test_a_personal_api_key_is_not_an_alexa_token(browser: Client, core: Core) -> None:
+    """Only a linked app's OAuth token speaks for Alexa; an API key gets the auth error."""
+    account = await make_account(core, "keyholder@example.com")
     lamp = await core.devices.create(
-        await core.auth.authenticate(writer.key), type="switch", name="Lamp", source="api"
+        await core.auth.authenticate(account.key), type="switch", name="Lamp", source="api"
     )
     _, answer = await send(
         browser, directive("Alexa.PowerController", "TurnOn", account.key, lamp.id)
     )
     assert_valid(answer)
-    assert error_type(answer) == "INSUFFICIENT_PERMISSIONS"
-    _, answer = await send(browser, directive("Alexa", "ReportState", account.key, lamp.id))
-    assert answer["event"]["header"]["name"] == "StateReport"
-    assert principal.can("read")
+    assert error_type(answer) == "INVALID_AUTHORIZATION_CREDENTIAL"
+    again = await core.devices.get(await core.auth.authenticate(account.key), lamp.id)
+    assert again.properties["power"].value == "OFF"
 
 
 async def test_accept_grant_stores_encrypted_tokens_for_the_user(

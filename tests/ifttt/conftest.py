@@ -152,11 +152,17 @@ class Linked:
 
     principal: Principal
     token: str
+    api_key: str
 
     @property
     def headers(self) -> dict[str, str]:
         """What IFTTT sends on user endpoints."""
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """The person's own API key, for managing the account (webhooks, keys)."""
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
 async def ifttt_client_id(core: Core) -> str:
@@ -196,7 +202,7 @@ async def link(core: Core, email: str, *, new_tenant: bool = False) -> Linked:
     tokens = core.oauth.issue_tokens(client.scopes)
     assert await core.oauth.exchange_code(record, tokens)
     principal = await core.auth.authenticate(tokens.access_token)
-    return Linked(principal=principal, token=tokens.access_token)
+    return Linked(principal=principal, token=tokens.access_token, api_key=account.key)
 
 
 @pytest.fixture

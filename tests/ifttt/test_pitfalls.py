@@ -115,8 +115,9 @@ async def test_pitfall_03_bad_bearer_token_is_401_on_every_user_endpoint(
         ("POST", f"{V1}/actions/set_power", {"actionFields": {"device": lamp.id}}),
     ]
     revoked = alice.token
-    for grant in await core.oauth.list_grants(alice.principal):
-        await core.oauth.revoke_grant(alice.principal, grant.grant_id)
+    who = alice.principal
+    for grant in await core.oauth.list_user_grants(who.tenant_id, who.user_id):
+        await core.oauth.revoke_user_grant(who.tenant_id, who.user_id, grant.grant_id)
     for headers in ({}, {"Authorization": "Bearer sra_unknown"}, {"Authorization": "Basic x"}):
         for method, path, body in calls:
             response = await client.request(method, path, json=body, headers=headers)

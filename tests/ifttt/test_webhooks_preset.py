@@ -50,7 +50,7 @@ async def maker(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Maker:
 
 async def create(client: Client, who: Linked, **fields: Any) -> tuple[int, Any]:
     """POST /api/v1/webhooks; (status, JSON)."""
-    response = await client.post(f"{API}/webhooks", json=fields, headers=who.headers)
+    response = await client.post(f"{API}/webhooks", json=fields, headers=who.api_headers)
     return response.status, await response.json(content_type=None)
 
 
@@ -66,8 +66,8 @@ async def test_create_without_url_targets_ifttt_and_never_shows_the_key(
     assert_schema("WebhookCreated", body)
     assert body["url"] == "https://maker.ifttt.com"
     assert (body["format"], body["ifttt_event"]) == ("ifttt_webhooks", "lamp_changed")
-    listed = await client.get(f"{API}/webhooks", headers=alice.headers)
-    fetched = await client.get(f"{API}/webhooks/{body['id']}", headers=alice.headers)
+    listed = await client.get(f"{API}/webhooks", headers=alice.api_headers)
+    fetched = await client.get(f"{API}/webhooks/{body['id']}", headers=alice.api_headers)
     for text in (json.dumps(body), await listed.text(), await fetched.text()):
         assert KEY not in text
     assert_schema("Webhook", await fetched.json())
@@ -112,18 +112,18 @@ async def test_patch_changes_the_event_and_key_and_back_to_standard(
         client, alice, format="ifttt_webhooks", ifttt_event="first", ifttt_key=KEY
     )
     path = f"{API}/webhooks/{body['id']}"
-    renamed = await client.patch(path, json={"ifttt_event": "second"}, headers=alice.headers)
+    renamed = await client.patch(path, json={"ifttt_event": "second"}, headers=alice.api_headers)
     assert (await renamed.json())["ifttt_event"] == "second"
-    rekeyed = await client.patch(path, json={"ifttt_key": KEY + "2"}, headers=alice.headers)
+    rekeyed = await client.patch(path, json={"ifttt_key": KEY + "2"}, headers=alice.api_headers)
     assert rekeyed.status == 200
     standard = await client.patch(
         path,
         json={"format": "standard", "url": "https://example.com/hook"},
-        headers=alice.headers,
+        headers=alice.api_headers,
     )
     assert (await standard.json())["format"] == "standard"
     assert (await standard.json())["ifttt_event"] is None
-    back = await client.patch(path, json={"format": "ifttt_webhooks"}, headers=alice.headers)
+    back = await client.patch(path, json={"format": "ifttt_webhooks"}, headers=alice.api_headers)
     assert back.status == 422  # the key was forgotten: it must be given again
 
 
@@ -161,11 +161,11 @@ async def test_changes_start_an_applet_with_value1_to_value3(
         assert signed == (request_path == "/standard")
         if request_path == path:
             assert headers["Content-Type"] == "application/json"
-    test_send = await client.post(f"{API}/webhooks/{body['id']}/test", headers=alice.headers)
+    test_send = await client.post(f"{API}/webhooks/{body['id']}/test", headers=alice.api_headers)
     assert test_send.status == 202
     await wait_until(
         lambda: any(r[2].get("value2") == "test" for r in maker.requests if r[0] == path)
     )
-    history = await client.get(f"{API}/webhooks/{body['id']}/deliveries", headers=alice.headers)
+    history = await client.get(f"{API}/webhooks/{body['id']}/deliveries", headers=alice.api_headers)
     assert all(item["status_code"] == 200 for item in (await history.json())["items"])
     assert standard["format"] == "standard"

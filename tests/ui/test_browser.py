@@ -273,9 +273,10 @@ async def test_a_switch_flipped_with_the_keyboard_alone(
     outline = await toggle.evaluate("node => getComputedStyle(node).outlineStyle")
     assert outline == "solid"
     await page.keyboard.press("Space")
-    await playwright_api.expect(toggle).to_have_attribute("aria-checked", "true")
+    # Generous waits: each press is a durable write, and CI machines can be busy.
+    await playwright_api.expect(toggle).to_have_attribute("aria-checked", "true", timeout=15000)
     await page.keyboard.press("Enter")
-    await playwright_api.expect(toggle).to_have_attribute("aria-checked", "false")
+    await playwright_api.expect(toggle).to_have_attribute("aria-checked", "false", timeout=15000)
     await playwright_api.expect(toggle).to_be_focused()
     (entry, *_) = (await instance.core.activity.list(principal)).items
     assert (entry.kind, entry.new_value, entry.source) == ("state", "OFF", "ui")
