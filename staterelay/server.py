@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -77,7 +76,9 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     setup_ui(app)
-    app[ALEXA_TOOLS_KEY] = _alexa_tools(settings)
+    tools = _alexa_tools(settings)
+    if tools is not None:
+        app[ALEXA_TOOLS_KEY] = tools
     setup_oauth(app, core, settings)
     setup_alexa(app, core, settings)
     setup_ifttt(app, core, settings)
@@ -85,11 +86,18 @@ def create_app(
     return app
 
 
-def _alexa_tools(settings: Settings) -> AlexaTools:
-    """Lend the dashboard the Alexa adapter's relay package and setup sheet."""
+def _alexa_tools(settings: Settings) -> AlexaTools | None:
+    """Lend the dashboard the Alexa adapter's relay package and setup sheet.
+
+    The package carries the instance's relay secret, so with open sign-up (a hosted
+    instance, where every household has an admin) the dashboard offers neither: the
+    operator uses ``staterelay alexa setup``.
+    """
+    if settings.accounts.registration == "open":
+        return None
     return AlexaTools(
         lambda_zip=lambda: lambda_zip(relay_url(settings), settings.alexa.relay_secret),
-        setup_sheet=lambda clients: setup_text(settings, clients, secrets.token_urlsafe(32)),
+        setup_sheet=lambda clients: setup_text(settings, clients, None),
     )
 
 

@@ -62,6 +62,7 @@ class ServerSettings:
     hosts: HostsSettings = field(default_factory=HostsSettings)
     shutdown_timeout: float = 10.0
     max_body_bytes: int = 65536
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
 
 
 @dataclass(frozen=True)
@@ -539,6 +540,13 @@ def _validate(settings: Settings) -> None:
             )
     if server.max_body_bytes < 1024:
         raise SettingsError("server.max_body_bytes", "must be at least 1024")
+    for network in server.trusted_proxies:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(
+                "server.trusted_proxies", f"{network!r} is not a CIDR network"
+            ) from None
     if server.shutdown_timeout <= 0:
         raise SettingsError("server.shutdown_timeout", "must be positive")
     url = settings.database.url

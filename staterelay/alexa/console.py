@@ -75,14 +75,20 @@ def alexa_clients(
     return list(found.items())
 
 
-def setup_text(settings: Settings, clients: Sequence[OAuthClient], suggested_secret: str) -> str:
-    """The setup sheet for the clients registered so far (the dashboard shows it too)."""
+def setup_text(
+    settings: Settings, clients: Sequence[OAuthClient], suggested_secret: str | None
+) -> str:
+    """The setup sheet for the clients registered so far (the dashboard shows it too).
+
+    ``suggested_secret`` is offered as a new relay secret when none is configured; the
+    dashboard passes None, since the package it serves carries only a configured secret.
+    """
     return setup_sheet(
         settings,
         SetupPlan(
             clients=alexa_clients(settings, clients),
             relay_secret=settings.alexa.relay_secret or suggested_secret,
-            relay_secret_is_new=not settings.alexa.relay_secret,
+            relay_secret_is_new=not settings.alexa.relay_secret and suggested_secret is not None,
         ),
     )
 
@@ -164,8 +170,9 @@ def setup_sheet(settings: Settings, plan: SetupPlan) -> str:
         lines.append("  relay secret:           baked into the package; add it to the config (3.)")
     else:
         lines.append(
-            "  relay secret:           NOT SET: anyone who finds the URL can send directives"
+            "  relay secret:           NOT SET: anyone who finds the URL can send directives;"
         )
+        lines.append("                          `staterelay alexa setup` makes one")
     messaging = bool(alexa.messaging_client_id and alexa.messaging_client_secret)
     lines.append(
         "  proactive events:       "

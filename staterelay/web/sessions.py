@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 from urllib.parse import urlencode, urlsplit
 
@@ -9,6 +11,7 @@ from aiohttp import web
 
 from staterelay.core.models import User
 from staterelay.core.sessions import SignedIn
+from staterelay.keys import SETTINGS_KEY
 from staterelay.web.state import (
     clear_session_cookie,
     core_of,
@@ -55,8 +58,44 @@ def safe_next(value: object, default: str = DEFAULT_NEXT) -> str:
 
 
 def client_ip(request: web.Request) -> str:
-    """The peer address of the socket (no forwarding headers are trusted)."""
-    return request.remote or "unknown"
+    """The client's address: the socket peer, or what a trusted proxy says it forwarded.
+
+    Only a peer inside ``server.trusted_proxies`` may name the client, and then the
+    right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy counts, so a
+    client cannot choose its own address by sending the header.
+    """
+    peer = request.remote or "unknown"
+    networks = _trusted_networks(request.config_dict[SETTINGS_KEY].server.trusted_proxies)
+    if not _inside(peer, networks):
+        return peer
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+    for candidate in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        if not _inside(candidate, networks):
+            return candidate if _is_address(candidate) else peer
+    return peer
+
+
+@functools.cache
+def _trusted_networks(
+    networks: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _inside(text: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return any(address.version == n.version and address in n for n in networks)
 
 
 async def start_session(request: web.Request, response: web.StreamResponse, user: User) -> SignedIn:
