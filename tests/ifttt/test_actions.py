@@ -195,21 +195,21 @@ async def test_request_ids_survive_a_restart_and_expire_after_a_day(settings: Se
         assert await state(core, alice, lamp, "power") == "OFF"
 
 
-async def test_a_read_only_credential_cannot_run_actions(
+async def test_a_personal_api_key_is_not_an_ifttt_token(
     client: Client, core: Core, make_device: DeviceFactory
 ) -> None:
-    """Actions need write access; a read-only key reads triggers but gets 403 on actions."""
-    reader = await make_account(core, "reader@example.com", scope="read")
+    """IFTTT's user endpoints take only the linked app's OAuth token: an API key gets 401."""
+    owner = await make_account(core, "keyholder@example.com")
     lamp = await make_device()
-    headers = {"Authorization": f"Bearer {reader.key}"}
+    headers = {"Authorization": f"Bearer {owner.key}"}
     response = await client.post(
         f"{V1}/actions/set_power",
         json={"actionFields": {"device": lamp.id, "power": "on"}},
         headers=headers,
     )
-    assert response.status == 403
+    assert response.status == 401
     assert "errors" in await response.json()
     polled = await client.post(
         f"{V1}/triggers/power_changed", json={"triggerFields": {"device": lamp.id}}, headers=headers
     )
-    assert polled.status == 200
+    assert polled.status == 401
