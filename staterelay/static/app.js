@@ -339,7 +339,12 @@
   }
 
   function sendForm(form, submitter) {
-    if (form.dataset.busy) return;
+    if (form.dataset.busy) {
+      // A tap while the last one is on its way (the live feed may already show its
+      // result): send it as soon as the first answers, with the values of that moment.
+      form._queued = submitter || form;
+      return;
+    }
     var data = new FormData(form, submitter || undefined);
     form.dataset.busy = "1";
     if (submitter) submitter.setAttribute("aria-busy", "true");
@@ -372,6 +377,11 @@
     }).then(function () {
       delete form.dataset.busy;
       if (submitter) submitter.removeAttribute("aria-busy");
+      var queued = form._queued;
+      if (queued) {
+        form._queued = null;
+        sendForm(form, queued === form ? undefined : queued);
+      }
     });
   }
 
