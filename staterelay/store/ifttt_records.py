@@ -7,6 +7,7 @@ Events are grouped by *kind*, one kind per trigger timeline: ``power``, ``bright
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -106,3 +107,66 @@ class IftttPruned:
     def total(self) -> int:
         """Rows removed in all."""
         return self.events + self.identities + self.thresholds + self.requests
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """What one committed change adds to the IFTTT timelines, whatever the database."""
+
+    device_id: str
+    device_name: str
+    kind: str
+    property: str | None
+    old: Any
+    new: Any
+    old_number: float | None
+    new_number: float | None
+    cause: str | None
+    source: str | None
+
+
+def timeline_entry(
+    event_type: str, device_id: str | None, payload: Mapping[str, Any]
+) -> TimelineEntry | None:
+    """The timeline entry of an outbox event, or None when no trigger cares about it."""
+    if event_type == "state.changed":
+        prop = payload.get("property")
+        kind = PROPERTY_KINDS.get(prop) if isinstance(prop, str) else None
+        if kind is None:
+            return None
+        old, new = payload.get("old"), payload.get("new")
+    elif event_type == "button.pressed":
+        kind, prop, old, new = PRESS_KIND, None, None, payload.get("timestamp")
+    else:
+        return None
+    device = payload.get("device")
+    device = device if isinstance(device, Mapping) else {}
+    device_id = device_id or device.get("id")
+    if not isinstance(device_id, str):
+        return None
+    return TimelineEntry(
+        device_id=device_id,
+        device_name=str(device.get("name") or ""),
+        kind=kind,
+        property=prop,
+        old=old,
+        new=new,
+        old_number=reading_number(old),
+        new_number=reading_number(new),
+        cause=_text(payload.get("cause")),
+        source=_text(payload.get("source")),
+    )
+
+
+def reading_number(value: Any) -> float | None:
+    """The number in a reading: a plain number or a temperature's ``value``."""
+    if isinstance(value, Mapping):
+        value = value.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

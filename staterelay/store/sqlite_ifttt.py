@@ -17,13 +17,11 @@ import json
 import math
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from staterelay.store.ifttt_records import (
     DEFAULT_DEBOUNCE_SECONDS,
-    PRESS_KIND,
-    PROPERTY_KINDS,
     REALTIME_BATCH,
     REALTIME_EVENT,
     REALTIME_SINK,
@@ -32,6 +30,7 @@ from staterelay.store.ifttt_records import (
     IftttPruned,
     Threshold,
     TriggerIdentity,
+    timeline_entry,
 )
 from staterelay.store.records import NewOutboxEvent
 from staterelay.store.sqlite_engine import SQLiteEngine
@@ -274,36 +273,24 @@ def _record_event(
     conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
 ) -> tuple[str, str, set[str]] | None:
     """Append the event to its timeline; (device id, kind, variants crossed) or None."""
-    payload = event.payload
-    if event.event_type == "state.changed":
-        prop = payload.get("property")
-        kind = PROPERTY_KINDS.get(prop) if isinstance(prop, str) else None
-        if kind is None:
-            return None
-        old, new = payload.get("old"), payload.get("new")
-    elif event.event_type == "button.pressed":
-        kind, prop, old, new = PRESS_KIND, None, None, payload.get("timestamp")
-    else:
+    entry = timeline_entry(event.event_type, event.device_id, event.payload)
+    if entry is None:
         return None
-    device = payload.get("device")
-    device = device if isinstance(device, Mapping) else {}
-    device_id = event.device_id or device.get("id")
-    if not isinstance(device_id, str):
-        return None
+    device_id, kind, prop = entry.device_id, entry.kind, entry.property
+    old_number, new_number = entry.old_number, entry.new_number
     uid = uuid.uuid4().hex
-    old_number, new_number = _number(old), _number(new)
     row = (
         tenant_id,
         device_id,
-        str(device.get("name") or ""),
+        entry.device_name,
         kind,
         prop,
-        None if old is None else _ENCODE(old),
-        None if new is None else _ENCODE(new),
+        None if entry.old is None else _ENCODE(entry.old),
+        None if entry.new is None else _ENCODE(entry.new),
         old_number,
         new_number,
-        _text(payload.get("cause")),
-        _text(payload.get("source")),
+        entry.cause,
+        entry.source,
         now,
     )
     source_id = _insert_event(conn, uid, "", None, row)
@@ -410,22 +397,8 @@ def _queue_realtime(
     return written
 
 
-def _number(value: Any) -> float | None:
-    """The number in a reading: a plain number or a temperature's ``value``."""
-    if isinstance(value, Mapping):
-        value = value.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _threshold(direction: str, value: Any) -> Threshold:
     return Threshold("above" if direction == "above" else "below", float(value))
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 _SCALARS: dict[str, Any] = {}
