@@ -77,9 +77,18 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """Optional Redis for fan-out between replicas."""
+    """Optional Redis for fan-out and shared rate limits between replicas."""
 
     url: str | None = None
+    key_prefix: str = "staterelay"
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Request rate limits per minute (0 turns one off); shared through Redis when set."""
+
+    api_key_per_minute: int = 600
+    ip_per_minute: int = 1200
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,15 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The Prometheus ``/metrics`` endpoint."""
+
+    enabled: bool = True
+    # Null: only clients on loopback may read it; set: a bearer token is required.
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the server needs, resolved and validated."""
 
@@ -187,6 +205,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     activity: ActivitySettings = field(default_factory=ActivitySettings)
     alexa: AlexaSettings = field(default_factory=AlexaSettings)
@@ -195,6 +214,7 @@ class Settings:
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def database_url(self) -> str:
@@ -566,6 +586,16 @@ def _validate(settings: Settings) -> None:
     redis_url = settings.redis.url
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("redis.url", "must start with redis://, rediss:// or unix://")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", settings.redis.key_prefix):
+        raise SettingsError(
+            "redis.key_prefix", "must be 1-64 letters, digits or any of _ . : -"
+        )
+    for name in ("api_key_per_minute", "ip_per_minute"):
+        if getattr(settings.limits, name) < 0:
+            raise SettingsError(f"limits.{name}", "must not be negative (0 turns it off)")
+    token = settings.metrics.token
+    if token is not None and len(token) < 16:
+        raise SettingsError("metrics.token", "must be at least 16 characters")
     hooks = settings.webhooks
     if hooks.timeout_seconds <= 0 or hooks.timeout_seconds > 60:
         raise SettingsError("webhooks.timeout_seconds", "must be more than 0 and at most 60")
