@@ -11,6 +11,12 @@ wrk drives one URL, so the two-replica runs start one wrk per replica at the sam
 each with half the connections and its own device, and add up their throughput. For
 context the same benches run on the default SQLite engine too. Everything is on loopback
 and bounded in time.
+
+Request rate limits are off in every server (``STATERELAY_LIMITS_*_PER_MINUTE=0``): the
+bench measures throughput, not the limiter. During each PostgreSQL run it samples the CPU
+time of the servers, of PostgreSQL and of everything else (``/proc``), and the database's
+commits and WAL flushes (``pg_stat_database``, ``pg_stat_wal``), and ends by saying what
+limits the growth from one replica to two.
 """
 
 from __future__ import annotations
@@ -18,15 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -108,24 +116,145 @@ def serve(env: dict[str, str], data_dir: Path) -> tuple[subprocess.Popen[bytes],
     return proc, port
 
 
-def together(name: str, runs: list[tuple[str, dict[str, str], str | None]], **opts: int) -> Result:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from ``/proc/stat``."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _process_ticks() -> dict[int, tuple[str, int]]:
+    """utime + stime of every process: pid -> (command name, jiffies)."""
+    ticks: dict[int, tuple[str, int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        rest = raw[raw.rindex(")") + 2 :].split()
+        ticks[int(entry.name)] = (name, int(rest[11]) + int(rest[12]))
+    return ticks
+
+
+async def _pg_counters(url: str) -> tuple[int, int]:
+    """(commits in this database, WAL flushes server-wide) so far."""
+    conn = await asyncpg.connect(url)
+    try:
+        commits = await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        syncs = await conn.fetchval("SELECT wal_sync FROM pg_stat_wal")
+        return int(commits), int(syncs)
+    finally:
+        await conn.close()
+
+
+def _children_ticks() -> float:
+    """CPU seconds of this process's finished children (the wrk runs; servers still run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Usage:
+    """Where the machine's CPU went during one run (in cores), and the commit work."""
+
+    seconds: float
+    cores_busy: float  # the whole machine, of os.cpu_count()
+    servers: float  # the staterelay processes under test
+    postgres: float  # every PostgreSQL process (the server is shared with anything else)
+    wrk: float  # the load generator
+    commits: int = 0  # in the bench's database
+    wal_syncs: int = 0  # server-wide
+
+    @property
+    def other(self) -> float:
+        """Cores used by anything else running on the machine meanwhile."""
+        return max(0.0, self.cores_busy - self.servers - self.postgres - self.wrk)
+
+
+class Sampler:
+    """Samples CPU time (``/proc``) and PostgreSQL's counters around one run."""
+
+    def __init__(self, server_pids: Sequence[int], stats_url: str | None) -> None:
+        self.server_pids = set(server_pids)
+        self.stats_url = stats_url
+        self._before: tuple[float, int, dict[int, tuple[str, int]], float, tuple[int, int]]
+
+    def _counters(self) -> tuple[int, int]:
+        if self.stats_url is None:
+            return 0, 0
+        return asyncio.run(_pg_counters(self.stats_url))
+
+    def start(self) -> None:
+        """Take the first sample."""
+        counters = self._counters()
+        busy, _ = _cpu_ticks()
+        self._before = (time.monotonic(), busy, _process_ticks(), _children_ticks(), counters)
+
+    def stop(self) -> Usage:
+        """Take the second sample (CPU at once, the database's counters once flushed)."""
+        t1, (busy1, _), procs1, children1 = (
+            time.monotonic(),
+            _cpu_ticks(),
+            _process_ticks(),
+            _children_ticks(),
+        )
+        if self.stats_url is not None:
+            time.sleep(1.2)  # backends flush their statistics at most once a second
+        commits1, syncs1 = self._counters()
+        t0, busy0, procs0, children0, (commits0, syncs0) = self._before
+        seconds = t1 - t0
+        servers = postgres = 0
+        for pid, (name, ticks) in procs1.items():
+            spent = ticks - procs0.get(pid, (name, 0))[1]
+            if pid in self.server_pids:
+                servers += spent
+            elif name == "postgres":
+                postgres += spent
+        ticks_per_second = CLOCK_TICKS * seconds
+        return Usage(
+            seconds=seconds,
+            cores_busy=(busy1 - busy0) / ticks_per_second,
+            servers=servers / ticks_per_second,
+            postgres=postgres / ticks_per_second,
+            wrk=(children1 - children0) / seconds,
+            commits=commits1 - commits0,
+            wal_syncs=syncs1 - syncs0,
+        )
+
+
+def together(
+    name: str,
+    runs: list[tuple[str, dict[str, str], str | None]],
+    sampler: Sampler,
+    **opts: int,
+) -> tuple[Result, Usage]:
     """Run one wrk per (url, headers, script) at the same time; sum req/s and errors.
 
     The latency columns are the worst of the runs' percentiles (wrk gives no combined one).
     """
+    sampler.start()
     with ThreadPoolExecutor(len(runs)) as pool:
         futures = [
             pool.submit(wrk, name, url, headers=headers, script=script, **opts)
             for url, headers, script in runs
         ]
         results = [future.result() for future in futures]
+    usage = sampler.stop()
     return Result(
         name,
         sum(r.rps for r in results),
         max(r.p50_ms for r in results),
         max(r.p99_ms for r in results),
         sum(r.errors for r in results),
-    )
+    ), usage
 
 
 SPREAD = 8  # devices per replica in the spread write bench
@@ -140,10 +269,18 @@ request = function()
 end
 """
 
+KINDS = ("1-device writes", f"writes over {SPREAD} devices", "reads")
+
 
 def bench_engine(
-    label: str, env: dict[str, str], data_dir: Path, replicas: int, duration: int, connections: int
-) -> list[Result]:
+    label: str,
+    env: dict[str, str],
+    data_dir: Path,
+    replicas: int,
+    duration: int,
+    connections: int,
+    stats_url: str | None = None,
+) -> list[tuple[Result, Usage]]:
     """On ``replicas`` servers: writes to one device per replica, writes spread over
     ``SPREAD`` devices per replica, and reads of one device per replica."""
     key = staterelay(
@@ -169,6 +306,7 @@ def bench_engine(
             for r, (_, port) in enumerate(procs)
         ]
         ports = [port for _, port in procs]
+        sampler = Sampler([proc.pid for proc, _ in procs], stats_url)
         opts = {"duration": duration, "connections": connections // replicas}
         one = [
             f"http://127.0.0.1:{port}/api/v1/devices/{ids[0]}"
@@ -182,6 +320,7 @@ def bench_engine(
             together(
                 f"PUT state, 1 device ({label})",
                 [(f"{url}/state", auth, TOGGLE_LUA) for url in one],
+                sampler,
                 **opts,
             ),
             together(
@@ -190,13 +329,98 @@ def bench_engine(
                     (f"http://127.0.0.1:{port}/", auth, script)
                     for port, script in zip(ports, spread, strict=True)
                 ],
+                sampler,
                 **opts,
             ),
-            together(f"GET device ({label})", [(url, auth, None) for url in one], **opts),
+            together(f"GET device ({label})", [(url, auth, None) for url in one], sampler, **opts),
         ]
     finally:
         for proc, _ in procs:
             stop(proc)
+
+
+async def _commit_path(url: str) -> tuple[dict[str, str], float]:
+    """The commit settings, and how long one small committed write takes (ms, median)."""
+    conn = await asyncpg.connect(url)
+    try:
+        names = ("synchronous_commit", "fsync", "wal_sync_method", "commit_delay")
+        settings = {name: str(await conn.fetchval(f"SHOW {name}")) for name in names}
+        await conn.execute("CREATE TABLE bench_commit (n integer)")
+        timings = []
+        for n in range(200):
+            started = time.perf_counter()
+            await conn.execute("INSERT INTO bench_commit VALUES ($1)", n)  # one commit each
+            timings.append(time.perf_counter() - started)
+        await conn.execute("DROP TABLE bench_commit")
+        return settings, 1000 * sorted(timings)[len(timings) // 2]
+    finally:
+        await conn.close()
+
+
+def report_limits(
+    cores: int,
+    one: list[tuple[Result, Usage]],
+    two: list[tuple[Result, Usage]],
+    settings: dict[str, str],
+    commit_ms: float,
+) -> None:
+    """Say what limits throughput from one replica to two, from what was measured."""
+    print()
+    print(f"Where the time went ({cores} cores; PostgreSQL, wrk and the servers share them):")
+    print(
+        f"{'run':42} {'busy':>9} {'servers':>8} {'postgres':>9} {'wrk':>5} {'other':>6}"
+        f" {'commits/req':>12} {'WAL flushes/s':>14}"
+    )
+    for result, usage in (*one, *two):
+        per_request = usage.commits / (result.rps * usage.seconds) if result.rps else 0.0
+        print(
+            f"{result.name:42} {usage.cores_busy:5.2f}/{cores:<3} {usage.servers:8.2f}"
+            f" {usage.postgres:9.2f} {usage.wrk:5.2f} {usage.other:6.2f} {per_request:12.2f}"
+            f" {usage.wal_syncs / usage.seconds:14.0f}"
+        )
+    print(
+        "(busy and the columns after it: CPU seconds per second; postgres is every PostgreSQL"
+        " process and WAL flushes are server-wide, so other users of the server count too;"
+        " other is anything else running on the machine)"
+    )
+    print()
+    print("What limits growth from one replica to two:")
+    spread_one, spread_two = one[1], two[1]
+    reads_one, reads_two = one[2], two[2]
+    for label, (result_a, usage_a), (result_b, usage_b) in (
+        ("writes over several devices", spread_one, spread_two),
+        ("reads", reads_one, reads_two),
+    ):
+        saturated = usage_a.cores_busy >= 0.9 * cores
+        verdict = (
+            "the CPU was already saturated with one replica, so a second process on the same"
+            " cores can only split it (and adds its own overhead)"
+            if saturated
+            else "the CPU was not saturated with one replica, so a second one could use the rest"
+        )
+        print(
+            f"- CPU, {label}: one replica {result_a.rps:.0f} req/s with {usage_a.cores_busy:.2f}"
+            f" of {cores} cores busy (server {usage_a.servers:.2f}, PostgreSQL"
+            f" {usage_a.postgres:.2f}, wrk {usage_a.wrk:.2f}); two replicas {result_b.rps:.0f}"
+            f" req/s with {usage_b.cores_busy:.2f} busy: {verdict}."
+        )
+    write_a, write_b = one[0][0], two[0][0]
+    per_request = one[0][1].commits / (write_a.rps * one[0][1].seconds) if write_a.rps else 0.0
+    print(
+        f"- Commit path: a write is acknowledged after its transaction commits"
+        f" (synchronous_commit={settings['synchronous_commit']}, fsync={settings['fsync']},"
+        f" {settings['wal_sync_method']}, commit_delay={settings['commit_delay']});"
+        f" {per_request:.2f} commits per write measured. One small commit takes"
+        f" {commit_ms:.2f} ms on this server (median of 200), so writes that queue on one"
+        f" device's row lock top out near {1000 / commit_ms:.0f}/s per device, however many"
+        f" replicas: measured {write_a.rps:.0f} req/s on one device with one replica and"
+        f" {write_b.rps:.0f} with two (one device each). Writes to different devices share"
+        " WAL flushes (group commit), so they grow until the CPU limit above."
+    )
+    print(
+        "- On separate machines each replica brings its own cores; the database's CPU and"
+        " its single WAL (one flush at a time) are then what all replicas share."
+    )
 
 
 def main() -> None:
@@ -226,8 +450,14 @@ def main() -> None:
     finally:
         stop(base_proc)
 
-    quiet = {**os.environ, "STATERELAY_LOG_LEVEL": "warning"}
-    rows: list[list[Result]] = []
+    quiet = {
+        **os.environ,
+        "STATERELAY_LOG_LEVEL": "warning",
+        # Throughput, not the request rate limiter, is measured here.
+        "STATERELAY_LIMITS_API_KEY_PER_MINUTE": "0",
+        "STATERELAY_LIMITS_IP_PER_MINUTE": "0",
+    }
+    rows: list[list[tuple[Result, Usage]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "sqlite"
         staterelay(quiet, data_dir, "user", "create", "--email", "bench@example.com")
@@ -235,21 +465,28 @@ def main() -> None:
 
         with scratch_database(args.admin_url) as (owner_url, app_url):
             env = {**quiet, "STATERELAY_DATABASE_URL": app_url}
+            # The admin role reads the statistics of the bench's database.
+            admin_role = urlsplit(args.admin_url).username or "postgres"
+            stats_url = database_url(args.admin_url, admin_role, urlsplit(app_url).path[1:])
             data_dir = Path(tmp) / "postgres"  # the replicas share its secret.key
             staterelay(env, data_dir, "db", "migrate", "--url", owner_url)
+            settings, commit_ms = asyncio.run(_commit_path(stats_url))
             staterelay(env, data_dir, "user", "create", "--email", "bench@example.com")
             for replicas in (1, 2):
                 label = f"postgres, {replicas} replica{'s' if replicas > 1 else ''}"
-                rows.append(bench_engine(label, env, data_dir, replicas, **opts))
+                rows.append(
+                    bench_engine(label, env, data_dir, replicas, **opts, stats_url=stats_url)
+                )
 
+    cores = os.cpu_count() or 1
     print()
     print(
         f"StateRelay on PostgreSQL: {args.connections} connections in all, {args.duration}s each,"
-        f" {os.cpu_count()} cores, wrk -t2 per run"
+        f" {cores} cores, wrk -t2 per run"
     )
     print(f"{'bench':42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs base':>8}")
     table = [(base_write, base_write), (base_read, base_read)]
-    for one_device, spread, read in rows:
+    for (one_device, _), (spread, _), (read, _) in rows:
         table += [(one_device, base_write), (spread, base_write), (read, base_read)]
     for result, base in table:
         share = f"{100 * result.rps / base.rps:.0f}%" if base.rps else "-"
@@ -258,11 +495,17 @@ def main() -> None:
             f" {result.errors:7d} {share:>8}"
         )
     one, two = rows[1], rows[2]
-    growth = ", ".join(
-        f"{kind} x{b.rps / a.rps:.2f}"
-        for kind, a, b in zip(("1-device writes", "spread writes", "reads"), one, two, strict=True)
-    )
-    print(f"two replicas vs one: {growth}")
+    print()
+    print("PostgreSQL, one replica vs two (share of the baseline measured above):")
+    for kind, (a, _), (b, _), base in zip(
+        KINDS, one, two, (base_write, base_write, base_read), strict=True
+    ):
+        growth = f"x{b.rps / a.rps:.2f}" if a.rps else "-"
+        print(
+            f"  {kind:24} 1 replica {a.rps:7.0f} req/s ({100 * a.rps / base.rps:3.0f}%),"
+            f" 2 replicas {b.rps:7.0f} req/s ({100 * b.rps / base.rps:3.0f}%): {growth}"
+        )
+    report_limits(cores, one, two, settings, commit_ms)
 
 
 if __name__ == "__main__":

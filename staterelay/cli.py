@@ -379,22 +379,37 @@ def apikey() -> None:
     help="read: see devices and state; write: also change them.",
 )
 @click.option("--name", default="cli", show_default=True, help="A label to recognise the key by.")
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="DEVICE_ID",
+    help="Limit the key to this device (repeatable); without it the key reaches every device.",
+)
 @_settings_options
 def apikey_create(
-    email: str, scope: str, name: str, config_file: Path | None, data_dir: Path | None
+    email: str,
+    scope: str,
+    name: str,
+    devices: tuple[str, ...],
+    config_file: Path | None,
+    data_dir: Path | None,
 ) -> None:
     """Create an API key and print it once on stdout: KEY=$(staterelay apikey create ...)."""
     settings = _load(config_file, data_dir)
 
     async def create(core: Core) -> tuple[str, str]:
         owner = await core.users.by_email(email)
-        key, secret = await core.auth.create_api_key(owner, name=name, scope=scope)
+        key, secret = await core.auth.create_api_key(
+            owner, name=name, scope=scope, device_ids=list(devices) if devices else None
+        )
         return key.id, secret
 
     key_id, secret = _run(settings, create)
     click.echo(secret)
+    reach = f" limited to {', '.join(dict.fromkeys(devices))}" if devices else ""
     click.echo(
-        f"staterelay: created {scope} API key {key_id} for {email}; it is not shown again",
+        f"staterelay: created {scope} API key {key_id} for {email}{reach}; it is not shown again",
         err=True,
     )
 

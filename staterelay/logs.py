@@ -20,8 +20,13 @@ LEVELS = {
 }
 
 
+# Facts a record may carry as ``extra=``, written as top-level JSON keys when present (the
+# access line sets them all). Named one by one, so nothing else a record holds is written.
+RECORD_FIELDS = ("request_id", "route", "method", "status", "duration_ms", "tenant")
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, and request_id when known."""
+    """One JSON object per record: time, level, logger, message, and the request's facts."""
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a single line of JSON."""
@@ -31,9 +36,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = getattr(record, "request_id", None)
-        if request_id is not None:
-            entry["request_id"] = str(request_id)
+        for name in RECORD_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -22,14 +22,19 @@ from staterelay.core import Core
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.crypto import load_or_create_secret
 from staterelay.core.events import OutboxEnqueued
+from staterelay.core.ratelimit import MemoryRateLimiter
+from staterelay.core.request_tenant import close_slot, open_slot
 from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
+from staterelay.fanout import Fanout, open_fanout
 from staterelay.hosts import HostRouter
 from staterelay.ifttt import IFTTT_KEY, setup_ifttt
 from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.metrics import METRICS_KEY, route_label, setup_metrics
 from staterelay.oauth import setup_oauth
 from staterelay.settings import Settings
 from staterelay.ui import ALEXA_TOOLS_KEY, AlexaTools, setup_ui
 from staterelay.web.middleware import web_middlewares
+from staterelay.web.ratelimit import rate_limit_middleware
 from staterelay.wiring import build_core
 
 _LOGGER = logging.getLogger(__name__)
@@ -56,7 +61,15 @@ def create_app(
 ) -> web.Application:
     """Build the whole application; nothing connects until the app starts."""
     secret = instance_secret or load_or_create_secret(settings.secret_key_path)
-    core = build_core(settings, instance_secret=secret, clock=clock)
+    fanout = open_fanout(settings, clock) if settings.redis.url else None
+    core = build_core(
+        settings,
+        instance_secret=secret,
+        clock=clock,
+        bus=fanout.bus if fanout is not None else None,
+        login_throttle=fanout.login_throttle if fanout is not None else None,
+    )
+    limiter = fanout.rate_limiter if fanout is not None else MemoryRateLimiter()
     router = HostRouter(settings.server.hosts)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -65,16 +78,20 @@ def create_app(
             *([_strict_transport] if settings.public_url.startswith("https://") else []),
             _host_filter(router),
             _operations_errors,
+            rate_limit_middleware(limiter, settings.limits),
             *web_middlewares(),
         ],
     )
     app[SETTINGS_KEY] = settings
     app[CORE_KEY] = core
     app.cleanup_ctx.append(_store_context)
+    if fanout is not None:
+        app.cleanup_ctx.append(_fanout_context(fanout))
     app.cleanup_ctx.append(_dispatcher_context)
     app.cleanup_ctx.append(_maintenance_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    setup_metrics(app, core, settings.metrics)
     setup_ui(app)
     tools = _alexa_tools(settings)
     if tools is not None:
@@ -123,6 +140,19 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
         await core.auth.flush_last_used(force=True)
         await core.bus.close()
         await core.store.close()
+
+
+def _fanout_context(fanout: Fanout) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Relay bus events through Redis while the app runs; close the connections after."""
+
+    async def fanout_context(app: web.Application) -> AsyncIterator[None]:
+        await fanout.start()
+        try:
+            yield
+        finally:
+            await fanout.close()
+
+    return fanout_context
 
 
 async def _dispatcher_context(app: web.Application) -> AsyncIterator[None]:
@@ -196,6 +226,7 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
     request[REQUEST_ID_KEY] = request_id
     started = time.perf_counter()
     status = 500
+    tenant, slot_token = open_slot()
     try:
         response = await handler(request)
         status = response.status
@@ -204,18 +235,40 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
         exc.headers["X-Request-ID"] = request_id
         raise
     finally:
+        close_slot(slot_token)
+        seconds = time.perf_counter() - started
+        metrics = request.config_dict.get(METRICS_KEY)
+        if metrics is not None:
+            metrics.observe_request(route_label(request), request.method, status, seconds)
         if _ACCESS.isEnabledFor(logging.INFO):
-            route = request.match_info.route.resource
-            _ACCESS.info(
-                "%s %s %d %.1fms",
-                request.method,
-                route.canonical if route is not None else request.path,
-                status,
-                (time.perf_counter() - started) * 1000,
-                extra={"request_id": request_id},
-            )
+            _log_access(request, request_id, status, seconds, tenant.tenant_id)
     response.headers["X-Request-ID"] = request_id
     return response
+
+
+def _log_access(
+    request: web.Request, request_id: str, status: int, seconds: float, tenant: str | None
+) -> None:
+    """One access line: readable as text, and the same facts as fields for JSON logs."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path
+    duration_ms = round(seconds * 1000, 1)
+    _ACCESS.info(
+        "%s %s %d %.1fms%s",
+        request.method,
+        route,
+        status,
+        duration_ms,
+        f" tenant={tenant}" if tenant else "",
+        extra={
+            "request_id": request_id,
+            "route": route,
+            "method": request.method,
+            "status": status,
+            "duration_ms": duration_ms,
+            "tenant": tenant,
+        },
+    )
 
 
 def _host_filter(router: HostRouter) -> Middleware:

@@ -587,9 +587,7 @@ def _validate(settings: Settings) -> None:
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("redis.url", "must start with redis://, rediss:// or unix://")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", settings.redis.key_prefix):
-        raise SettingsError(
-            "redis.key_prefix", "must be 1-64 letters, digits or any of _ . : -"
-        )
+        raise SettingsError("redis.key_prefix", "must be 1-64 letters, digits or any of _ . : -")
     for name in ("api_key_per_minute", "ip_per_minute"):
         if getattr(settings.limits, name) < 0:
             raise SettingsError(f"limits.{name}", "must not be negative (0 turns it off)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from staterelay.core import AddressPolicy, Core, CoreConfig, InProcessBus
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, system_clock
+from staterelay.core.throttle import LoginThrottle
 from staterelay.settings import Settings
 from staterelay.store import open_store
 
@@ -29,6 +30,7 @@ def build_core(
     instance_secret: bytes,
     bus: EventBus | None = None,
     clock: Clock = system_clock,
+    login_throttle: LoginThrottle | None = None,
 ) -> Core:
     """A Core on the configured database; the store is not opened yet.
 
@@ -45,4 +47,5 @@ def build_core(
         instance_secret=instance_secret,
         clock=clock,
         config=core_config(settings),
+        login_throttle=login_throttle,
     )

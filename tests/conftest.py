@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,58 @@ from staterelay.core import Core
 from staterelay.keys import CORE_KEY
 from staterelay.server import create_app
 from staterelay.settings import Settings, WebhookSettings, load_settings
+from tests.processes import ServerProcess
+from tests.secret_scan import SUITE_SCANNER, LogScan, suite_literals
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scan_logs_for_secrets() -> Iterator[None]:
+    """Scan every log record of the run, and servers' stderr, for secrets (see secret_scan)."""
+    SUITE_SCANNER.add_literals(suite_literals())
+    root = logging.getLogger()
+    handler = LogScan(SUITE_SCANNER)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # secrets must stay out of debug lines too
+    read_stderr = ServerProcess.stderr
+    stop = ServerProcess.ensure_stopped
+
+    def stderr(self: ServerProcess) -> str:
+        text = read_stderr(self)
+        SUITE_SCANNER.scan("stderr of staterelay serve", text)
+        return text
+
+    def ensure_stopped(self: ServerProcess) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.stderr is not None and not self.proc.stderr.closed:
+            stderr(self)
+        stop(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ServerProcess, "stderr", stderr)
+        patch.setattr(ServerProcess, "ensure_stopped", ensure_stopped)
+        yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any log line or server stderr carried a secret."""
+    findings = SUITE_SCANNER.findings
+    if not findings:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(findings)} secret(s) found in logs:"]
+    lines += [f"  {finding.describe()}" for finding in findings[:50]]
+    if reporter is not None:
+        reporter.write_sep("=", "secrets in logs", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -34,6 +34,8 @@ from tests.processes import ServerProcess, run_cli
 
 LOOPBACK_HOOKS = {"STATERELAY_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true"}
 QUIET = {"STATERELAY_LOG_LEVEL": "warning"}
+# The busy-server test writes as fast as it can with one key, well past the default limit.
+UNLIMITED = {"STATERELAY_LIMITS_API_KEY_PER_MINUTE": "0"}
 
 
 @pytest.fixture(autouse=True)
@@ -382,7 +384,7 @@ async def test_backup_of_a_busy_server_restores_into_a_working_instance(
     source_dir, target_dir = tmp_path / "source", tmp_path / "target"
     made = await populate(source_dir)
     auth = {"Authorization": f"Bearer {made['key']}"}
-    source = ServerProcess(source_dir, {**LOOPBACK_HOOKS, **QUIET})
+    source = ServerProcess(source_dir, {**LOOPBACK_HOOKS, **QUIET, **UNLIMITED})
     processes.append(source)
     await source.start()
 

@@ -172,6 +172,52 @@ def test_apikey_scope_defaults_to_read(data_dir: Path) -> None:
     assert principal.scopes == frozenset({"read"})
 
 
+async def _add_devices(data_dir: Path, email: str, names: tuple[str, ...]) -> list[str]:
+    settings = load_settings(data_dir=data_dir, environ={})
+    store = open_store(settings.database_url, durability=settings.database.durability)
+    core = Core(
+        store, InProcessBus(), instance_secret=load_or_create_secret(settings.secret_key_path)
+    )
+    await store.open()
+    try:
+        user = await core.users.by_email(email)
+        principal = Principal(
+            tenant_id=user.tenant_id,
+            user_id=user.id,
+            scopes=frozenset({"read", "write"}),
+            credential="cli",
+            credential_id="test",
+        )
+        return [
+            (await core.devices.create(principal, type="switch", name=name, source="cli")).id
+            for name in names
+        ]
+    finally:
+        await core.bus.close()
+        await store.close()
+
+
+def test_apikey_device_option_limits_the_key(data_dir: Path) -> None:
+    """--device (repeatable) makes a key that reaches only those devices; unknown ids fail."""
+    args = ("--email", "d@example.com", "--data-dir", str(data_dir))
+    assert invoke("user", "create", *args).exit_code == 0
+    lamp, fan, _ = asyncio.run(_add_devices(data_dir, "d@example.com", ("Lamp", "Fan", "TV")))
+    made = invoke("apikey", "create", "--scope", "write", "--device", lamp, "--device", fan, *args)
+    assert made.exit_code == 0, made.output
+    assert f"limited to {lamp}, {fan}" in made.stderr
+    _, principal = lookup(data_dir, "d@example.com", made.stdout.strip())
+    assert principal is not None
+    assert principal.device_ids == frozenset({lamp, fan})
+    unrestricted = invoke("apikey", "create", *args)
+    _, wide = lookup(data_dir, "d@example.com", unrestricted.stdout.strip())
+    assert wide is not None
+    assert wide.device_ids is None
+    unknown = invoke("apikey", "create", "--device", "dev_nothere", *args)
+    assert unknown.exit_code == 1
+    assert one_line(unknown.stderr) == ("staterelay: no device 'dev_nothere' in this household")
+    assert unknown.stdout == ""
+
+
 @pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
 def test_password_from_stdin_drops_one_trailing_newline(data_dir: Path, ending: str) -> None:
     """echo "$PW" | staterelay user create --password-stdin stores exactly $PW."""

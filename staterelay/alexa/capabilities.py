@@ -65,9 +65,16 @@ class AlexaCapability:
 
     def serialize_properties(self, values: Mapping[str, PropertyState], now: float) -> list[JSON]:
         """The Alexa properties these values give (none when a source is missing)."""
-        if any(source not in values for source in self.sources):
-            return []
-        changed_at = max((values[source].changed_at for source in self.sources), default=now)
+        sources = self.sources
+        if len(sources) == 1:  # the usual case, without the generators below
+            state = values.get(sources[0])
+            if state is None:
+                return []
+            changed_at = state.changed_at
+        else:
+            if any(source not in values for source in sources):
+                return []
+            changed_at = max((values[source].changed_at for source in sources), default=now)
         return [
             state_property(self.interface, name, self.value(name, values), changed_at)
             for name in self.supported

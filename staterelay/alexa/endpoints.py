@@ -7,6 +7,7 @@ control and the Routine trigger share a name, a device count and a ChangeReport.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -66,22 +67,43 @@ _KINDS: Final[dict[str, EndpointKind]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What an endpoint is made of, the same for every device of a type and options."""
+
+    label: str
+    categories: tuple[str, ...]
+    transitions: frozenset[str]
+    capabilities: tuple[AlexaCapability, ...]
+
+
+@functools.cache
+def _shape(device_type: str, routine_trigger: bool) -> _Shape:
+    """Built once per type: capabilities hold no state of a device, so endpoints share them."""
+    kind = _KINDS[device_type]
+    categories = kind.categories
+    transitions = kind.transitions
+    capabilities = [AlexaInterface(), *kind.capabilities()]
+    if routine_trigger:
+        capabilities.append(AlexaContactSensor("power"))
+        categories = (*categories, "CONTACT_SENSOR")
+        transitions = frozenset({"power"})
+    capabilities.append(AlexaEndpointHealth())
+    return _Shape(kind.label, categories, transitions, tuple(capabilities))
+
+
 class AlexaEndpoint:
     """One device as Alexa sees it."""
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        kind = _KINDS[device.type]
-        self.label = kind.label
-        self.categories = kind.categories
-        self.transitions = kind.transitions
-        capabilities = [AlexaInterface(), *kind.capabilities()]
-        if device.type == "switch" and device.options.get("routine_trigger"):
-            capabilities.append(AlexaContactSensor("power"))
-            self.categories = (*self.categories, "CONTACT_SENSOR")
-            self.transitions = frozenset({"power"})
-        capabilities.append(AlexaEndpointHealth())
-        self.capabilities: tuple[AlexaCapability, ...] = tuple(capabilities)
+        shape = _shape(
+            device.type, device.type == "switch" and bool(device.options.get("routine_trigger"))
+        )
+        self.label = shape.label
+        self.categories = shape.categories
+        self.transitions = shape.transitions
+        self.capabilities: tuple[AlexaCapability, ...] = shape.capabilities
 
     @property
     def endpoint_id(self) -> str:
@@ -125,9 +147,12 @@ class AlexaEndpoint:
         drop = frozenset(without)
         result: list[JSON] = []
         for cap in self.capabilities:
-            if keep is not None and not (cap.sources and set(cap.sources) <= keep):
-                continue
-            if cap.sources and set(cap.sources) & drop:
+            if cap.sources:
+                if keep is not None and not keep.issuperset(cap.sources):
+                    continue
+                if drop and not drop.isdisjoint(cap.sources):
+                    continue
+            elif keep is not None:
                 continue
             result.extend(cap.serialize_properties(state, now))
         return result

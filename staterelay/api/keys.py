@@ -18,6 +18,7 @@ routes = web.RouteTableDef()
 CREATE_FIELDS: Final = {
     "name": FieldSpec(("string",), required=True),
     "scope": FieldSpec(("string",), required=True),
+    "device_ids": FieldSpec(("array", "null"), items="string"),
 }
 
 
@@ -44,7 +45,10 @@ async def create_key(request: web.Request) -> web.Response:
     """Create an API key no wider than the caller's scopes; the secret is shown this once."""
     fields = await read_fields(request, CREATE_FIELDS)
     key, secret = await request.app[CORE_KEY].auth.create_key_for(
-        principal_of(request), name=fields["name"], scope=fields["scope"]
+        principal_of(request),
+        name=fields["name"],
+        scope=fields["scope"],
+        device_ids=fields.get("device_ids"),
     )
     return json_response(api_key_json(key, secret=secret), status=201)
 

@@ -26,13 +26,25 @@ routes = web.RouteTableDef()
 ERROR_RESPONSES: Final = {
     "BadRequest": ("400", "The request cannot be parsed (malformed JSON, a bad cursor or header)."),
     "Unauthorized": ("401", "No bearer token, or one that is unknown, revoked or expired."),
-    "Forbidden": ("403", "The credential lacks the scope this operation needs."),
-    "NotFound": ("404", "No such object in the caller's household."),
+    "Forbidden": (
+        "403",
+        "The credential lacks the scope this operation needs, or is a device-scoped key and"
+        " the operation concerns the whole household (devices, keys, webhooks, linked apps).",
+    ),
+    "NotFound": (
+        "404",
+        "No such object in the caller's household, or a device a device-scoped key does not name.",
+    ),
     "Conflict": ("409", "The change conflicts with stored data or a limit."),
     "PreconditionFailed": ("412", "The If-Match version is not the current one."),
     "PayloadTooLarge": ("413", "The request body is larger than the instance accepts."),
     "UnsupportedMediaType": ("415", "The request body is not application/json."),
     "UnprocessableContent": ("422", "A field is unknown, missing, of the wrong type or invalid."),
+    "TooManyRequests": (
+        "429",
+        "Over `limits.api_key_per_minute` for this credential or `limits.ip_per_minute` for"
+        " this address; `Retry-After` gives the seconds to wait.",
+    ),
 }
 READ: Final = ("Unauthorized", "Forbidden")
 BODY: Final = ("BadRequest", "PayloadTooLarge", "UnsupportedMediaType", "UnprocessableContent")
@@ -115,7 +127,7 @@ def _operation(
     if headers:
         answer["headers"] = headers
     responses: JSONObject = {status: answer}
-    for name in dict.fromkeys(errors):
+    for name in dict.fromkeys((*errors, "TooManyRequests")):
         responses[ERROR_RESPONSES[name][0]] = _ref("responses", name)
     responses["default"] = _ref("responses", "Problem")
     operation: JSONObject = {
@@ -400,7 +412,8 @@ def build_document() -> JSONObject:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key (sr_...) or an OAuth access token.",
+                    "description": "An API key (sr_...) or an OAuth access token. A key created"
+                    " with `device_ids` reaches only those devices.",
                 }
             },
             "schemas": {**component_schemas(), **integrations.SCHEMAS},
@@ -414,12 +427,21 @@ def build_document() -> JSONObject:
                     "description": "The path of the new resource.",
                     "schema": {"type": "string"},
                 },
+                "RetryAfter": {
+                    "description": "Whole seconds until the request may be sent again.",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
             },
             "responses": {
                 "Problem": {"description": "An error", "content": problem},
                 **{
                     name: {"description": description, "content": problem}
                     for name, (_status, description) in ERROR_RESPONSES.items()
+                },
+                "TooManyRequests": {
+                    "description": ERROR_RESPONSES["TooManyRequests"][1],
+                    "content": problem,
+                    "headers": {"Retry-After": _ref("headers", "RetryAfter")},
                 },
             },
         },

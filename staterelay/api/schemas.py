@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from staterelay.core.auth import KEY_DEVICES_MAX
 from staterelay.core.device_types import (
     DETECTION_VALUES,
     DEVICE_TYPES,
@@ -153,6 +154,11 @@ def component_schemas() -> JSONObject:
         "prefix": {"type": "string", "description": "The first characters of the secret."},
         "scope": {"enum": list(SCOPES)},
         "scopes": {"type": "array", "items": {"enum": list(SCOPES)}},
+        "device_ids": _nullable(
+            "array",
+            items={"type": "string"},
+            description="The only devices this key reaches; null: every device.",
+        ),
         "created_at": _TIME,
         "last_used_at": _TIME_OR_NULL,
         "revoked_at": _TIME_OR_NULL,
@@ -304,6 +310,11 @@ def component_schemas() -> JSONObject:
                 },
                 "credential_id": {"type": "string"},
                 "client_id": _nullable("string"),
+                "device_ids": _nullable(
+                    "array",
+                    items={"type": "string"},
+                    description="A device-scoped API key's devices; null: every device.",
+                ),
             },
             required=["user_id", "email", "tenant_id", "scopes", "credential"],
         ),
@@ -321,6 +332,17 @@ def component_schemas() -> JSONObject:
             {
                 "name": {"type": "string", "minLength": 1, "maxLength": 64},
                 "scope": {"enum": list(SCOPES)},
+                "device_ids": _nullable(
+                    "array",
+                    items={"type": "string"},
+                    minItems=1,
+                    maxItems=KEY_DEVICES_MAX,
+                    description=(
+                        "Limit the key to these devices of the household: other devices answer"
+                        " 404, and the key cannot create or delete devices or manage the"
+                        " account. Null or absent: every device."
+                    ),
+                ),
             },
             required=["name", "scope"],
             closed=True,

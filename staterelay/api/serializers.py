@@ -111,6 +111,7 @@ def api_key_json(key: ApiKey, *, secret: str | None = None) -> JSONObject:
         "prefix": key.prefix,
         "scope": "write" if "write" in key.scopes else "read",
         "scopes": list(key.scopes),
+        "device_ids": None if key.device_ids is None else list(key.device_ids),
         "created_at": iso(key.created_at),
         "last_used_at": iso(key.last_used_at),
         "revoked_at": iso(key.revoked_at),
@@ -130,6 +131,7 @@ def me_json(principal: Principal, user: User) -> JSONObject:
         "credential": principal.credential,
         "credential_id": principal.credential_id,
         "client_id": principal.client_id,
+        "device_ids": None if principal.device_ids is None else sorted(principal.device_ids),
     }
 
 

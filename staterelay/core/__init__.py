@@ -10,6 +10,7 @@ from staterelay.core.alexa import AlexaLinkService
 from staterelay.core.auth import AuthService
 from staterelay.core.bus import EventBus, InProcessBus
 from staterelay.core.clock import Clock, system_clock
+from staterelay.core.counters import Counters
 from staterelay.core.crypto import SecretBox
 from staterelay.core.devices import DeviceService
 from staterelay.core.ifttt import IftttService
@@ -17,6 +18,7 @@ from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.oauth import OAuthService
 from staterelay.core.outbox import OutboxService
 from staterelay.core.sessions import SessionService
+from staterelay.core.throttle import LoginThrottle
 from staterelay.core.users import UserService
 from staterelay.core.webhooks import WebhookService
 from staterelay.settings import AccountsSettings, IftttSettings, OAuthSettings
@@ -47,19 +49,23 @@ class Core:
         instance_secret: bytes,
         config: CoreConfig | None = None,
         clock: Clock = system_clock,
+        login_throttle: LoginThrottle | None = None,
     ) -> None:
         config = config or CoreConfig()
         self.store = store
         self.bus = bus
         self.clock = clock
         self.config = config
+        self.counters = Counters()
         self.users = UserService(store, clock)
         self.sessions = SessionService(
             store, clock, config.accounts, instance_secret=instance_secret
         )
-        self.accounts = AccountService(store, clock, config.accounts)
+        self.accounts = AccountService(store, clock, config.accounts, throttle=login_throttle)
         self.auth = AuthService(store, clock)
-        self.devices = DeviceService(store, bus, clock, max_devices=config.max_devices)
+        self.devices = DeviceService(
+            store, bus, clock, max_devices=config.max_devices, counters=self.counters
+        )
         self.activity = ActivityService(store, clock, retention_days=config.retention_days)
         self.webhooks = WebhookService(
             store,

@@ -244,7 +244,7 @@ class AccountService:
         typed_email = email if isinstance(email, str) else ""
         typed_password = password if isinstance(password, str) else ""
         key = account_key(typed_email)
-        self.throttle.check(key, ip)
+        await self.throttle.acheck(key, ip)
         user = None
         if 0 < len(typed_email) <= 254:
             user = await self._store.find_user_by_email(typed_email.strip())
@@ -253,9 +253,9 @@ class AccountService:
         if 0 < len(typed_password) <= PASSWORD_MAX:
             ok = await self._work.verify(stored_hash, typed_password)
         if not ok or user is None or stored_hash is None:
-            self.throttle.record_failure(key, ip)
+            await self.throttle.arecord_failure(key, ip)
             raise NotAuthenticated(WRONG_CREDENTIALS)
-        self.throttle.record_success(key)
+        await self.throttle.arecord_success(key)
         if needs_rehash(stored_hash):
             new_hash = await self._work.hash(typed_password)
             if await self._store.rehash_password(user.tenant_id, user.id, stored_hash, new_hash):
@@ -267,7 +267,7 @@ class AccountService:
     ) -> int:
         """Set a new password and sign out every other session; returns how many ended."""
         key = account_key(signed_in.email)
-        self.throttle.check(key, ip)
+        await self.throttle.acheck(key, ip)
         try:
             clean_new = validate_password(new)
         except InvalidInput as exc:
@@ -279,9 +279,9 @@ class AccountService:
         if not (0 < len(typed) <= PASSWORD_MAX) or not await self._work.verify(
             user.password_hash, typed
         ):
-            self.throttle.record_failure(key, ip)
+            await self.throttle.arecord_failure(key, ip)
             raise InvalidInput("the current password is wrong", field="current_password")
-        self.throttle.record_success(key)
+        await self.throttle.arecord_success(key)
         new_hash = await self._work.hash(clean_new)
         ended = await self._store.change_password(
             user.tenant_id, user.id, new_hash, keep_session_id=signed_in.session_id

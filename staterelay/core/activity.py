@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from staterelay.core.clock import Clock
-from staterelay.core.devices import require
+from staterelay.core.devices import require, require_device as require_device_access
 from staterelay.core.ids import decode_cursor, encode_cursor
 from staterelay.core.models import SOURCES, Principal
 from staterelay.errors import BadRequest, NotFound
@@ -31,20 +31,22 @@ class ActivityService:
         limit: int = 50,
         require_device: bool = False,
     ) -> Page[ActivityEntry]:
-        """Newest-first activity of the tenant, or of one of its devices."""
+        """Newest-first activity of the tenant, or of one of its devices.
+
+        A device-scoped key sees only the activity of its devices.
+        """
         require(principal, "read")
         if source is not None and source not in SOURCES:
             raise BadRequest(f"source must be one of {', '.join(SOURCES)}", field="source")
-        if (
-            require_device
-            and device_id is not None
-            and await self._store.get_device(principal.tenant_id, device_id) is None
-        ):
-            raise NotFound("no such device")
+        if require_device and device_id is not None:
+            require_device_access(principal, device_id)
+            if await self._store.get_device(principal.tenant_id, device_id) is None:
+                raise NotFound("no such device")
         before = decode_cursor("a", cursor)
         items = await self._store.list_activity(
             principal.tenant_id,
             device_id=device_id,
+            device_ids=None if principal.device_ids is None else sorted(principal.device_ids),
             source=source,
             before_id=before,
             limit=limit + 1,

@@ -13,7 +13,7 @@ from typing import Final, get_args
 
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import SecretBox
-from staterelay.core.devices import require
+from staterelay.core.devices import require, require_whole_household
 from staterelay.core.ids import new_id
 from staterelay.core.models import Principal
 from staterelay.errors import InvalidInput
@@ -197,6 +197,7 @@ class AlexaLinkService:
     async def status(self, principal: Principal) -> AlexaStatus:
         """The principal's user's link: region, token health and the last report's result."""
         require(principal, "read")
+        require_whole_household(principal, "read the account's integrations")
         grant = await self._store.find_user_alexa_grant(principal.tenant_id, principal.user_id)
         if grant is None:
             return NOT_LINKED

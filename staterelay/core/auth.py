@@ -17,12 +17,14 @@ from staterelay.core.device_types import has_control_characters, require_text
 from staterelay.core.devices import require_account_access
 from staterelay.core.ids import new_id
 from staterelay.core.models import SCOPES, Principal
+from staterelay.core.request_tenant import note_tenant
 from staterelay.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
 from staterelay.store.base import Store
 from staterelay.store.records import ApiKey, User
 
 API_KEY_PREFIX = "sr_"
 KEY_NAME_MAX = 64
+KEY_DEVICES_MAX = 50  # devices one device-scoped key may name
 KEY_CACHE_SECONDS = 2.0
 TOUCH_INTERVAL = 60.0  # seconds between last-used writes for one key
 
@@ -112,13 +114,16 @@ class AuthService:
                     scopes=frozenset(key.scopes),
                     credential="api_key",
                     credential_id=key.id,
+                    device_ids=None if key.device_ids is None else frozenset(key.device_ids),
                 )
                 self._recent_keys.put(digest, principal)
             self._note_use(principal.credential_id)
+            note_tenant(principal.tenant_id)
             return principal
         for resolver in self._resolvers:
             principal = await resolver(token)
             if principal is not None:
+                note_tenant(principal.tenant_id)
                 return principal
         raise NotAuthenticated("the bearer token is unknown, revoked or expired")
 
@@ -153,15 +158,21 @@ class AuthService:
         return len(due)
 
     async def create_api_key(
-        self, user: User, *, name: object, scope: object
+        self, user: User, *, name: object, scope: object, device_ids: object = None
     ) -> tuple[ApiKey, str]:
-        """Create a key for ``user``; returns the record and the secret, shown only once."""
+        """Create a key for ``user``; returns the record and the secret, shown only once.
+
+        ``device_ids`` limits the key to those devices of the user's household; None lets
+        it reach every device.
+        """
         text = require_text(name, "name").strip()
         if not 1 <= len(text) <= KEY_NAME_MAX or has_control_characters(text):
             raise InvalidInput(
                 f"name must be 1 to {KEY_NAME_MAX} characters without control characters",
                 field="name",
             )
+        scopes = scopes_for(scope)
+        devices = await self._key_devices(user.tenant_id, device_ids)
         secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             id=new_id("key"),
@@ -169,16 +180,37 @@ class AuthService:
             user_id=user.id,
             name=text,
             prefix=secret[:7],
-            scopes=scopes_for(scope),
+            scopes=scopes,
             created_at=self._clock(),
             last_used_at=None,
             revoked_at=None,
+            device_ids=devices,
         )
         stored = await self._store.create_api_key(key, token_digest(secret))
         return stored, secret
 
+    async def _key_devices(self, tenant_id: str, value: object) -> tuple[str, ...] | None:
+        """The devices a new key is limited to, deduplicated; each must be the tenant's."""
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise InvalidInput("device_ids must be an array of device ids", field="device_ids")
+        wanted = tuple(dict.fromkeys(value))
+        if not 1 <= len(wanted) <= KEY_DEVICES_MAX:
+            raise InvalidInput(
+                f"device_ids must name 1 to {KEY_DEVICES_MAX} devices"
+                " (leave it out for a key that reaches every device)",
+                field="device_ids",
+            )
+        for device_id in wanted:
+            if await self._store.get_device(tenant_id, device_id) is None:
+                raise InvalidInput(
+                    f"no device {device_id[:80]!r} in this household", field="device_ids"
+                )
+        return wanted
+
     async def create_key_for(
-        self, principal: Principal, *, name: object, scope: object
+        self, principal: Principal, *, name: object, scope: object, device_ids: object = None
     ) -> tuple[ApiKey, str]:
         """A principal creates a key for its own user, never wider than its own scopes."""
         require_account_access(principal, "write")
@@ -188,7 +220,7 @@ class AuthService:
         user = await self._store.get_user(principal.tenant_id, principal.user_id)
         if user is None:
             raise NotAuthenticated("the user of this credential no longer exists")
-        return await self.create_api_key(user, name=name, scope=scope)
+        return await self.create_api_key(user, name=name, scope=scope, device_ids=device_ids)
 
     async def list_keys(self, principal: Principal) -> Sequence[ApiKey]:
         """The principal's user's keys."""

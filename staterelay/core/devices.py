@@ -12,6 +12,7 @@ from typing import Any
 
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
+from staterelay.core.counters import Counters
 from staterelay.core.device_types import (
     default_properties,
     device_type,
@@ -48,6 +49,7 @@ from staterelay.store.records import (
 )
 
 MAX_DEVICES_PER_TENANT = 300  # Alexa discovers at most 300 endpoints per account
+_SCAN_BATCH = 200  # devices read at a time when filtering for a device-scoped key
 _DEVICE_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{ENDPOINT_ID_MAX}}}")
 
 
@@ -65,11 +67,26 @@ def require_account_access(principal: Principal, scope: str) -> None:
 
     A linked app may read and change devices; managing the account (API keys, webhooks,
     other linked apps) is for the person, through the dashboard or a personal API key, so
-    that unlinking an app leaves nothing of it behind.
+    that unlinking an app leaves nothing of it behind. A device-scoped API key is refused
+    too: it was made to touch some devices, not to mint wider keys or read the account.
     """
     if principal.credential in LINKED_APP_CREDENTIALS:
         raise Forbidden("a linked app cannot manage API keys, webhooks or linked apps")
+    if principal.device_ids is not None:
+        raise Forbidden("a device-scoped API key cannot manage API keys, webhooks or linked apps")
     require(principal, scope)
+
+
+def require_device(principal: Principal, device_id: str) -> None:
+    """``NotFound`` for a device a device-scoped key does not name, as for another tenant's."""
+    if not principal.reaches(device_id):
+        raise NotFound("no such device")
+
+
+def require_whole_household(principal: Principal, action: str) -> None:
+    """``Forbidden`` for a device-scoped key: ``action`` concerns the household's device set."""
+    if principal.device_ids is not None:
+        raise Forbidden(f"a device-scoped API key cannot {action}; use an unrestricted key")
 
 
 def device_summary(device: Device) -> dict[str, Any]:
@@ -87,15 +104,18 @@ class DeviceService:
         clock: Clock,
         *,
         max_devices: int = MAX_DEVICES_PER_TENANT,
+        counters: Counters | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
         self._max_devices = max_devices
+        self._counters = counters if counters is not None else Counters()
 
     async def get(self, principal: Principal, device_id: str) -> Device:
         """One device of the principal's tenant; ``NotFound`` for any other id."""
         require(principal, "read")
+        require_device(principal, device_id)
         device = await self._store.get_device(principal.tenant_id, device_id)
         if device is None:
             raise NotFound("no such device")
@@ -104,12 +124,10 @@ class DeviceService:
     async def list(
         self, principal: Principal, *, cursor: str | None = None, limit: int = 100
     ) -> Page[Device]:
-        """The tenant's devices in creation order, a page at a time."""
+        """The devices the principal reaches, in creation order, a page at a time."""
         require(principal, "read")
         after = decode_cursor("d", cursor)
-        items = await self._store.list_devices(
-            principal.tenant_id, after_seq=after, limit=limit + 1
-        )
+        items = await _reachable(self._store, principal, after, limit + 1)
         more = len(items) > limit
         items = items[:limit]
         next_cursor = encode_cursor("d", items[-1].seq) if more and items else None
@@ -132,6 +150,7 @@ class DeviceService:
         it is the Alexa endpointId, so keeping it keeps voice names and Routines working.
         """
         require(principal, "write")
+        require_whole_household(principal, "create devices")
         if device_id is not None and not _DEVICE_ID.fullmatch(device_id):
             raise InvalidInput(
                 f"id must be 1 to {ENDPOINT_ID_MAX} letters, digits, '_' or '-'", field="id"
@@ -188,6 +207,7 @@ class DeviceService:
     ) -> Device:
         """Rename a device or change its description or options."""
         require(principal, "write")
+        require_device(principal, device_id)
         name = validate_name(fields["name"]) if "name" in fields else None
         description = (
             validate_description(fields["description"]) if "description" in fields else None
@@ -273,6 +293,8 @@ class DeviceService:
     ) -> Device:
         """Delete a device; sinks are told so no ghost device remains anywhere."""
         require(principal, "write")
+        require_device(principal, device_id)
+        require_whole_household(principal, "delete devices")
         current = await self._store.get_device(principal.tenant_id, device_id)
         if current is None:
             raise NotFound("no such device")
@@ -314,6 +336,7 @@ class DeviceService:
     ) -> Device:
         """Change some of a device's properties; a value equal to the current one is no change."""
         require(principal, "write")
+        require_device(principal, device_id)
         now = self._clock()
 
         def mutate(current: Device) -> DeviceChange:
@@ -387,6 +410,7 @@ class DeviceService:
                     activity=committed.activity,
                 )
             )
+            self._counters.state_changed(source)
             self._nudge(committed.outbox_rows)
         return committed.after
 
@@ -395,6 +419,7 @@ class DeviceService:
     ) -> Device:
         """Press a button: always an event, and only the press time is kept."""
         require(principal, "write")
+        require_device(principal, device_id)
         now = self._clock()
 
         def mutate(current: Device) -> DeviceChange:
@@ -451,12 +476,30 @@ class DeviceService:
                 pressed=True,
             )
         )
+        self._counters.state_changed(source)
         self._nudge(committed.outbox_rows)
         return committed.after
 
     def _nudge(self, rows: int) -> None:
         if rows:
             self._bus.publish(OutboxEnqueued(rows=rows))
+
+
+async def _reachable(
+    store: Store, principal: Principal, after: int | None, count: int
+) -> list[Device]:
+    """Up to ``count`` devices after ``after`` that the principal reaches, in order."""
+    tenant_id = principal.tenant_id
+    if principal.device_ids is None:
+        return list(await store.list_devices(tenant_id, after_seq=after, limit=count))
+    found: list[Device] = []
+    while len(found) < count:
+        batch = await store.list_devices(tenant_id, after_seq=after, limit=_SCAN_BATCH)
+        found.extend(device for device in batch if principal.reaches(device.id))
+        if len(batch) < _SCAN_BATCH:
+            break
+        after = batch[-1].seq
+    return found[:count]
 
 
 def raise_not_button(device: Device) -> None:

@@ -34,10 +34,15 @@ class Principal:
     credential: str
     credential_id: str
     client_id: str | None = None
+    device_ids: frozenset[str] | None = None  # a device-scoped API key; None: every device
 
     def can(self, scope: str) -> bool:
         """True when the principal holds ``scope`` (``write`` implies ``read``)."""
         return scope in self.scopes or (scope == "read" and "write" in self.scopes)
+
+    def reaches(self, device_id: str) -> bool:
+        """True when the principal may see ``device_id`` (its tenant's, if it exists)."""
+        return self.device_ids is None or device_id in self.device_ids
 
     @property
     def actor(self) -> str:

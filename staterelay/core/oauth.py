@@ -12,7 +12,9 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +52,7 @@ SECRET_PREFIX = "srs_"
 MAX_CODE_TTL = 600.0  # RFC 6749 4.1.2: a maximum lifetime of 10 minutes is RECOMMENDED
 TOUCH_INTERVAL = 60.0  # seconds between last-used writes for one grant
 EXPIRED_KEEP_SECONDS = 7 * 86400.0  # expired codes and access tokens are kept this long
+ACCESS_CACHE_SECONDS = 2.0  # as long as API keys are remembered (auth.KEY_CACHE_SECONDS)
 
 RefreshState = Literal["current", "replay", "stale", "revoked"]
 
@@ -87,6 +90,55 @@ class IssuedTokens:
         return rows
 
 
+class RecentTokens:
+    """Access tokens resolved in the last ``ACCESS_CACHE_SECONDS``, by digest.
+
+    Alexa sends the user's access token with every directive; remembering the answer
+    briefly spares a database read per directive. Like ``auth.RecentKeys``: any revocation
+    through this process forgets every entry at once; one made by another process (the CLI,
+    another replica) takes effect within ``ACCESS_CACHE_SECONDS``. Unknown and revoked
+    tokens are never remembered, and expiry is checked on every use.
+    """
+
+    def __init__(
+        self,
+        ttl: float = ACCESS_CACHE_SECONDS,
+        capacity: int = 4096,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._capacity = capacity
+        self._monotonic = monotonic
+        self._entries: OrderedDict[str, tuple[Principal, float | None, float]] = OrderedDict()
+        self.generation = 0  # bumped by ``clear``: a read older than that is not remembered
+
+    def get(self, digest: str) -> tuple[Principal, float | None] | None:
+        """The principal and expiry of a recently resolved token, or None."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if self._monotonic() >= entry[2]:
+            del self._entries[digest]
+            return None
+        return entry[0], entry[1]
+
+    def put(
+        self, digest: str, principal: Principal, expires_at: float | None, generation: int
+    ) -> None:
+        """Remember a token read while ``generation`` was current (else a revocation raced)."""
+        if generation != self.generation:
+            return
+        self._entries[digest] = (principal, expires_at, self._monotonic() + self._ttl)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything (a token or grant was revoked)."""
+        self._entries.clear()
+        self.generation += 1
+
+
 @dataclass(frozen=True, slots=True)
 class NewCode:
     """What the consent step decided: the code's client, user, redirect and PKCE challenge."""
@@ -115,6 +167,7 @@ class OAuthService:
         self._last_used: dict[str, float] = {}
         self._last_written: dict[str, float] = {}
         self._successors_due: list[float] = []  # a heap of times kept pairs fall due
+        self._recent = RecentTokens()
 
     # clients -------------------------------------------------------------------------------
     async def load_config_clients(self) -> int:
@@ -176,7 +229,9 @@ class OAuthService:
 
     async def delete_client(self, client_id: str) -> None:
         """Delete a client and unlink every user of it; ``NotFound`` when there is none."""
-        if not await self._store.delete_oauth_client(client_id):
+        deleted = await self._store.delete_oauth_client(client_id)
+        self._recent.clear()
+        if not deleted:
             raise NotFound("no such OAuth client")
 
     @staticmethod
@@ -238,6 +293,7 @@ class OAuthService:
             code.digest, code.client_id, grant, tokens.rows(), now
         )
         if outcome == "reused":
+            self._recent.clear()
             _LOGGER.warning(
                 "authorization code of client %s used twice; its grant is revoked",
                 code.client_id,
@@ -246,7 +302,9 @@ class OAuthService:
 
     async def code_reused(self, code: OAuthCode) -> None:
         """A used code came back: revoke every token its first exchange issued."""
-        if await self._store.revoke_reused_oauth_code(code.digest, self._clock()):
+        revoked = await self._store.revoke_reused_oauth_code(code.digest, self._clock())
+        self._recent.clear()
+        if revoked:
             _LOGGER.warning(
                 "authorization code of client %s used twice; its grant is revoked",
                 code.client_id,
@@ -311,9 +369,11 @@ class OAuthService:
 
     async def refresh_reused(self, token: OAuthToken) -> None:
         """A refresh token rotated out before the grace window came back: revoke its grant."""
-        if await self._store.revoke_oauth_grant(
+        revoked = await self._store.revoke_oauth_grant(
             token.tenant_id, token.grant_id, self._clock(), reason="refresh token reused"
-        ):
+        )
+        self._recent.clear()
+        if revoked:
             _LOGGER.warning(
                 "refresh token of grant %s reused after rotation; the grant is revoked",
                 token.grant_id,
@@ -328,6 +388,7 @@ class OAuthService:
             await self._store.revoke_oauth_grant(
                 token.tenant_id, token.grant_id, now, reason="revoked by client"
             )
+        self._recent.clear()
 
     def _seal_successor(self, tokens: IssuedTokens) -> str:
         return self._box.encrypt(
@@ -359,25 +420,35 @@ class OAuthService:
         """The principal an access token stands for (``AuthService`` resolver).
 
         None when the token is not an OAuth access token, unknown or revoked;
-        ``CredentialExpired`` once it has expired.
+        ``CredentialExpired`` once it has expired. A token resolved moments ago is answered
+        from ``RecentTokens`` (see there for how revocation applies).
         """
         if not token.startswith(ACCESS_PREFIX):
             return None
-        row = await self._store.get_oauth_token(token_digest(token))
-        if row is None or row.kind != "access" or row.revoked:
-            return None
+        digest = token_digest(token)
+        recent = self._recent.get(digest)
+        if recent is None:
+            generation = self._recent.generation
+            row = await self._store.get_oauth_token(digest)
+            if row is None or row.kind != "access" or row.revoked:
+                return None
+            principal = Principal(
+                tenant_id=row.tenant_id,
+                user_id=row.user_id,
+                scopes=permissions_for(row.scopes),
+                credential="oauth",
+                credential_id=row.grant_id,
+                client_id=row.client_id,
+            )
+            expires_at = row.expires_at
+            self._recent.put(digest, principal, expires_at, generation)
+        else:
+            principal, expires_at = recent
         now = self._clock()
-        if row.expires_at is not None and now >= row.expires_at:
+        if expires_at is not None and now >= expires_at:
             raise CredentialExpired("the access token has expired")
-        self._last_used[row.grant_id] = now
-        return Principal(
-            tenant_id=row.tenant_id,
-            user_id=row.user_id,
-            scopes=permissions_for(row.scopes),
-            credential="oauth",
-            credential_id=row.grant_id,
-            client_id=row.client_id,
-        )
+        self._last_used[principal.credential_id] = now
+        return principal
 
     async def flush_last_used(self, *, force: bool = False) -> int:
         """Write grants' last-used times, at most once a minute per grant; returns how many."""
@@ -435,9 +506,11 @@ class OAuthService:
 
     async def revoke_user_grant(self, tenant_id: str, user_id: str, grant_id: str) -> None:
         """Revoke one of a user's grants; ``NotFound`` when the user has no such active grant."""
-        if not await self._store.revoke_oauth_grant(
+        revoked = await self._store.revoke_oauth_grant(
             tenant_id, grant_id, self._clock(), reason="revoked by user", user_id=user_id
-        ):
+        )
+        self._recent.clear()
+        if not revoked:
             raise NotFound("no such linked app")
         self._last_used.pop(grant_id, None)
 
@@ -463,4 +536,5 @@ __all__ = [
     "OAuthCode",
     "OAuthService",
     "OAuthToken",
+    "RecentTokens",
 ]

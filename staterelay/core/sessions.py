@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import derive_key, token_digest
 from staterelay.core.ids import new_id
+from staterelay.core.request_tenant import note_tenant
 from staterelay.settings import AccountsSettings
 from staterelay.store.accounts_records import Session
 from staterelay.store.base import Store
@@ -113,6 +114,7 @@ class SessionService:
             return None
         if now - session.last_seen_at >= TOUCH_INTERVAL:
             await self._store.touch_session(session.tenant_id, session.id, now)
+        note_tenant(session.tenant_id)
         return self._signed_in(user, session, secret)
 
     async def list(self, signed_in: SignedIn) -> Sequence[Session]:

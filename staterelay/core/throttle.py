@@ -1,4 +1,4 @@
-"""In-process sign-in throttling: growing delays per account and per client address.
+"""Sign-in throttling: growing delays per account and per client address.
 
 After ``max_failures`` failed sign-ins for one account (or ``ip_max_failures`` from one
 address), each further failure locks that key for twice as long as the one before, from
@@ -109,6 +109,20 @@ class LoginThrottle:
     def record_success(self, account: str) -> None:
         """Clear the account's failures after a correct password."""
         self._counts.pop(("account", account), None)
+
+    # The async forms are what sign-in uses: a subclass may keep the counts elsewhere
+    # (``staterelay.fanout`` shares them between replicas through Redis).
+    async def acheck(self, account: str, ip: str) -> None:
+        """``check``, awaitable."""
+        self.check(account, ip)
+
+    async def arecord_failure(self, account: str, ip: str) -> None:
+        """``record_failure``, awaitable."""
+        self.record_failure(account, ip)
+
+    async def arecord_success(self, account: str) -> None:
+        """``record_success``, awaitable."""
+        self.record_success(account)
 
     def _current(self, key: tuple[str, str], now: float) -> _Count | None:
         count = self._counts.get(key)

@@ -285,6 +285,7 @@ class Dispatcher:
                 limit = _span(config.max_age_seconds)
                 error = f"{error}; giving up: the next retry would pass the {limit} limit"
         outcome = "delivered" if result.delivered else "dead" if dead else "retry"
+        self._core.counters.delivery(item.sink, outcome, sent=result.status_code is not None)
         if dead:
             _LOGGER.warning(
                 "outbox row %d (%s %s to %s %s) is dead after %d attempts: %s",

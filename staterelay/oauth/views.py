@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from typing import Any, Final
 
@@ -43,6 +45,7 @@ async def token(request: web.Request) -> web.Response:
     core = request.app[CORE_KEY]
     snapshot = await _form_request(request)
     if isinstance(snapshot, web.Response):
+        _count_token_error(core, snapshot)
         return snapshot
     form = snapshot.form
     prefetched = await _prefetch_clients(core, snapshot)
@@ -53,7 +56,22 @@ async def token(request: web.Request) -> web.Response:
         prefetched.token = await core.oauth.find_token(form["refresh_token"])
     server = StateRelayAuthorizationServer(core.oauth, prefetched)
     response: OAuthResponse = server.create_token_response(snapshot)
-    return _json(await _commit_token(core, server, snapshot, response))
+    answer = _json(await _commit_token(core, server, snapshot, response))
+    _count_token_error(core, answer)
+    return answer
+
+
+def _count_token_error(core: Core, answer: web.Response) -> None:
+    """Count a token endpoint refusal by its OAuth error code."""
+    if answer.status < 400:
+        return
+    body = answer.text or ""
+    error = "other"
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            error = parsed["error"]
+    core.counters.oauth_token_error(error)
 
 
 async def _commit_token(

@@ -26,6 +26,7 @@ from staterelay.store.records import (
     NewOutboxEvent,
     OutboxItem,
     OutboxStats,
+    PoolStats,
     Tenant,
     User,
     Webhook,
@@ -140,11 +141,12 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
         tenant_id: str,
         *,
         device_id: str | None = None,
+        device_ids: Sequence[str] | None = None,
         source: str | None = None,
         before_id: int | None = None,
         limit: int,
     ) -> Sequence[ActivityEntry]:
-        """Activity newest first, optionally for one device or source, before an id."""
+        """Activity newest first, optionally for one device, some devices or a source."""
 
     async def prune_activity(self, older_than: float) -> int:
         """Delete activity and finished outbox rows older than a time; returns rows removed."""
@@ -194,3 +196,6 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
 
     async def outbox_stats(self) -> OutboxStats:
         """Pending and dead row counts and the oldest pending row's age."""
+
+    def pool_stats(self) -> PoolStats:
+        """This process's database connections right now (no query: cheap to scrape)."""

@@ -43,6 +43,7 @@ from staterelay.store.records import (
     DeviceMutator,
     NewActivity,
     NewOutboxEvent,
+    PoolStats,
     PropertyState,
     Tenant,
     User,
@@ -75,7 +76,7 @@ _WEBHOOK_COLUMNS = (
     " ifttt_key_ciphertext"
 )
 _API_KEY_COLUMNS = (
-    "id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at"
+    "id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at, device_ids"
 )
 
 
@@ -112,6 +113,10 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
     async def close(self) -> None:
         """Close the pool."""
         await self.engine.close()
+
+    def pool_stats(self) -> PoolStats:
+        """The asyncpg pool's size, limit and borrowed connections."""
+        return self.engine.pool_stats()
 
     async def ready(self) -> bool:
         """True when a query answers and no migration is pending."""
@@ -208,7 +213,7 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
         async with self.engine.tenant(key.tenant_id) as conn:
             await conn.execute(
                 "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, digest, scopes,"
-                " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                " created_at, device_ids) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 key.id,
                 key.tenant_id,
                 key.user_id,
@@ -217,6 +222,7 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
                 digest,
                 list(key.scopes),
                 key.created_at,
+                None if key.device_ids is None else list(key.device_ids),
             )
         return key
 
@@ -417,6 +423,7 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
         tenant_id: str,
         *,
         device_id: str | None = None,
+        device_ids: Sequence[str] | None = None,
         source: str | None = None,
         before_id: int | None = None,
         limit: int,
@@ -432,6 +439,9 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
             if value is not None:
                 params.append(value)
                 where.append(f"{column} {op} ${len(params)}")
+        if device_ids is not None:
+            params.append(list(device_ids))
+            where.append(f"device_id = ANY (${len(params)}::text[])")
         params.append(limit)
         sql = (
             f"SELECT {_ACTIVITY_COLUMNS} FROM activity_log WHERE {' AND '.join(where)}"
@@ -591,6 +601,7 @@ def _api_key(row: asyncpg.Record) -> ApiKey:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
+        device_ids=None if row["device_ids"] is None else tuple(row["device_ids"]),
     )
 
 

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from staterelay.store.records import PoolStats
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -198,6 +200,19 @@ class PostgresEngine:
         if self._pool is None:
             raise RuntimeError("the database is not open")
         return self._pool
+
+    def pool_stats(self) -> PoolStats:
+        """Connections of the pool: open, the most allowed, and borrowed."""
+        pool = self._pool
+        if pool is None:
+            return PoolStats(size=0, max_size=self.pool_size, in_use=0, waiting=None)
+        size = pool.get_size()
+        return PoolStats(
+            size=size,
+            max_size=pool.get_max_size(),
+            in_use=size - pool.get_idle_size(),
+            waiting=None,
+        )
 
     async def open(self) -> None:
         """Connect, bring the schema up to date and check it is complete."""

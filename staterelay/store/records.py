@@ -44,6 +44,7 @@ class ApiKey:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    device_ids: tuple[str, ...] | None = None  # None: every device of the tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,20 @@ class OutboxStats:
     pending: int
     dead: int
     oldest_pending_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """This process's database connections: open, allowed, busy, and callers waiting.
+
+    ``waiting`` counts writes queued for SQLite's single writer; None where the engine
+    does not say (asyncpg keeps its waiters private).
+    """
+
+    size: int
+    max_size: int
+    in_use: int
+    waiting: int | None
 
 
 @dataclass(frozen=True, slots=True)

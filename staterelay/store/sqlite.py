@@ -21,6 +21,7 @@ from staterelay.store.records import (
     NewOutboxEvent,
     OutboxItem,
     OutboxStats,
+    PoolStats,
     PropertyState,
     Tenant,
     User,
@@ -53,6 +54,9 @@ _OUTBOX_COLUMNS = (
     "id, tenant_id, sink, destination, event_id, event_type, device_id, payload, attempts,"
     " created_at"
 )
+_API_KEY_COLUMNS = (
+    "id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at, device_ids"
+)
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
@@ -81,6 +85,10 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     async def close(self) -> None:
         """Flush and close."""
         await self.engine.close()
+
+    def pool_stats(self) -> PoolStats:
+        """The reader and writer connections, the writer's state and its queue."""
+        return self.engine.pool_stats()
 
     async def ready(self) -> bool:
         """True when a query answers and no migration is pending."""
@@ -178,7 +186,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         def write(conn: sqlite3.Connection) -> ApiKey:
             conn.execute(
                 "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, digest, scopes,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, device_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.id,
                     key.tenant_id,
@@ -188,6 +196,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                     digest,
                     " ".join(key.scopes),
                     key.created_at,
+                    None if key.device_ids is None else _dumps(list(key.device_ids)),
                 ),
             )
             return key
@@ -199,8 +208,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
 
         def read(conn: sqlite3.Connection) -> ApiKey | None:
             row = conn.execute(
-                "SELECT id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at,"
-                " revoked_at FROM api_keys WHERE digest = ?",
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE digest = ?",
                 (digest,),
             ).fetchone()
             return _api_key(row) if row else None
@@ -212,8 +220,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
 
         def read(conn: sqlite3.Connection) -> list[ApiKey]:
             rows = conn.execute(
-                "SELECT id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at,"
-                " revoked_at FROM api_keys WHERE tenant_id = ? AND user_id = ?"
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? AND user_id = ?"
                 " ORDER BY created_at DESC, rowid DESC",
                 (tenant_id, user_id),
             ).fetchall()
@@ -426,6 +433,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         tenant_id: str,
         *,
         device_id: str | None = None,
+        device_ids: Sequence[str] | None = None,
         source: str | None = None,
         before_id: int | None = None,
         limit: int,
@@ -436,6 +444,9 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         if device_id is not None:
             where.append("device_id = ?")
             params.append(device_id)
+        if device_ids is not None:
+            where.append("device_id IN (SELECT value FROM json_each(?))")
+            params.append(_dumps(list(device_ids)))
         if source is not None:
             where.append("source = ?")
             params.append(source)
@@ -739,6 +750,7 @@ def _api_key(row: tuple[Any, ...]) -> ApiKey:
         created_at=row[6],
         last_used_at=row[7],
         revoked_at=row[8],
+        device_ids=None if row[9] is None else tuple(json.loads(row[9])),
     )
 
 
@@ -787,7 +799,7 @@ def _device(row: tuple[Any, ...]) -> Device:
         type=row[3],
         name=row[4],
         description=row[5],
-        options=json.loads(row[6]),
+        options={} if row[6] == "{}" else json.loads(row[6]),
         properties=properties,
         version=row[7],
         created_at=row[8],
@@ -814,7 +826,7 @@ def _insert_activity(
             activity.property,
             None if activity.old_value is None else _dumps(activity.old_value),
             None if activity.new_value is None else _dumps(activity.new_value),
-            _dumps(detail),
+            _dumps(detail) if detail else "{}",  # a state change has no detail
             at,
         ),
     )

@@ -26,6 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from staterelay.store.records import PoolStats
+
 _LOGGER = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -167,6 +169,19 @@ class SQLiteEngine:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
+
+    def pool_stats(self) -> PoolStats:
+        """Open connections, the writer busy in a transaction, and writes queued for it.
+
+        Reads run inline on the loop, so the reader is never busy when anyone looks.
+        """
+        writer = self._writer
+        return PoolStats(
+            size=(self._reader is not None) + (writer is not None),
+            max_size=2,
+            in_use=int(writer is not None and writer.in_transaction),
+            waiting=len(self._pending),
+        )
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the reader connection; it sees only committed data."""

@@ -283,8 +283,8 @@ class SQLiteOAuth:
 
     # tokens and grants ---------------------------------------------------------------------
     async def get_oauth_token(self, digest: str) -> OAuthToken | None:
-        """A token with its grant."""
-        return await self.engine.read(lambda conn: _load_token(conn, digest))
+        """A token with its grant (one statement: its own snapshot)."""
+        return await self.engine.read_statement(lambda conn: _load_token(conn, digest))
 
     async def rotate_oauth_refresh(
         self, digest: str, successor: str, tokens: Sequence[NewOAuthToken], now: float

@@ -14,6 +14,7 @@ from staterelay.core.sessions import SignedIn
 from staterelay.core.throttle import LoginThrottled
 from staterelay.errors import Forbidden, InvalidInput
 from staterelay.keys import SETTINGS_KEY
+from staterelay.ui.devices import all_devices
 from staterelay.ui.forms import confirm_errors, field_errors
 from staterelay.web.csrf import verify_csrf
 from staterelay.web.forms import read_form
@@ -107,9 +108,13 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     await verify_csrf(request, form)
     signed_in = await require_user(request)
     scope = form.get("scope", "")
+    devices = [name.removeprefix("device:") for name in form if name.startswith("device:")]
     try:
         key, secret = await core_of(request).auth.create_key_for(
-            session_principal(signed_in), name=form.get("key_name", ""), scope=scope
+            session_principal(signed_in),
+            name=form.get("key_name", ""),
+            scope=scope,
+            device_ids=devices or None,
         )
     except (InvalidInput, Forbidden) as error:
         field = {"name": "key_name"}.get(error.field or "", error.field or "key_name")
@@ -179,6 +184,8 @@ async def _settings_page(
     core = core_of(request)
     principal = session_principal(signed_in)
     keys = [key for key in await core.auth.list_keys(principal) if key.revoked_at is None]
+    devices = await all_devices(core, principal)
+    names = {device.id: device.name for device in devices}
     context: dict[str, Any] = {
         "nav": "settings",
         "notice": notice,
@@ -203,9 +210,13 @@ async def _settings_page(
                 "scope": "read and write" if "write" in key.scopes else "read only",
                 "created_at": key.created_at,
                 "last_used_at": key.last_used_at,
+                "devices": None
+                if key.device_ids is None
+                else [names.get(device_id, "a deleted device") for device_id in key.device_ids],
             }
             for key in sorted(keys, key=lambda k: k.created_at, reverse=True)
         ],
+        "devices": [{"id": device.id, "name": device.name} for device in devices],
         "apps": await core.oauth.list_grants(principal),
         "can_invite": core.accounts.invites_allowed(signed_in.user),
         "invites": await core.accounts.list_invites(signed_in),

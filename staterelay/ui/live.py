@@ -387,6 +387,9 @@ async def live_socket(request: web.Request) -> web.StreamResponse:
         still_valid = _session_check(core, request.cookies.get(session_cookie_name(request), ""))
     if not principal.can("read"):
         return _refusal(403, "This credential cannot read devices.")
+    if principal.device_ids is not None:
+        # The feed carries every device's changes; a key limited to some must not see them.
+        return _refusal(403, "A device-scoped API key cannot open the household's live feed.")
     if not web.WebSocketResponse().can_prepare(request).ok:
         return _refusal(400, "This is a WebSocket endpoint.")
     return await hub.serve(request, principal, still_valid)

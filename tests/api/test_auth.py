@@ -66,6 +66,7 @@ async def test_me_describes_the_caller(client: Client, account: Account) -> None
         "credential": "api_key",
         "credential_id": keys["items"][0]["id"],
         "client_id": None,
+        "device_ids": None,
     }
 
 

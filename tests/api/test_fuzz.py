@@ -7,6 +7,7 @@ Hypothesis drives synchronous tests; the app runs on an event loop of its own (a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 
 from staterelay.keys import CORE_KEY
 from staterelay.server import create_app
-from staterelay.settings import Settings
+from staterelay.settings import LimitsSettings, Settings
 from tests.api.conftest import API
 from tests.conftest import Account, make_account
 
@@ -147,7 +148,9 @@ class Harness:
     @classmethod
     async def start(cls, settings: Settings) -> Harness:
         """Serve a fresh app and create one device of each type."""
-        app = create_app(settings)
+        # Hundreds of requests a minute with one key: rate limits are not this test's subject.
+        unlimited = LimitsSettings(api_key_per_minute=0, ip_per_minute=0)
+        app = create_app(dataclasses.replace(settings, limits=unlimited))
         client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
         await client.start_server()
         account = await make_account(app[CORE_KEY], "fuzz@example.com")

@@ -11,7 +11,7 @@ import pytest
 from staterelay.core import Core, CoreConfig, InProcessBus
 from staterelay.core.crypto import token_digest
 from staterelay.core.models import Principal
-from staterelay.core.oauth import IssuedTokens, NewCode
+from staterelay.core.oauth import IssuedTokens, NewCode, RecentTokens
 from staterelay.core.oauth_clients import alexa_preset, ifttt_preset, issuer_url
 from staterelay.errors import CredentialExpired, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from staterelay.settings import OAuthClientSettings, OAuthSettings
@@ -403,6 +403,64 @@ async def test_last_used_is_batched(core: Core, user: User, clock: Clock) -> Non
     assert await core.oauth.flush_last_used(force=True) == 1
     written = await core.store.list_oauth_grants(user.tenant_id, user.id)
     assert written[0].last_used_at == START + 10
+
+
+@pytest.mark.parametrize("how", ["token", "grant", "client", "refresh reuse"])
+async def test_revocation_through_core_is_immediate_despite_the_cache(
+    core: Core, user: User, how: str
+) -> None:
+    """A token resolved a moment ago (so remembered) fails on the very next request."""
+    tokens = await link(core, user)
+    found = await core.auth.authenticate(tokens.access_token)
+    if how == "token":
+        stored = await core.oauth.find_token(tokens.access_token)
+        assert stored is not None
+        await core.oauth.revoke_token(stored)
+    elif how == "grant":
+        await core.oauth.revoke_grant(principal(user), found.credential_id)
+    elif how == "client":
+        await core.oauth.delete_client("alexa-skill")
+    else:
+        assert tokens.refresh_token is not None
+        refresh = await core.oauth.find_token(tokens.refresh_token)
+        assert refresh is not None
+        await core.oauth.refresh_reused(refresh)
+    with pytest.raises(NotAuthenticated):
+        await core.auth.authenticate(tokens.access_token)
+
+
+async def test_token_revocation_elsewhere_applies_within_the_cache_window(
+    core: Core, user: User
+) -> None:
+    """A revocation written by another process is honoured once the cache entry expires."""
+    tokens = await link(core, user)
+    found = await core.auth.authenticate(tokens.access_token)
+    await core.store.revoke_oauth_access_token(token_digest(tokens.access_token), START)
+    assert await core.auth.authenticate(tokens.access_token) == found  # still remembered
+    core.oauth._recent = RecentTokens(ttl=0.0)
+    with pytest.raises(NotAuthenticated):
+        await core.auth.authenticate(tokens.access_token)
+
+
+def test_recent_tokens_expire_stay_bounded_and_skip_raced_reads() -> None:
+    """Entries expire after the TTL, the oldest go past capacity, and a read that started
+    before a revocation (``clear``) is not remembered after it."""
+    now = [100.0]
+    cache = RecentTokens(ttl=2.0, capacity=2, monotonic=lambda: now[0])
+    who = Principal("t", "u", frozenset({"read"}), "oauth", "grt_1")
+    cache.put("d1", who, 500.0, cache.generation)
+    assert cache.get("d1") == (who, 500.0)
+    now[0] += 2.0
+    assert cache.get("d1") is None
+    for digest in ("d1", "d2", "d3"):
+        cache.put(digest, who, None, cache.generation)
+    assert cache.get("d1") is None
+    assert cache.get("d3") == (who, None)
+    started = cache.generation
+    cache.clear()
+    assert cache.get("d3") is None
+    cache.put("d4", who, None, started)
+    assert cache.get("d4") is None
 
 
 # linked apps ---------------------------------------------------------------------------------

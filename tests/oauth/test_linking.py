@@ -83,6 +83,7 @@ async def test_alexa_links_with_http_basic_and_pkce(
             "credential": "oauth",
             "credential_id": grant.grant_id,
             "client_id": ALEXA_ID,
+            "device_ids": None,
         }
 
         clock.now += 600

@@ -1,0 +1,286 @@
+"""The Prometheus ``/metrics`` endpoint: HTTP traffic, what core counted, outbox and pool gauges.
+
+Every application gets a registry of its own, so applications built in one process (tests,
+benches) never share a count. HTTP requests are observed by the request middleware under
+their route template (``/api/v1/devices/{id}``) or ``unmatched``, never the raw path, so the
+number of series stays bounded. Core's ``Counters`` and the outbox and database gauges are
+read when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Final
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from staterelay.core import Core
+from staterelay.core.counters import DELIVERY_OUTCOMES, Counters
+from staterelay.core.models import OutboxStats
+from staterelay.settings import MetricsSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+METRICS_PATH: Final = "/metrics"
+UNMATCHED: Final = "unmatched"
+KNOWN_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+FAILURE_OUTCOMES: Final = ("retry", "dead")
+
+
+class AppMetrics:
+    """One application's registry: HTTP metrics it observes and the collectors it reads."""
+
+    def __init__(self, core: Core) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("route", "method", "status")
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by route template, method and status.",
+            labels,
+            registry=self.registry,
+        )
+        self.durations = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by route template, method and status.",
+            labels,
+            registry=self.registry,
+        )
+        self.core_collector = CoreCollector(core)
+        self.registry.register(self.core_collector)
+        ProcessCollector(registry=self.registry)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        labels = (route, method if method in KNOWN_METHODS else "other", str(status))
+        self.requests.labels(*labels).inc()
+        self.durations.labels(*labels).observe(seconds)
+
+    async def exposition(self) -> bytes:
+        """The text format of every metric, gauges read fresh from the database."""
+        await self.core_collector.refresh()
+        return generate_latest(self.registry)
+
+
+class CoreCollector(Collector):
+    """Reads core's counters, the outbox and the connection pool at scrape time."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._outbox: OutboxStats | None = None
+        self._outbox_read_at = 0.0
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing up front: the families are made afresh at each scrape."""
+        return []
+
+    async def refresh(self) -> None:
+        """Query the outbox; a database that does not answer leaves its gauges out."""
+        try:
+            self._outbox = await self._core.outbox.stats()
+            self._outbox_read_at = self._core.clock()
+        except Exception:
+            _LOGGER.warning("metrics: the outbox could not be read", exc_info=True)
+            self._outbox = None
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family core and the store can tell."""
+        counters = self._core.counters
+        yield from _counter_families(counters)
+        yield from self._outbox_families()
+        yield from self._pool_families()
+
+    def _outbox_families(self) -> Iterator[Metric]:
+        stats = self._outbox
+        if stats is None:
+            return
+        yield GaugeMetricFamily(
+            "outbox_pending_rows", "Outbox rows waiting to be delivered.", value=stats.pending
+        )
+        yield GaugeMetricFamily(
+            "outbox_dead_rows", "Outbox rows given up on and kept for review.", value=stats.dead
+        )
+        age = 0.0
+        if stats.oldest_pending_at is not None:
+            age = max(0.0, self._outbox_read_at - stats.oldest_pending_at)
+        yield GaugeMetricFamily(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered outbox row (0 when none waits).",
+            value=age,
+        )
+
+    def _pool_families(self) -> Iterator[Metric]:
+        try:
+            pool = self._core.store.pool_stats()
+        except RuntimeError:
+            return  # the database is not open
+        yield GaugeMetricFamily(
+            "database_pool_connections", "Open database connections.", value=pool.size
+        )
+        yield GaugeMetricFamily(
+            "database_pool_max_connections",
+            "The most database connections this process opens.",
+            value=pool.max_size,
+        )
+        yield GaugeMetricFamily(
+            "database_pool_in_use", "Database connections busy right now.", value=pool.in_use
+        )
+        if pool.waiting is not None:
+            yield GaugeMetricFamily(
+                "database_pool_waiting",
+                "Callers waiting for a connection (SQLite: writes queued for the writer).",
+                value=pool.waiting,
+            )
+
+
+def _counter_families(counters: Counters) -> Iterator[Metric]:
+    changes = CounterMetricFamily(
+        "device_state_changes",
+        "Device state changes made in this process, by the surface they came from.",
+        labels=("source",),
+    )
+    for source, count in sorted(counters.state_changes.items()):
+        changes.add_metric((source,), count)
+    yield changes
+
+    generic = CounterMetricFamily(
+        "outbox_deliveries",
+        "Outbox delivery attempts, by sink and outcome (delivered, retry, dead).",
+        labels=("sink", "outcome"),
+    )
+    by_sink: dict[tuple[str, str], int] = {}
+    for key, count in counters.deliveries.items():
+        by_sink[(key.sink, key.outcome)] = by_sink.get((key.sink, key.outcome), 0) + count
+    for labels, count in sorted(by_sink.items()):
+        generic.add_metric(labels, count)
+    yield generic
+
+    for name, sink, documentation in (
+        ("webhook_deliveries", "webhook", "Webhook delivery attempts, by outcome."),
+        (
+            "ifttt_realtime_notifications",
+            "ifttt",
+            "IFTTT Realtime notification attempts, by outcome.",
+        ),
+    ):
+        family = CounterMetricFamily(name, documentation, labels=("outcome",))
+        outcomes = counters.deliveries_of(sink)
+        for outcome in sorted(DELIVERY_OUTCOMES | set(outcomes)):
+            family.add_metric((outcome,), outcomes.get(outcome, 0))
+        yield family
+
+    sent = sum(
+        count
+        for key, count in counters.deliveries.items()
+        if key.sink == "alexa" and key.outcome == "delivered" and key.sent
+    )
+    yield CounterMetricFamily(
+        "alexa_changereports_sent",
+        "Events (ChangeReports and discovery updates) the Alexa event gateway accepted.",
+        value=sent,
+    )
+    failures = CounterMetricFamily(
+        "alexa_changereport_failures",
+        "Alexa event attempts that failed, by outcome (retry: tried again later, dead).",
+        labels=("outcome",),
+    )
+    alexa = counters.deliveries_of("alexa")
+    for outcome in FAILURE_OUTCOMES:
+        failures.add_metric((outcome,), alexa.get(outcome, 0))
+    yield failures
+
+    errors = CounterMetricFamily(
+        "oauth_token_errors",
+        "OAuth token endpoint refusals, by OAuth error code.",
+        labels=("error",),
+    )
+    for error, count in sorted(counters.oauth_token_errors.items()):
+        errors.add_metric((error,), count)
+    yield errors
+
+
+# the endpoint ---------------------------------------------------------------------------------
+METRICS_KEY: Final = web.AppKey("staterelay.metrics", AppMetrics)
+BEARER_CHALLENGE: Final = 'Bearer realm="metrics"'
+
+
+def setup_metrics(app: web.Application, core: Core, settings: MetricsSettings) -> None:
+    """Serve ``/metrics`` when enabled; without it the path is unknown (404)."""
+    if not settings.enabled:
+        return
+    app[METRICS_KEY] = AppMetrics(core)
+    app.router.add_get(METRICS_PATH, _metrics_view(settings.token))
+
+
+def _metrics_view(token: str | None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    expected = f"Bearer {token}".encode() if token is not None else None
+
+    async def metrics(request: web.Request) -> web.Response:
+        """The metrics in Prometheus text format, for an allowed scraper."""
+        if expected is None:
+            if not loopback_peer(request):
+                return web.json_response(
+                    {"title": "Forbidden", "status": 403, "code": "forbidden"},
+                    status=403,
+                    content_type="application/problem+json",
+                )
+        else:
+            presented = request.headers.get("Authorization", "").strip().encode()
+            if not hmac.compare_digest(presented, expected):
+                return web.json_response(
+                    {"title": "Unauthorized", "status": 401, "code": "unauthorized"},
+                    status=401,
+                    content_type="application/problem+json",
+                    headers={"WWW-Authenticate": BEARER_CHALLENGE},
+                )
+        body = await request.app[METRICS_KEY].exposition()
+        return web.Response(
+            body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"}
+        )
+
+    return metrics
+
+
+FORWARDING_HEADERS: Final = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
+def loopback_peer(request: web.Request) -> bool:
+    """True when the connection comes from loopback and did not pass through a proxy.
+
+    Only the socket's peer counts, never what forwarding headers claim. A reverse proxy on
+    this machine (Caddy) connects from loopback too, for any client of the internet; the
+    forwarding headers it adds mark such a request as not local.
+    """
+    transport = request.transport
+    if transport is None or any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
+    return is_loopback(transport.get_extra_info("peername"))
+
+
+def is_loopback(peername: object) -> bool:
+    """True for a loopback socket address, or a Unix socket (only local users reach one)."""
+    if isinstance(peername, str | bytes):
+        return True  # AF_UNIX: the peer is a path (or unnamed), on this machine
+    if not isinstance(peername, tuple) or not peername:
+        return False
+    try:
+        address = ipaddress.ip_address(str(peername[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def route_label(request: web.Request) -> str:
+    """The route template a request matched, or ``unmatched``."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
