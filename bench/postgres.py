@@ -368,13 +368,13 @@ def report_limits(
     print()
     print(f"Where the time went ({cores} cores; PostgreSQL, wrk and the servers share them):")
     print(
-        f"{'run':42} {'busy':>9} {'servers':>8} {'postgres':>9} {'wrk':>5} {'other':>6}"
+        f"{'run':44} {'busy':>9} {'servers':>8} {'postgres':>9} {'wrk':>5} {'other':>6}"
         f" {'commits/req':>12} {'WAL flushes/s':>14}"
     )
     for result, usage in (*one, *two):
         per_request = usage.commits / (result.rps * usage.seconds) if result.rps else 0.0
         print(
-            f"{result.name:42} {usage.cores_busy:5.2f}/{cores:<3} {usage.servers:8.2f}"
+            f"{result.name:44} {usage.cores_busy:5.2f}/{cores:<3} {usage.servers:8.2f}"
             f" {usage.postgres:9.2f} {usage.wrk:5.2f} {usage.other:6.2f} {per_request:12.2f}"
             f" {usage.wal_syncs / usage.seconds:14.0f}"
         )
@@ -385,41 +385,64 @@ def report_limits(
     )
     print()
     print("What limits growth from one replica to two:")
-    spread_one, spread_two = one[1], two[1]
-    reads_one, reads_two = one[2], two[2]
     for label, (result_a, usage_a), (result_b, usage_b) in (
-        ("writes over several devices", spread_one, spread_two),
-        ("reads", reads_one, reads_two),
+        ("writes over several devices", one[1], two[1]),
+        ("reads", one[2], two[2]),
     ):
-        saturated = usage_a.cores_busy >= 0.9 * cores
-        verdict = (
-            "the CPU was already saturated with one replica, so a second process on the same"
-            " cores can only split it (and adds its own overhead)"
-            if saturated
-            else "the CPU was not saturated with one replica, so a second one could use the rest"
-        )
+        growth = result_b.rps / result_a.rps if result_a.rps else 0.0
+        cpu_a = 1000 * usage_a.cores_busy / result_a.rps if result_a.rps else 0.0
+        cpu_b = 1000 * usage_b.cores_busy / result_b.rps if result_b.rps else 0.0
+        if usage_b.cores_busy >= 0.9 * cores and usage_a.servers >= 0.8:
+            verdict = (
+                f"one replica is held by its own process (a Python process runs on one core);"
+                f" two replicas saturate the {cores} cores they share with PostgreSQL, so"
+                " throughput stays at what the machine's CPU allows"
+            )
+        elif usage_a.cores_busy >= 0.9 * cores:
+            verdict = "the CPU was saturated by one replica already; a second can only split it"
+        elif usage_b.cores_busy >= 0.9 * cores:
+            verdict = "two replicas saturate the CPU"
+        else:
+            verdict = "the CPU is not saturated: the limit is waiting on the database"
         print(
-            f"- CPU, {label}: one replica {result_a.rps:.0f} req/s with {usage_a.cores_busy:.2f}"
-            f" of {cores} cores busy (server {usage_a.servers:.2f}, PostgreSQL"
-            f" {usage_a.postgres:.2f}, wrk {usage_a.wrk:.2f}); two replicas {result_b.rps:.0f}"
-            f" req/s with {usage_b.cores_busy:.2f} busy: {verdict}."
+            f"- CPU, {label}: x{growth:.2f}. One replica {result_a.rps:.0f} req/s, its"
+            f" process {usage_a.servers:.2f} core, PostgreSQL {usage_a.postgres:.2f},"
+            f" {usage_a.cores_busy:.2f} of {cores} busy; two replicas {result_b.rps:.0f}"
+            f" req/s, processes {usage_b.servers:.2f}, PostgreSQL {usage_b.postgres:.2f},"
+            f" {usage_b.cores_busy:.2f} busy. CPU per request {cpu_a:.2f} ms and"
+            f" {cpu_b:.2f} ms: {verdict}."
         )
-    write_a, write_b = one[0][0], two[0][0]
-    per_request = one[0][1].commits / (write_a.rps * one[0][1].seconds) if write_a.rps else 0.0
+    (write_a, use_a), (write_b, _) = one[0], two[0]
+    spread_result, spread_use = one[1]
+    per_request = use_a.commits / (write_a.rps * use_a.seconds) if write_a.rps else 0.0
+    flush_rate = spread_use.wal_syncs / spread_use.seconds
+    flushing = flush_rate * commit_ms / 1000
     print(
-        f"- Commit path: a write is acknowledged after its transaction commits"
-        f" (synchronous_commit={settings['synchronous_commit']}, fsync={settings['fsync']},"
-        f" {settings['wal_sync_method']}, commit_delay={settings['commit_delay']});"
-        f" {per_request:.2f} commits per write measured. One small commit takes"
-        f" {commit_ms:.2f} ms on this server (median of 200), so writes that queue on one"
-        f" device's row lock top out near {1000 / commit_ms:.0f}/s per device, however many"
-        f" replicas: measured {write_a.rps:.0f} req/s on one device with one replica and"
-        f" {write_b.rps:.0f} with two (one device each). Writes to different devices share"
-        " WAL flushes (group commit), so they grow until the CPU limit above."
+        f"- Commit path: a write is one transaction ({per_request:.2f} commits per write"
+        f" measured), acknowledged once committed (synchronous_commit="
+        f"{settings['synchronous_commit']}, fsync={settings['fsync']},"
+        f" {settings['wal_sync_method']}, commit_delay={settings['commit_delay']}). A bare"
+        f" commit takes {commit_ms:.2f} ms on this server (median of 200); at"
+        f" {spread_result.rps:.0f} writes/s over several devices PostgreSQL made"
+        f" {flush_rate:.0f} WAL flushes/s (server-wide), so its one WAL was flushing about"
+        f" {100 * flushing:.0f}% of the time: "
+        + (
+            "that is the limit here."
+            if flushing >= 0.8
+            else "not the limit here, but it is shared by every replica and grows with a"
+            " slower disk (a 2 ms flush would cap ungrouped commits near 500/s)."
+        )
+    )
+    hold_ms = 1000 / write_a.rps if write_a.rps else 0.0
+    print(
+        f"- One device: its writes queue on its row lock, held for the transaction's round"
+        f" trips to PostgreSQL and its commit: {write_a.rps:.0f} req/s is {hold_ms:.2f} ms per"
+        f" write. Replicas do not shorten that; the two-replica run writes two devices (one"
+        f" per replica), hence {write_b.rps:.0f} req/s."
     )
     print(
-        "- On separate machines each replica brings its own cores; the database's CPU and"
-        " its single WAL (one flush at a time) are then what all replicas share."
+        "- On separate machines each replica brings its own cores; PostgreSQL's CPU and its"
+        " single WAL are then what all replicas share."
     )
 
 
@@ -484,14 +507,14 @@ def main() -> None:
         f"StateRelay on PostgreSQL: {args.connections} connections in all, {args.duration}s each,"
         f" {cores} cores, wrk -t2 per run"
     )
-    print(f"{'bench':42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs base':>8}")
+    print(f"{'bench':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs base':>8}")
     table = [(base_write, base_write), (base_read, base_read)]
     for (one_device, _), (spread, _), (read, _) in rows:
         table += [(one_device, base_write), (spread, base_write), (read, base_read)]
     for result, base in table:
         share = f"{100 * result.rps / base.rps:.0f}%" if base.rps else "-"
         print(
-            f"{result.name:42} {result.rps:8.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f}"
+            f"{result.name:44} {result.rps:8.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f}"
             f" {result.errors:7d} {share:>8}"
         )
     one, two = rows[1], rows[2]

@@ -54,15 +54,23 @@ class AppMetrics:
             labels,
             registry=self.registry,
         )
+        # The labelled children per (route, method, status), looked up once: ``labels()``
+        # takes a lock and builds a key on every call, a visible cost on every request.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.core_collector = CoreCollector(core)
         self.registry.register(self.core_collector)
         ProcessCollector(registry=self.registry)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request."""
-        labels = (route, method if method in KNOWN_METHODS else "other", str(status))
-        self.requests.labels(*labels).inc()
-        self.durations.labels(*labels).observe(seconds)
+        key = (route, method if method in KNOWN_METHODS else "other", status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (key[0], key[1], str(status))
+            children = (self.requests.labels(*labels), self.durations.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def exposition(self) -> bytes:
         """The text format of every metric, gauges read fresh from the database."""
