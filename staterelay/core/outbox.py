@@ -23,15 +23,22 @@ class OutboxService:
         """Lease due rows to ``owner``."""
         return await self._store.claim_outbox(owner, self._clock(), lease_seconds, limit)
 
-    async def record(self, outcomes: Sequence[DeliveryOutcome]) -> None:
-        """Store delivery results and announce the activity rows they add."""
-        await self._store.record_deliveries(outcomes, self._clock())
+    async def renew(self, owner: str, ids: Sequence[int], *, lease_seconds: float) -> set[int]:
+        """Extend ``owner``'s leases on ``ids`` by ``lease_seconds`` from now; returns the ids
+        it still holds (the others were recorded meanwhile or taken by another owner)."""
+        return await self._store.renew_outbox_leases(owner, ids, self._clock() + lease_seconds)
+
+    async def record(self, outcomes: Sequence[DeliveryOutcome], *, owner: str) -> set[int]:
+        """Store the results of rows ``owner`` still holds and announce the activity rows
+        they add; returns the ids recorded (a row whose lease was lost is left alone)."""
+        recorded = await self._store.record_deliveries(outcomes, self._clock(), owner=owner)
         by_tenant: dict[str, int] = {}
         for outcome in outcomes:
-            if outcome.activity is not None:
+            if outcome.activity is not None and outcome.item.id in recorded:
                 by_tenant[outcome.item.tenant_id] = by_tenant.get(outcome.item.tenant_id, 0) + 1
         for tenant_id in by_tenant:
             self._bus.publish(ActivityRecorded(tenant_id=tenant_id))
+        return recorded
 
     async def release(self, owner: str | None) -> int:
         """Free leases of ``owner`` (or all)."""

@@ -6,6 +6,12 @@ One loop claims rows with a lease, a task per row delivers it (at most
 held in a database transaction while they are sent; a process that dies leaves leases that
 expire (or, on single-process SQLite, are released when the next process starts), so every
 row is delivered at least once.
+
+While rows are claimed and not yet recorded (queued behind a slow destination, being sent,
+or waiting for the recorder) a renewer extends their leases every third of the lease, so
+another replica does not claim and send them too. A row whose lease was lost anyway (this
+process stalled, or the database was unreachable) is not sent here, and a late result for
+it is not recorded over the new owner's (the store writes only rows still leased to us).
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ _LOGGER = logging.getLogger(__name__)
 MIN_IDLE: Final = 0.05
 RECORD_BATCH: Final = 200
 DB_BUDGET: Final = 5.0
+RENEW_EVERY: Final = 1 / 3
+"""Leases are renewed every this fraction of ``lease_seconds``."""
+SEND_MARGIN: Final = 1 / 6
+"""A row is sent only while at least this fraction of ``lease_seconds`` of its lease is left."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,17 @@ class _Lane:
         self.trip_error: str | None = None
 
 
+class _Hold:
+    """A row claimed and not yet recorded: its lease end (core clock) as far as we know."""
+
+    __slots__ = ("done", "lease_until", "lost")
+
+    def __init__(self, lease_until: float) -> None:
+        self.lease_until = lease_until
+        self.lost = False  # another owner took the row: it must not be sent here
+        self.done = False  # attempted; its outcome waits for the recorder
+
+
 class Dispatcher:
     """Deliver the outbox through pluggable sinks, retrying with backoff until delivered or dead."""
 
@@ -89,11 +110,12 @@ class Dispatcher:
         self._config = config
         self._wakeup = asyncio.Event()
         self._outcomes: asyncio.Queue[DeliveryOutcome] = asyncio.Queue()
-        self._claimed: set[int] = set()
+        self._claimed: dict[int, _Hold] = {}
         self._deliveries: set[asyncio.Task[None]] = set()
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
@@ -115,6 +137,7 @@ class Dispatcher:
             if released:
                 _LOGGER.info("released %d outbox leases left by a previous process", released)
         self._recorder_task = asyncio.create_task(self._record_loop(), name="outbox-recorder")
+        self._renew_task = asyncio.create_task(self._renew_loop(), name="outbox-lease-renewer")
         self._loop_task = asyncio.create_task(self._claim_loop(), name="outbox-dispatcher")
 
     def wake(self) -> None:
@@ -143,6 +166,8 @@ class Dispatcher:
             _LOGGER.warning("shutdown: %d delivery results not recorded", self._outcomes.qsize())
         if self._recorder_task is not None:
             await _finish(self._recorder_task, 0.0)
+        if self._renew_task is not None:
+            await _finish(self._renew_task, 0.0)
         try:
             await asyncio.wait_for(self._core.outbox.release(self._config.owner), DB_BUDGET)
         except Exception:
@@ -170,15 +195,18 @@ class Dispatcher:
     async def _claim_batch(self) -> bool:
         """Claim and start what is due; True when the batch was full (more may be due)."""
         limit = min(self._config.batch_size, self._config.max_in_flight - len(self._claimed))
+        lease_until = self._core.clock() + self._config.lease_seconds
         items = await self._core.outbox.claim(
             self._config.owner, lease_seconds=self._config.lease_seconds, limit=limit
         )
         if self._stopping:
             return False  # stop() releases these leases
         for item in items:
-            if item.id in self._claimed:
+            previous = self._claimed.get(item.id)
+            hold = self._claimed[item.id] = _Hold(lease_until)
+            if previous is not None:
+                hold.done = previous.done
                 continue  # its lease ran out while it waited; the claim just renewed it
-            self._claimed.add(item.id)
             task = asyncio.create_task(self._deliver(item), name=f"deliver-{item.id}")
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
@@ -190,20 +218,70 @@ class Dispatcher:
             return self._config.poll_seconds
         return min(self._config.poll_seconds, max(MIN_IDLE, due - self._core.clock()))
 
+    # renewing leases --------------------------------------------------------------------------
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.lease_seconds * RENEW_EVERY)
+            if self._claimed:
+                try:
+                    await self._renew()
+                except Exception:
+                    _LOGGER.exception("renewing outbox leases failed")
+
+    async def _renew(self) -> None:
+        """Extend the leases of every row held; mark the ones another owner took as lost."""
+        held = dict(self._claimed)
+        lease_until = self._core.clock() + self._config.lease_seconds
+        kept = await self._core.outbox.renew(
+            self._config.owner, list(held), lease_seconds=self._config.lease_seconds
+        )
+        lost = 0
+        for row_id, hold in held.items():
+            if self._claimed.get(row_id) is not hold or hold.done:
+                continue  # recorded or claimed again meanwhile, or already attempted
+            if row_id in kept:
+                hold.lease_until = max(hold.lease_until, lease_until)
+            elif not hold.lost:
+                hold.lost = True
+                lost += 1
+        if lost:
+            _LOGGER.warning(
+                "%d outbox rows were taken by another deliverer after their leases ran out;"
+                " they are left to it",
+                lost,
+            )
+
+    def _holds(self, item: OutboxItem) -> bool:
+        """True while this dispatcher may still send ``item``: its lease is ours, with time left."""
+        hold = self._claimed.get(item.id)
+        if hold is None or hold.lost:
+            return False
+        margin = self._config.lease_seconds * SEND_MARGIN
+        return hold.lease_until - margin > self._core.clock()
+
     # delivering -------------------------------------------------------------------------------
     async def _deliver(self, item: OutboxItem) -> None:
         try:
             outcome = await self._attempt(item)
         except asyncio.CancelledError:
-            self._claimed.discard(item.id)
+            self._claimed.pop(item.id, None)
             raise
         except Exception:
             _LOGGER.exception("delivering outbox row %d failed", item.id)
-            self._claimed.discard(item.id)
+            self._claimed.pop(item.id, None)
             return
+        if outcome is None:
+            # Not sent: the lease is lost (or about to be); the row is left to whoever holds it.
+            _LOGGER.info("outbox row %d not sent: its lease is no longer held", item.id)
+            self._claimed.pop(item.id, None)
+            self.wake()
+            return
+        hold = self._claimed.get(item.id)
+        if hold is not None:
+            hold.done = True
         self._outcomes.put_nowait(outcome)
 
-    async def _attempt(self, item: OutboxItem) -> DeliveryOutcome:
+    async def _attempt(self, item: OutboxItem) -> DeliveryOutcome | None:
         sink = self._sinks.get(item.sink)
         started = time.perf_counter()
         if sink is None:
@@ -217,11 +295,15 @@ class Dispatcher:
                 permanent=True,
             )
         else:
-            result, started = await self._send(sink, item)
+            sent = await self._send(sink, item)
+            if sent is None:
+                return None
+            result, started = sent
         duration_ms = (time.perf_counter() - started) * 1000.0
         return self._outcome(item, result, duration_ms)
 
-    async def _send(self, sink: Sink, item: OutboxItem) -> tuple[SinkResult, float]:
+    async def _send(self, sink: Sink, item: OutboxItem) -> tuple[SinkResult, float] | None:
+        """Send ``item`` in its lane; None when its lease was lost while it waited there."""
         key = (item.sink, item.destination)
         lane = self._lanes.get(key)
         if lane is None:
@@ -229,6 +311,8 @@ class Dispatcher:
         lane.users += 1
         try:
             async with lane.semaphore:
+                if not self._holds(item):
+                    return None
                 started = time.perf_counter()
                 if lane.tripped_until > time.monotonic():
                     # The same destination just failed to answer; rows queued behind that
@@ -338,13 +422,14 @@ class Dispatcher:
                 await self._record(batch)
             finally:
                 for outcome in batch:
-                    self._claimed.discard(outcome.item.id)
+                    self._claimed.pop(outcome.item.id, None)
                     self._outcomes.task_done()
                 self.wake()
 
     async def _record(self, batch: list[DeliveryOutcome]) -> None:
         try:
-            await self._core.outbox.record(batch)
+            recorded = await self._core.outbox.record(batch, owner=self._config.owner)
+            _report_lost(batch, recorded)
             return
         except Exception:
             if len(batch) == 1:
@@ -358,9 +443,21 @@ class Dispatcher:
         for outcome in batch:
             # A row that cannot be recorded stays leased and is sent again after the lease.
             try:
-                await self._core.outbox.record([outcome])
+                recorded = await self._core.outbox.record([outcome], owner=self._config.owner)
+                _report_lost([outcome], recorded)
             except Exception:
                 _LOGGER.exception("recording the delivery of outbox row %d failed", outcome.item.id)
+
+
+def _report_lost(batch: list[DeliveryOutcome], recorded: set[int]) -> None:
+    lost = [outcome.item.id for outcome in batch if outcome.item.id not in recorded]
+    if lost:
+        _LOGGER.warning(
+            "%d delivery results not recorded: another deliverer took rows %s after their"
+            " leases ran out",
+            len(lost),
+            ", ".join(map(str, lost[:10])),
+        )
 
 
 def _device_name(payload: Mapping[str, Any]) -> str | None:

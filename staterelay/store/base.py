@@ -185,8 +185,26 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
     ) -> Sequence[OutboxItem]:
         """Cross-tenant: lease up to ``limit`` due rows to ``owner``; no row goes to two owners."""
 
-    async def record_deliveries(self, outcomes: Sequence[DeliveryOutcome], now: float) -> None:
-        """Write the results of delivery attempts (status, retry time, history, activity)."""
+    async def renew_outbox_leases(
+        self, owner: str, ids: Sequence[int], lease_until: float
+    ) -> set[int]:
+        """Cross-tenant: extend ``owner``'s leases on ``ids`` to ``lease_until``.
+
+        Only rows still pending and leased to ``owner`` are renewed; returns their ids (a
+        row missing was recorded meanwhile, or its lease ran out and another owner took it).
+        """
+
+    async def record_deliveries(
+        self, outcomes: Sequence[DeliveryOutcome], now: float, *, owner: str
+    ) -> set[int]:
+        """Write the results of delivery attempts (status, retry time, history, activity).
+
+        Only rows still leased to ``owner`` are written: a late result from an owner that
+        lost its lease (the row is another owner's, or was released or recorded meanwhile)
+        writes nothing, so it never overwrites the new owner's. A row deleted meanwhile (its
+        destination was removed) still gets its history and activity. Returns the ids of the
+        outcomes written.
+        """
 
     async def release_leases(self, owner: str | None) -> int:
         """Free the leases of one owner (or all, for a single-process engine at start)."""

@@ -1,9 +1,10 @@
 """The outbox on PostgreSQL: writing rows inside a change, and leasing them across replicas.
 
 Claiming is one ``sr_claim_outbox`` call: ``FOR UPDATE SKIP LOCKED`` hands each due row to
-one replica, which holds it by lease (``lease_owner``, ``lease_until``) while it sends. A
-replica that dies keeps its rows only until the lease runs out; then another claims them.
-Results are written back under each row's own tenant.
+one replica, which holds it by lease (``lease_owner``, ``lease_until``) while it sends and
+renews the lease (``sr_renew_outbox_leases``) while the row waits. A replica that dies keeps
+its rows only until the lease runs out; then another claims them. Results are written back
+under each row's own tenant, and only while the writer still holds the row's lease.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text
+from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
 from staterelay.store.records import (
     DeliveryOutcome,
     NewActivity,
@@ -127,16 +128,34 @@ class PostgresOutbox:
             )
         return sorted((outbox_item(row) for row in rows), key=lambda item: item.id)
 
-    async def record_deliveries(self, outcomes: Sequence[DeliveryOutcome], now: float) -> None:
-        """Write delivery results, each under its row's tenant, in one transaction."""
+    async def renew_outbox_leases(
+        self, owner: str, ids: Sequence[int], lease_until: float
+    ) -> set[int]:
+        """Extend the leases ``owner`` still holds, across tenants; returns their ids."""
+        if not ids:
+            return set()
+        async with self.engine.instance() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM sr_renew_outbox_leases($1, $2, $3)", owner, list(ids), lease_until
+            )
+        return {int(row[0]) for row in rows}
+
+    async def record_deliveries(
+        self, outcomes: Sequence[DeliveryOutcome], now: float, *, owner: str
+    ) -> set[int]:
+        """Write the results of rows still leased to ``owner``, each under its row's tenant,
+        in one transaction; returns the ids written."""
         if not outcomes:
-            return
+            return set()
+        recorded: set[int] = set()
         ordered = sorted(outcomes, key=lambda outcome: outcome.item.tenant_id)
         async with self.engine.instance() as conn:
             for tenant_id, group in groupby(ordered, key=lambda outcome: outcome.item.tenant_id):
                 await bind_tenant(conn, tenant_id)
                 for outcome in group:
-                    await _record(conn, outcome, now)
+                    if await _record(conn, outcome, now, owner):
+                        recorded.add(outcome.item.id)
+        return recorded
 
     async def release_leases(self, owner: str | None) -> int:
         """Free one owner's leases; with None only leases that ran out (others are alive)."""
@@ -161,7 +180,12 @@ class PostgresOutbox:
         )
 
 
-async def _record(conn: Connection, outcome: DeliveryOutcome, now: float) -> None:
+async def _record(conn: Connection, outcome: DeliveryOutcome, now: float, owner: str) -> bool:
+    """Write one result unless another owner holds the row now; False when one does.
+
+    A row deleted meanwhile (its webhook was disabled or removed) still gets its history and
+    activity: the attempt happened and nobody else will report it.
+    """
     item = outcome.item
     if outcome.delivered:
         status = "delivered"
@@ -170,16 +194,20 @@ async def _record(conn: Connection, outcome: DeliveryOutcome, now: float) -> Non
     else:
         status = "pending"
     error = clean_text(outcome.error)
-    await conn.execute(
+    updated = await conn.execute(
         "UPDATE outbox SET status = $1, attempts = attempts + 1,"
         " next_attempt_at = coalesce($2, next_attempt_at), lease_owner = NULL,"
-        " lease_until = NULL, last_error = $3, finished_at = $4 WHERE id = $5",
+        " lease_until = NULL, last_error = $3, finished_at = $4"
+        " WHERE id = $5 AND lease_owner = $6",
         status,
         outcome.next_attempt_at,
         error,
         None if status == "pending" else now,
         item.id,
+        owner,
     )
+    if not rowcount(updated) and await conn.fetchval("SELECT 1 FROM outbox WHERE id = $1", item.id):
+        return False  # the lease was lost: the row's new owner records it
     if item.sink == "webhook":
         # History only for a webhook that still exists (it may have been deleted meanwhile).
         await conn.execute(
@@ -199,3 +227,4 @@ async def _record(conn: Connection, outcome: DeliveryOutcome, now: float) -> Non
         )
     if outcome.activity is not None:
         await insert_activity_row(conn, item.tenant_id, outcome.activity, now)
+    return True

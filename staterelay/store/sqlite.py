@@ -615,12 +615,33 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
 
         return await self.engine.write(write)
 
-    async def record_deliveries(self, outcomes: Sequence[DeliveryOutcome], now: float) -> None:
-        """Write delivery results."""
-        if not outcomes:
-            return
+    async def renew_outbox_leases(
+        self, owner: str, ids: Sequence[int], lease_until: float
+    ) -> set[int]:
+        """Extend the leases ``owner`` still holds; returns their ids."""
+        if not ids:
+            return set()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> set[int]:
+            rows = conn.execute(
+                "UPDATE outbox SET lease_until = ?"
+                " WHERE id IN (SELECT value FROM json_each(?))"
+                " AND status = 'pending' AND lease_owner = ? RETURNING id",
+                (lease_until, json.dumps(list(ids)), owner),
+            ).fetchall()
+            return {int(row[0]) for row in rows}
+
+        return await self.engine.write(write)
+
+    async def record_deliveries(
+        self, outcomes: Sequence[DeliveryOutcome], now: float, *, owner: str
+    ) -> set[int]:
+        """Write delivery results of rows still leased to ``owner``; returns their ids."""
+        if not outcomes:
+            return set()
+
+        def write(conn: sqlite3.Connection) -> set[int]:
+            recorded: set[int] = set()
             for outcome in outcomes:
                 item = outcome.item
                 if outcome.delivered:
@@ -629,18 +650,26 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                     status = "dead"
                 else:
                     status = "pending"
-                conn.execute(
+                updated = conn.execute(
                     "UPDATE outbox SET status = ?, attempts = attempts + 1,"
                     " next_attempt_at = coalesce(?, next_attempt_at), lease_owner = NULL,"
-                    " lease_until = NULL, last_error = ?, finished_at = ? WHERE id = ?",
+                    " lease_until = NULL, last_error = ?, finished_at = ?"
+                    " WHERE id = ? AND lease_owner = ?",
                     (
                         status,
                         outcome.next_attempt_at,
                         outcome.error,
                         None if status == "pending" else now,
                         item.id,
+                        owner,
                     ),
-                )
+                ).rowcount
+                if (
+                    not updated
+                    and conn.execute("SELECT 1 FROM outbox WHERE id = ?", (item.id,)).fetchone()
+                ):
+                    continue  # the lease was lost: the row's new owner records it
+                recorded.add(item.id)
                 if item.sink == "webhook":
                     exists = conn.execute(
                         "SELECT 1 FROM webhooks WHERE tenant_id = ? AND id = ?",
@@ -665,8 +694,9 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                         )
                 if outcome.activity is not None:
                     _insert_activity(conn, item.tenant_id, outcome.activity, now)
+            return recorded
 
-        await self.engine.write(write)
+        return await self.engine.write(write)
 
     async def release_leases(self, owner: str | None) -> int:
         """Free leases."""

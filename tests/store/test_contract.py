@@ -17,6 +17,7 @@ from staterelay.store.records import (
     DeviceChange,
     NewActivity,
     NewOutboxEvent,
+    OutboxItem,
     PropertyState,
     Tenant,
     User,
@@ -288,6 +289,7 @@ async def test_record_deliveries_retry_dead_and_history(store: Store) -> None:
             ),
         ],
         now,
+        owner="w",
     )
     stats = await store.outbox_stats()
     assert stats.pending == 1
@@ -309,12 +311,101 @@ async def test_record_deliveries_retry_dead_and_history(store: Store) -> None:
             )
         ],
         now,
+        owner="w",
     )
     stats = await store.outbox_stats()
     assert (stats.pending, stats.dead) == (0, 1)
     history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10)
     assert sorted(h.status_code or 0 for h in history) == [0, 200, 500]
     assert [e.kind for e in await store.list_activity(a.id, limit=10)] == ["delivery"]
+
+
+def attempt(item: OutboxItem, *, delivered: bool, status_code: int | None) -> DeliveryOutcome:
+    """One attempt's outcome: delivered, or a retry due in 100 s; with an activity row."""
+    return DeliveryOutcome(
+        item,
+        delivered=delivered,
+        dead=False,
+        next_attempt_at=None if delivered else item.created_at + 100,
+        status_code=status_code,
+        error=None if delivered else f"HTTP {status_code}",
+        duration_ms=1.0,
+        activity=NewActivity(kind="delivery", source="system", actor=None, detail={}),
+    )
+
+
+async def test_renew_outbox_leases_extends_only_the_owners_pending_rows(store: Store) -> None:
+    """Renewal extends the owner's pending rows; others' leases and finished rows stay as they
+    are, and the ids it returns are the rows the owner still holds."""
+    a, _ = await tenant_with_user(store, "a")
+    await store.create_webhook(hook(a.id, "whk"))
+    event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
+    assert await store.enqueue_events(a.id, [event] * 4) == 4
+    now = time.time()
+    one, two = await store.claim_outbox("w1", now, 30, 2)
+    [three] = await store.claim_outbox("w2", now, 30, 1)
+    [four] = await store.claim_outbox("w4", now, 30, 1)
+    assert await store.release_leases("w4") == 1  # four is pending and leased to no one
+    assert await store.record_deliveries(
+        [attempt(two, delivered=True, status_code=200)], now, owner="w1"
+    ) == {two.id}
+    ids = [one.id, two.id, three.id, four.id]
+    assert await store.renew_outbox_leases("w1", ids, now + 300) == {one.id}
+    assert await store.renew_outbox_leases("w1", [], now + 300) == set()
+    # At now + 31 the original leases are over: w1's renewed row is still held; w2's row (not
+    # renewed by w1) and the free row are claimable; the delivered row stays delivered.
+    taken = await store.claim_outbox("w3", now + 31, 30, 10)
+    assert sorted(item.id for item in taken) == sorted([three.id, four.id])
+    assert await store.renew_outbox_leases("w2", [three.id], now + 300) == set()
+    assert await store.renew_outbox_leases("w1", [one.id], now + 600) == {one.id}
+    assert await store.release_leases("w3") == 2
+    assert {item.id for item in await store.claim_outbox("w3", now + 301, 30, 10)} == {
+        three.id,
+        four.id,
+    }
+    assert await store.release_leases("w3") == 2
+    assert [item.id for item in await store.claim_outbox("w3", now + 601, 30, 1)] == [one.id]
+    stats = await store.outbox_stats()
+    assert (stats.pending, stats.dead) == (3, 0)
+
+
+async def test_record_deliveries_writes_only_rows_the_owner_still_holds(store: Store) -> None:
+    """A late result from an owner whose lease ran out and was taken does not overwrite the
+    new owner's row, adds no history or activity, and does not free the new owner's lease."""
+    a, _ = await tenant_with_user(store, "a")
+    await store.create_webhook(hook(a.id, "whk"))
+    event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
+    await store.enqueue_events(a.id, [event])
+    now = time.time()
+    [mine] = await store.claim_outbox("w1", now, 30, 10)
+    [theirs] = await store.claim_outbox("w2", now + 31, 30, 10)  # w1's lease ran out
+    assert theirs.id == mine.id
+    late = attempt(mine, delivered=True, status_code=200)
+    assert await store.record_deliveries([late], now + 32, owner="w1") == set()
+    stats = await store.outbox_stats()
+    assert (stats.pending, stats.dead) == (1, 0)
+    assert await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10) == []
+    assert [e.kind for e in await store.list_activity(a.id, limit=10)] == []
+    assert await store.claim_outbox("w3", now + 33, 30, 10) == []  # still w2's
+    retry = attempt(theirs, delivered=False, status_code=500)
+    assert await store.record_deliveries([retry], now + 34, owner="w2") == {theirs.id}
+    history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10)
+    assert [h.status_code for h in history] == [500]
+    assert [e.kind for e in await store.list_activity(a.id, limit=10)] == ["delivery"]
+    # Once recorded the row is no one's: a replayed result of either owner changes nothing.
+    assert await store.record_deliveries([late], now + 35, owner="w1") == set()
+    assert await store.record_deliveries([retry], now + 35, owner="w2") == set()
+    [again] = await store.claim_outbox("w3", now + 200, 30, 10)
+    assert again.attempts == 1
+    # A row deleted while it was sent (its webhook was switched off) is no one's either, but
+    # the attempt still goes into the history and the activity.
+    await store.update_webhook(a.id, "whk", lambda w: dataclasses.replace(w, enabled=False))
+    assert (await store.outbox_stats()).pending == 0
+    gone = attempt(again, delivered=False, status_code=410)
+    assert await store.record_deliveries([gone], now + 201, owner="w3") == {again.id}
+    history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10)
+    assert [h.status_code for h in history] == [410, 500]
+    assert [e.kind for e in await store.list_activity(a.id, limit=10)] == ["delivery"] * 2
 
 
 async def test_webhook_delete_drops_pending_rows_and_isolation(store: Store) -> None:

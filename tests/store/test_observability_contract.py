@@ -56,6 +56,7 @@ async def test_outbox_stats_age_is_the_oldest_pending_row(store: Store) -> None:
             ),
         ],
         now,
+        owner="w",
     )
     stats = await store.outbox_stats()
     assert (stats.pending, stats.dead) == (1, 1)
