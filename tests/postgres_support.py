@@ -17,6 +17,8 @@ from functools import cache
 import asyncpg
 import pytest
 
+from staterelay.store import open_store
+
 HOST, PORT = "127.0.0.1", 5432
 ADMIN_URL = f"postgresql://postgres@{HOST}:{PORT}/postgres"
 OWNER_ROLE = "staterelay_owner"
@@ -90,3 +92,13 @@ async def fresh_database() -> AsyncIterator[ScratchDatabase]:
             await admin.execute(f"DROP DATABASE {database.name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def migrated_database() -> AsyncIterator[ScratchDatabase]:
+    """A fresh database migrated once by its owner, as ``staterelay db migrate`` would."""
+    async with fresh_database() as fresh:
+        store = open_store(fresh.app_url, migrate_url=fresh.owner_url)
+        await store.open()
+        await store.close()
+        yield fresh

@@ -50,28 +50,34 @@ class ServerProcess:
         """Base URL on loopback."""
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """The command line that runs this server."""
+        return [
+            sys.executable,
+            "-m",
+            "staterelay",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+
     async def start(self, timeout: float = 20.0) -> None:
         """Start and wait until /readyz answers 200."""
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "staterelay",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            self.command(), env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Poll /readyz until it answers 200; fail with the exit report if the process ends."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise AssertionError(f"server exited: {self.stderr()}")
+                    raise AssertionError(f"server exited: {self.exit_report()}")
                 try:
                     async with session.get(f"{self.url}/readyz") as response:
                         if response.status == 200:
@@ -80,6 +86,10 @@ class ServerProcess:
                     pass
                 await asyncio.sleep(0.05)
         raise AssertionError("server did not become ready")
+
+    def exit_report(self) -> str:
+        """What the process said before it exited."""
+        return self.stderr()
 
     def stderr(self) -> str:
         """What the process wrote to stderr (after it exited)."""
@@ -171,33 +181,13 @@ class LoggedServerProcess(ServerProcess):
         """Start with stderr appended to ``log_path`` and wait until /readyz answers 200."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "staterelay",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--data-dir",
-                    str(self.data_dir),
-                ],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
+                self.command(), env=self.env, stdout=subprocess.DEVNULL, stderr=log
             )
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"server exited: {self.log_text()[-2000:]}")
-                try:
-                    async with session.get(f"{self.url}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("server did not become ready")
+        await self.wait_ready(timeout)
+
+    def exit_report(self) -> str:
+        """The end of the log file."""
+        return self.log_text()[-2000:]
 
     def log_text(self) -> str:
         """Everything the process wrote to stderr so far."""

@@ -24,7 +24,7 @@ from staterelay.server import create_app
 from staterelay.settings import DatabaseSettings, Settings, WebhookSettings, load_settings
 from staterelay.store import open_store
 from tests.conftest import make_account
-from tests.postgres_support import ScratchDatabase, fresh_database
+from tests.postgres_support import ScratchDatabase, fresh_database, migrated_database
 from tests.processes import run_cli
 
 API = "/api/v1"
@@ -33,10 +33,7 @@ API = "/api/v1"
 @pytest.fixture
 async def database() -> AsyncIterator[ScratchDatabase]:
     """A fresh database, migrated once by its owner (``staterelay db migrate`` would do)."""
-    async with fresh_database() as fresh:
-        store = open_store(fresh.app_url, migrate_url=fresh.owner_url)
-        await store.open()
-        await store.close()
+    async with migrated_database() as fresh:
         yield fresh
 
 

@@ -7,8 +7,6 @@ as resolvers, so the API, Alexa and IFTTT all authenticate the same way.
 from __future__ import annotations
 
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
 from staterelay.core.clock import Clock
@@ -17,6 +15,7 @@ from staterelay.core.device_types import has_control_characters, require_text
 from staterelay.core.devices import require_account_access
 from staterelay.core.ids import new_id
 from staterelay.core.models import SCOPES, Principal
+from staterelay.core.recent import RecentCache
 from staterelay.core.request_tenant import note_tenant
 from staterelay.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
 from staterelay.store.base import Store
@@ -38,48 +37,10 @@ def scopes_for(scope: object) -> tuple[str, ...]:
     return ("read", "write") if scope == "write" else ("read",)
 
 
-class RecentKeys:
-    """API keys verified in the last ``KEY_CACHE_SECONDS``, by digest.
-
-    A busy script authenticates hundreds of times a second with one key; remembering the
-    answer briefly spares the database. Revoking through this process forgets the key at
-    once; a revocation by another process (the CLI, another replica) takes effect within
-    ``KEY_CACHE_SECONDS``. Unknown tokens are never remembered.
-    """
-
-    def __init__(
-        self,
-        ttl: float = KEY_CACHE_SECONDS,
-        capacity: int = 4096,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._ttl = ttl
-        self._monotonic = monotonic
-        self._capacity = capacity
-        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-
-    def get(self, digest: str) -> Principal | None:
-        """The principal of a recently verified key, or None."""
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if self._monotonic() >= entry[1]:
-            del self._entries[digest]
-            return None
-        return entry[0]
-
-    def put(self, digest: str, principal: Principal) -> None:
-        """Remember a verified key."""
-        self._entries[digest] = (principal, self._monotonic() + self._ttl)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-    def forget(self, key_id: str) -> None:
-        """Drop a key (it was revoked)."""
-        for digest, (principal, _) in list(self._entries.items()):
-            if principal.credential_id == key_id:
-                del self._entries[digest]
+def recent_keys(ttl: float = KEY_CACHE_SECONDS) -> RecentCache[Principal]:
+    """The memory of API keys verified moments ago (see ``RecentCache``); unknown and
+    revoked keys are never remembered, and revoking through this process forgets at once."""
+    return RecentCache(ttl)
 
 
 class AuthService:
@@ -90,7 +51,7 @@ class AuthService:
         self._clock = clock
         self._resolvers: list[TokenResolver] = []
         self._last_used: dict[str, float] = {}
-        self._recent_keys = RecentKeys()
+        self._recent_keys = recent_keys()
         self._last_written: dict[str, float] = {}
 
     def add_resolver(self, resolver: TokenResolver) -> None:
@@ -105,6 +66,7 @@ class AuthService:
             digest = token_digest(token)
             principal = self._recent_keys.get(digest)
             if principal is None:
+                generation = self._recent_keys.generation
                 key = await self._store.find_api_key(digest)
                 if key is None or key.revoked_at is not None:
                     raise NotAuthenticated("the API key is unknown or revoked")
@@ -116,7 +78,7 @@ class AuthService:
                     credential_id=key.id,
                     device_ids=None if key.device_ids is None else frozenset(key.device_ids),
                 )
-                self._recent_keys.put(digest, principal)
+                self._recent_keys.put(digest, principal, generation)
             self._note_use(principal.credential_id)
             note_tenant(principal.tenant_id)
             return principal
@@ -234,4 +196,4 @@ class AuthService:
             principal.tenant_id, principal.user_id, key_id, self._clock()
         ):
             raise NotFound("no such API key")
-        self._recent_keys.forget(key_id)
+        self._recent_keys.forget_where(lambda known: known.credential_id == key_id)

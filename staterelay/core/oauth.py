@@ -12,9 +12,7 @@ import hmac
 import json
 import logging
 import secrets
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +29,7 @@ from staterelay.core.oauth_clients import (
     validate_redirect_uris,
     validate_scopes,
 )
+from staterelay.core.recent import RecentCache
 from staterelay.errors import CredentialExpired, InvalidInput, NotFound
 from staterelay.settings import OAuthClientSettings, OAuthSettings
 from staterelay.store.base import Store
@@ -90,53 +89,13 @@ class IssuedTokens:
         return rows
 
 
-class RecentTokens:
-    """Access tokens resolved in the last ``ACCESS_CACHE_SECONDS``, by digest.
-
-    Alexa sends the user's access token with every directive; remembering the answer
-    briefly spares a database read per directive. Like ``auth.RecentKeys``: any revocation
-    through this process forgets every entry at once; one made by another process (the CLI,
-    another replica) takes effect within ``ACCESS_CACHE_SECONDS``. Unknown and revoked
-    tokens are never remembered, and expiry is checked on every use.
-    """
-
-    def __init__(
-        self,
-        ttl: float = ACCESS_CACHE_SECONDS,
-        capacity: int = 4096,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._ttl = ttl
-        self._capacity = capacity
-        self._monotonic = monotonic
-        self._entries: OrderedDict[str, tuple[Principal, float | None, float]] = OrderedDict()
-        self.generation = 0  # bumped by ``clear``: a read older than that is not remembered
-
-    def get(self, digest: str) -> tuple[Principal, float | None] | None:
-        """The principal and expiry of a recently resolved token, or None."""
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if self._monotonic() >= entry[2]:
-            del self._entries[digest]
-            return None
-        return entry[0], entry[1]
-
-    def put(
-        self, digest: str, principal: Principal, expires_at: float | None, generation: int
-    ) -> None:
-        """Remember a token read while ``generation`` was current (else a revocation raced)."""
-        if generation != self.generation:
-            return
-        self._entries[digest] = (principal, expires_at, self._monotonic() + self._ttl)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        """Forget everything (a token or grant was revoked)."""
-        self._entries.clear()
-        self.generation += 1
+def recent_tokens(
+    ttl: float = ACCESS_CACHE_SECONDS,
+) -> RecentCache[tuple[Principal, float | None]]:
+    """The memory of access tokens resolved moments ago, with their expiry (checked on every
+    use). Alexa sends the user's token with every directive; any revocation through this
+    process forgets every entry at once (see ``RecentCache``)."""
+    return RecentCache(ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +126,7 @@ class OAuthService:
         self._last_used: dict[str, float] = {}
         self._last_written: dict[str, float] = {}
         self._successors_due: list[float] = []  # a heap of times kept pairs fall due
-        self._recent = RecentTokens()
+        self._recent = recent_tokens()
 
     # clients -------------------------------------------------------------------------------
     async def load_config_clients(self) -> int:
@@ -421,7 +380,7 @@ class OAuthService:
 
         None when the token is not an OAuth access token, unknown or revoked;
         ``CredentialExpired`` once it has expired. A token resolved moments ago is answered
-        from ``RecentTokens`` (see there for how revocation applies).
+        from ``recent_tokens`` (see there for how revocation applies).
         """
         if not token.startswith(ACCESS_PREFIX):
             return None
@@ -441,7 +400,7 @@ class OAuthService:
                 client_id=row.client_id,
             )
             expires_at = row.expires_at
-            self._recent.put(digest, principal, expires_at, generation)
+            self._recent.put(digest, (principal, expires_at), generation)
         else:
             principal, expires_at = recent
         now = self._clock()
@@ -536,5 +495,5 @@ __all__ = [
     "OAuthCode",
     "OAuthService",
     "OAuthToken",
-    "RecentTokens",
+    "recent_tokens",
 ]

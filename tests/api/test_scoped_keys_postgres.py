@@ -18,19 +18,15 @@ from aiohttp.test_utils import TestClient
 from staterelay.keys import CORE_KEY
 from staterelay.server import create_app
 from staterelay.settings import DatabaseSettings, Settings, load_settings
-from staterelay.store import open_store
 from tests.api.conftest import API, create_device
 from tests.conftest import make_account
-from tests.postgres_support import ScratchDatabase, fresh_database
+from tests.postgres_support import ScratchDatabase, migrated_database
 
 
 @pytest.fixture
 async def database() -> AsyncIterator[ScratchDatabase]:
     """A fresh database, migrated once by its owner."""
-    async with fresh_database() as fresh:
-        store = open_store(fresh.app_url, migrate_url=fresh.owner_url)
-        await store.open()
-        await store.close()
+    async with migrated_database() as fresh:
         yield fresh
 
 

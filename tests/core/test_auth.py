@@ -7,9 +7,10 @@ import time
 import pytest
 
 from staterelay.core import Core
-from staterelay.core.auth import RecentKeys
+from staterelay.core.auth import recent_keys
 from staterelay.core.crypto import token_digest
 from staterelay.core.models import Principal
+from staterelay.core.recent import RecentCache
 from staterelay.errors import NotAuthenticated
 from tests.conftest import Account
 
@@ -46,7 +47,7 @@ async def test_revocation_elsewhere_applies_within_the_cache_window(
         account.tenant_id, account.user_id, principal.credential_id, time.time()
     )
     assert await core.auth.authenticate(account.key) == principal  # still cached
-    core.auth._recent_keys = RecentKeys(ttl=0.0)
+    core.auth._recent_keys = recent_keys(ttl=0.0)
     with pytest.raises(NotAuthenticated):
         await core.auth.authenticate(account.key)
 
@@ -54,13 +55,21 @@ async def test_revocation_elsewhere_applies_within_the_cache_window(
 def test_recent_keys_expire_and_stay_bounded() -> None:
     """Entries expire after the TTL and the oldest are evicted past capacity."""
     now = [100.0]
-    cache = RecentKeys(ttl=2.0, capacity=2, monotonic=lambda: now[0])
+    cache: RecentCache[Principal] = RecentCache(2.0, capacity=2, monotonic=lambda: now[0])
     who = Principal("t", "u", frozenset({"read"}), "api_key", "k1")
-    cache.put("d1", who)
+    cache.put("d1", who, cache.generation)
     assert cache.get("d1") == who
     now[0] += 2.0
     assert cache.get("d1") is None
     for digest in ("a", "b", "c"):
-        cache.put(digest, who)
+        cache.put(digest, who, cache.generation)
     assert cache.get("a") is None
     assert cache.get("c") == who
+    other = Principal("t", "u", frozenset({"read"}), "api_key", "k2")
+    cache.put("b", other, cache.generation)
+    started = cache.generation
+    cache.forget_where(lambda known: known.credential_id == "k1")
+    assert cache.get("c") is None
+    assert cache.get("b") == other
+    cache.put("late", who, started)  # read before the revocation: not remembered
+    assert cache.get("late") is None

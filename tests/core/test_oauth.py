@@ -11,8 +11,9 @@ import pytest
 from staterelay.core import Core, CoreConfig, InProcessBus
 from staterelay.core.crypto import token_digest
 from staterelay.core.models import Principal
-from staterelay.core.oauth import IssuedTokens, NewCode, RecentTokens
+from staterelay.core.oauth import IssuedTokens, NewCode, recent_tokens
 from staterelay.core.oauth_clients import alexa_preset, ifttt_preset, issuer_url
+from staterelay.core.recent import RecentCache
 from staterelay.errors import CredentialExpired, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from staterelay.settings import OAuthClientSettings, OAuthSettings
 from staterelay.store import open_store
@@ -437,7 +438,7 @@ async def test_token_revocation_elsewhere_applies_within_the_cache_window(
     found = await core.auth.authenticate(tokens.access_token)
     await core.store.revoke_oauth_access_token(token_digest(tokens.access_token), START)
     assert await core.auth.authenticate(tokens.access_token) == found  # still remembered
-    core.oauth._recent = RecentTokens(ttl=0.0)
+    core.oauth._recent = recent_tokens(ttl=0.0)
     with pytest.raises(NotAuthenticated):
         await core.auth.authenticate(tokens.access_token)
 
@@ -446,20 +447,22 @@ def test_recent_tokens_expire_stay_bounded_and_skip_raced_reads() -> None:
     """Entries expire after the TTL, the oldest go past capacity, and a read that started
     before a revocation (``clear``) is not remembered after it."""
     now = [100.0]
-    cache = RecentTokens(ttl=2.0, capacity=2, monotonic=lambda: now[0])
+    cache: RecentCache[tuple[Principal, float | None]] = RecentCache(
+        2.0, capacity=2, monotonic=lambda: now[0]
+    )
     who = Principal("t", "u", frozenset({"read"}), "oauth", "grt_1")
-    cache.put("d1", who, 500.0, cache.generation)
+    cache.put("d1", (who, 500.0), cache.generation)
     assert cache.get("d1") == (who, 500.0)
     now[0] += 2.0
     assert cache.get("d1") is None
     for digest in ("d1", "d2", "d3"):
-        cache.put(digest, who, None, cache.generation)
+        cache.put(digest, (who, None), cache.generation)
     assert cache.get("d1") is None
     assert cache.get("d3") == (who, None)
     started = cache.generation
     cache.clear()
     assert cache.get("d3") is None
-    cache.put("d4", who, None, started)
+    cache.put("d4", (who, None), started)
     assert cache.get("d4") is None
 
 

@@ -14,7 +14,13 @@ from staterelay.store import open_store
 from staterelay.store.postgres import PostgresStore
 from staterelay.store.postgres_engine import MigrationError, PostgresEngine
 from staterelay.store.records import NewOutboxEvent, Tenant
-from tests.postgres_support import APP_ROLE, OWNER_ROLE, ScratchDatabase, fresh_database
+from tests.postgres_support import (
+    APP_ROLE,
+    OWNER_ROLE,
+    ScratchDatabase,
+    fresh_database,
+    migrated_database,
+)
 from tests.store.test_contract import NOW, created, hook, switch, tenant_with_user
 
 RLS_ERROR = "new row violates row-level security policy"
@@ -23,10 +29,7 @@ RLS_ERROR = "new row violates row-level security policy"
 @pytest.fixture
 async def database() -> AsyncIterator[ScratchDatabase]:
     """A fresh database, migrated by the owner with the app role granted."""
-    async with fresh_database() as fresh:
-        store = open_store(fresh.app_url, migrate_url=fresh.owner_url)
-        await store.open()
-        await store.close()
+    async with migrated_database() as fresh:
         yield fresh
 
 
