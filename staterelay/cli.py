@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import json
 import logging
 import os
@@ -256,6 +257,7 @@ def serve(
     except ValueError as exc:  # an unsupported database URL, a damaged secret key file
         raise CommandError(str(exc)) from None
     instance_lock = _lock_data_dir(settings)
+    app.on_startup.append(_freeze_startup_objects)
 
     def announce(*_banner: object) -> None:
         # aiohttp calls this once every site is bound; its own banner text is dropped.
@@ -284,6 +286,18 @@ def serve(
     finally:
         if instance_lock is not None:
             instance_lock.release()
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Exempt everything alive once the server has started from the cyclic GC.
+
+    Modules, templates, the app and its services live as long as the process, yet every
+    full collection walks them all: a pause of tens of milliseconds under load, which is
+    what the slowest requests waited for. Frozen, they are never scanned; what requests
+    allocate afterwards is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _lock_data_dir(settings: Settings) -> InstanceLock | None:

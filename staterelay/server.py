@@ -76,7 +76,8 @@ def create_app(
         middlewares=[
             _request_context,
             *([_strict_transport] if settings.public_url.startswith("https://") else []),
-            _host_filter(router),
+            # with one host for everything, every host may serve every path: no filter
+            *([_host_filter(router)] if router.split else []),
             _operations_errors,
             rate_limit_middleware(limiter, settings.limits),
             *web_middlewares(),
@@ -237,7 +238,8 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
     finally:
         close_slot(slot_token)
         seconds = time.perf_counter() - started
-        metrics = request.config_dict.get(METRICS_KEY)
+        # The root app (this middleware's): cheaper than building ``request.config_dict``.
+        metrics = request.app.get(METRICS_KEY)
         if metrics is not None:
             metrics.observe_request(route_label(request), request.method, status, seconds)
         if _ACCESS.isEnabledFor(logging.INFO):

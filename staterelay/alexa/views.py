@@ -44,8 +44,12 @@ SECRET_HEADER: Final = "X-StateRelay-Relay-Secret"
 REGION_HEADER: Final = "X-StateRelay-Lambda-Region"
 # The AWS regions Amazon serves each Alexa region from (one Lambda per region).
 LAMBDA_REGIONS: Final = {"us-east-1": "NA", "eu-west-1": "EU", "us-west-2": "FE"}
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":")).encode  # faster, when it is the same
+# Messages are trees built here, never cyclic: skipping the circular check saves its
+# bookkeeping on every answer.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+_ENCODE_ASCII = json.JSONEncoder(  # faster, when it is the same
+    separators=(",", ":"), check_circular=False
+).encode
 
 
 class SmartHomeView:

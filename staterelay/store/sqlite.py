@@ -299,9 +299,10 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         return await self.engine.write(write)
 
     async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
-        """One device."""
-        return await self.engine.read_statement(
-            lambda conn: _load_device(conn, tenant_id, device_id)
+        """One device (remembered while the database is unchanged: see ``read_cached``)."""
+        return await self.engine.read_cached(
+            ("device", tenant_id, device_id),
+            lambda conn: _load_device(conn, tenant_id, device_id),
         )
 
     async def list_devices(

@@ -216,47 +216,40 @@ def alexa_fan_out(
         or event.only_destination is not None
     ):
         return 0
+    # One statement for what the fan-out needs to know (it runs for every change): the
+    # active grants, the device's version and type (as this transaction left them), and
+    # per grant the untried row a state change may merge into.
     grants = conn.execute(
-        "SELECT id FROM alexa_grants WHERE tenant_id = ? AND status = 'active'", (tenant_id,)
+        "SELECT g.id, d.version, d.type, d.options, ("
+        "  SELECT o.id FROM outbox o WHERE o.sink = ? AND o.destination = g.id"
+        "  AND o.status = 'pending' AND o.device_id = ? AND o.event_type = 'state.changed'"
+        "  AND o.attempts = 0 AND o.lease_owner IS NULL LIMIT 1)"
+        " FROM alexa_grants g LEFT JOIN devices d ON d.tenant_id = g.tenant_id AND d.id = ?"
+        " WHERE g.tenant_id = ? AND g.status = 'active'",
+        (SINK, event.device_id, event.device_id, tenant_id),
     ).fetchall()
     if not grants:
         return 0
-    device = conn.execute(
-        "SELECT version, type, options FROM devices WHERE tenant_id = ? AND id = ?",
-        (tenant_id, event.device_id),
-    ).fetchone()
+    _, version, device_type, options, _ = grants[0]
     mergeable = (
         event.event_type == "state.changed"
-        and device is not None
-        and not is_routine_trigger(device[1], json.loads(device[2]), event.payload.get("property"))
+        and device_type is not None
+        and not is_routine_trigger(device_type, json.loads(options), event.payload.get("property"))
     )
     stamped = NewOutboxEvent(
         event_type=event.event_type,
         device_id=event.device_id,
-        payload={
-            **event.payload,
-            "at": now,
-            "device_version": None if device is None else device[0],
-        },
+        payload={**event.payload, "at": now, "device_version": version},
     )
     written = 0
-    for (grant_id,) in grants:
-        untried = (
-            conn.execute(
-                "SELECT id FROM outbox WHERE sink = ? AND destination = ? AND status = 'pending'"
-                " AND device_id = ? AND event_type = 'state.changed' AND attempts = 0"
-                " AND lease_owner IS NULL LIMIT 1",
-                (SINK, grant_id, event.device_id),
-            ).fetchone()
-            if mergeable
-            else None
-        )
+    for grant_id, _, _, _, untried_id in grants:
+        untried = untried_id if mergeable else None
         if untried is not None:
             # The row now stands for this change too: it is covered only once a report
             # has told Alexa this version.
             conn.execute(
                 "UPDATE outbox SET payload = json_set(payload, '$.device_version', ?) WHERE id = ?",
-                (stamped.payload["device_version"], untried[0]),
+                (version, untried),
             )
             continue
         insert_outbox_row(conn, tenant_id, SINK, grant_id, stamped, now)

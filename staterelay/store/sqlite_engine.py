@@ -20,11 +20,11 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from staterelay.store.records import PoolStats
 
@@ -34,6 +34,10 @@ T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 256
+# Answers ``read_cached`` keeps while the database is unchanged (forgotten all at once).
+READ_CACHE_MAX = 4096
+_DATA_VERSION = "PRAGMA data_version"
+_MISSING: Any = object()
 BUSY_TIMEOUT_MS = 5000
 # A reader only waits while a crashed writer's WAL is recovered; never block the loop long.
 READER_BUSY_TIMEOUT_MS = 200
@@ -131,6 +135,8 @@ class SQLiteEngine:
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._cache: dict[Hashable, Any] = {}
+        self._cache_version = -1
 
     async def open(self) -> None:
         """Create the file if needed, apply migrations and start the writer."""
@@ -154,6 +160,8 @@ class SQLiteEngine:
             await self._writer_task
             self._writer_task = None
         loop = asyncio.get_running_loop()
+        self._cache.clear()
+        self._cache_version = -1
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -194,6 +202,35 @@ class SQLiteEngine:
         if self._reader is None:
             raise RuntimeError("the database is not open")
         return fn(self._reader)
+
+    async def read_cached(self, key: Hashable, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Like ``read_statement``, answered from memory while the database is unchanged.
+
+        ``PRAGMA data_version`` on the reader changes whenever any other connection commits
+        (this process's writer, the CLI, another process), so an answer read at one data
+        version is exactly what ``fn`` would read again at that version. A hit costs that
+        one pragma instead of the statement and building its result. The version is read
+        before and after ``fn``: an answer that a commit may have raced is not kept.
+        Answers are shared: callers must treat them as immutable (records are frozen).
+        """
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("the database is not open")
+        version = reader.execute(_DATA_VERSION).fetchone()[0]
+        cache = self._cache
+        if version != self._cache_version:
+            cache.clear()
+            self._cache_version = version
+        else:
+            hit = cache.get(key, _MISSING)
+            if hit is not _MISSING:
+                return cast(T, hit)
+        value = fn(reader)
+        if reader.execute(_DATA_VERSION).fetchone()[0] == version:
+            if len(cache) >= READ_CACHE_MAX:
+                cache.clear()
+            cache[key] = value
+        return value
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction; returns after its ``COMMIT``."""
