@@ -256,8 +256,11 @@ class SQLiteEngine:
             assert self._write_pool is not None
             fns = [fn for fn, _ in batch]
             try:
-                # Taking the write lock may wait for another process: off the loop.
-                await loop.run_in_executor(self._write_pool, _begin, self._writer)
+                # Taking the write lock may wait for another process: try it here without
+                # waiting (almost always free, and it spares a round trip through the
+                # writer thread), and wait for it off the loop only when it is held.
+                if not _try_begin(self._writer):
+                    await loop.run_in_executor(self._write_pool, _begin, self._writer)
             except sqlite3.Error as exc:
                 outcomes: list[tuple[bool, Any]] = [(False, exc)] * len(fns)
             else:
@@ -287,6 +290,24 @@ def _read_in_snapshot(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Conne
 
 def _begin(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
+
+
+def _try_begin(conn: sqlite3.Connection) -> bool:
+    """``BEGIN IMMEDIATE`` if the write lock is free right now; False if another holds it.
+
+    The busy timeout is lifted for the attempt only, so it never waits; a held lock is
+    SQLITE_BUSY at once ("database is locked"), and ``_begin`` then waits for it.
+    """
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction or "locked" not in str(exc):
+            raise
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return True
 
 
 def _run_writes(conn: sqlite3.Connection, fns: list[WriteFn]) -> list[tuple[bool, Any]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +33,7 @@ from staterelay.store.ifttt_records import (
 )
 from staterelay.store.records import NewOutboxEvent
 from staterelay.store.sqlite_engine import SQLiteEngine
-from staterelay.store.sqlite_outbox import insert_outbox_row
+from staterelay.store.sqlite_outbox import insert_outbox_row, uuid4_hex
 
 BACKFILL_MAX = 100  # crossings a newly tracked threshold gets from recorded readings
 
@@ -278,7 +277,7 @@ def _record_event(
         return None
     device_id, kind, prop = entry.device_id, entry.kind, entry.property
     old_number, new_number = entry.old_number, entry.new_number
-    uid = uuid.uuid4().hex
+    uid = uuid4_hex()
     row = (
         tenant_id,
         device_id,

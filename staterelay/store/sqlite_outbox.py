@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-import uuid
 from collections.abc import Callable
 
 from staterelay.store.records import NewOutboxEvent
+
+# One encoder for every row: ``json.dumps`` with options builds a new encoder on each call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 FanOut = Callable[[sqlite3.Connection, str, NewOutboxEvent, float], int]
 """Writes the outbox rows one sink owes for an event, inside the change's transaction."""
 
 
+def uuid4_hex() -> str:
+    """``uuid.uuid4().hex``: the same 122 random bits and layout, in half the time.
+
+    Two are made for every change (its outbox row and its IFTTT timeline entry); building
+    a ``UUID`` object only to print it costs more than the randomness.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:12]}4{h[13:16]}{'89ab'[int(h[16], 16) & 3]}{h[17:]}"
+
+
 def new_event_id() -> str:
     """A fresh, globally unique message id (the ``webhook-id`` header, Alexa's messageId)."""
-    return "msg_" + uuid.uuid4().hex
+    return "msg_" + uuid4_hex()
 
 
 def insert_outbox_row(
@@ -39,7 +52,7 @@ def insert_outbox_row(
             new_event_id(),
             event.event_type,
             event.device_id,
-            json.dumps(dict(event.payload), separators=(",", ":"), sort_keys=True),
+            _ENCODE(dict(event.payload)),
             now if due_at is None else due_at,
             now,
         ),

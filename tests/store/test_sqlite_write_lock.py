@@ -1,0 +1,62 @@
+"""SQLite's writer takes the write lock on the loop when it is free, and waits when it is not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+from staterelay.store import open_store
+from staterelay.store.records import DeviceChange
+from staterelay.store.sqlite import SQLiteStore
+from staterelay.store.sqlite_engine import BUSY_TIMEOUT_MS, _try_begin, connect
+from tests.store.test_contract import NOW, created, switch, tenant_with_user
+
+
+def test_try_begin_never_waits_and_keeps_the_busy_timeout(tmp_path: Path) -> None:
+    """A held lock is refused at once; a free one is taken; the busy timeout is restored."""
+    path = tmp_path / "lock.db"
+    with (
+        contextlib.closing(connect(path, synchronous="FULL")) as ours,
+        contextlib.closing(connect(path, synchronous="FULL")) as other,
+    ):
+        ours.execute("CREATE TABLE t (x)")
+        other.execute("BEGIN IMMEDIATE")
+        assert _try_begin(ours) is False
+        assert not ours.in_transaction
+        assert ours.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
+        other.execute("COMMIT")
+        assert _try_begin(ours) is True
+        assert ours.in_transaction
+        assert ours.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
+        ours.execute("ROLLBACK")
+
+
+async def test_write_waits_for_another_process_holding_the_lock(tmp_path: Path) -> None:
+    """A change queued while another connection writes commits once that one is done."""
+    path = tmp_path / "store.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLiteStore)
+    await store.open()
+    try:
+        a, _ = await tenant_with_user(store, "a")
+        device = switch(a.id, "dev_a", "Lamp")
+        await store.create_device(device, created(device), ())
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            change = asyncio.ensure_future(
+                store.change_device(
+                    a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 5
+                )
+            )
+            await asyncio.sleep(0.1)
+            assert not change.done()  # waiting for the lock, off the loop
+            other.execute("COMMIT")
+            committed = await asyncio.wait_for(change, 5)
+        assert committed.after.properties["power"].value == "ON"
+        stored = await store.get_device(a.id, "dev_a")
+        assert stored is not None
+        assert stored.version == committed.after.version
+    finally:
+        await store.close()
