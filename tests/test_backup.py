@@ -34,8 +34,9 @@ from tests.processes import ServerProcess, run_cli
 
 LOOPBACK_HOOKS = {"STATERELAY_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true"}
 QUIET = {"STATERELAY_LOG_LEVEL": "warning"}
-# The busy-server test writes as fast as it can with one key, well past the default limit.
-UNLIMITED = {"STATERELAY_LIMITS_API_KEY_PER_MINUTE": "0"}
+# The busy-server test writes as fast as it can with one key from one address, well past
+# the default limits.
+UNLIMITED = {"STATERELAY_LIMITS_API_KEY_PER_MINUTE": "0", "STATERELAY_LIMITS_IP_PER_MINUTE": "0"}
 
 
 @pytest.fixture(autouse=True)
