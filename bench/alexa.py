@@ -31,14 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from linking import oauth_token  # bench/ is not a package: these sit beside this file
 from run import (
-    TOGGLE_LUA,
     Result,
     api,
     cli,
     free_port,
+    measure_baseline,
     ratio,
     run_wrk,
-    start_baseline,
     start_staterelay,
     stop,
     wait_ready,
@@ -203,21 +202,8 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     opts = {"duration": args.duration, "connections": args.connections}
 
-    base_proc, base_port, _ = start_baseline()
-    try:
-        time.sleep(1.0)
-        base_post = run_wrk(
-            "baseline POST json",
-            f"http://127.0.0.1:{base_port}/state",
-            headers={"Content-Type": "application/json"},
-            script=TOGGLE_LUA.replace('"PUT"', '"POST"'),
-            **opts,
-        )
-        base_get = run_wrk(
-            "baseline GET json", f"http://127.0.0.1:{base_port}/state", headers={}, **opts
-        )
-    finally:
-        stop(base_proc)
+    baseline = measure_baseline(args.duration, args.connections)
+    base_post, base_get = baseline.write, baseline.read
 
     gateway = Gateway()
     gateway.start()

@@ -43,7 +43,16 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # bench/ is not a package: run.py, next to this file, is imported by path.
-from run import TOGGLE_LUA, Result, api, free_port, run_wrk as wrk, start_baseline, stop, wait_ready
+from run import (
+    TOGGLE_LUA,
+    Result,
+    api,
+    free_port,
+    measure_baseline,
+    run_wrk as wrk,
+    stop,
+    wait_ready,
+)
 
 OWNER_ROLE = "staterelay_owner"
 APP_ROLE = "staterelay_app"
@@ -457,21 +466,8 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     opts = {"duration": args.duration, "connections": args.connections}
 
-    base_proc, base_port, _ = start_baseline()
-    try:
-        time.sleep(1.0)
-        base_write = wrk(
-            "baseline POST json",
-            f"http://127.0.0.1:{base_port}/state",
-            headers={"Content-Type": "application/json"},
-            script=TOGGLE_LUA.replace('"PUT"', '"POST"'),
-            **opts,
-        )
-        base_read = wrk(
-            "baseline GET json", f"http://127.0.0.1:{base_port}/state", headers={}, **opts
-        )
-    finally:
-        stop(base_proc)
+    baseline = measure_baseline(args.duration, args.connections)
+    base_write, base_read = baseline.write, baseline.read
 
     quiet = {
         **os.environ,

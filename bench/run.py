@@ -125,6 +125,36 @@ def start_baseline() -> tuple[subprocess.Popen[bytes], int, float]:
     return proc, port, ready - started
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The bare aiohttp app measured in this run: what every ratio is taken against."""
+
+    write: Result
+    read: Result
+    idle_rss_kib: int
+    ready_seconds: float
+
+
+def measure_baseline(duration: int, connections: int) -> Baseline:
+    """Start the bare aiohttp app, load it with POSTs and then GETs, and stop it."""
+    opts = {"duration": duration, "connections": connections}
+    proc, port, ready = start_baseline()
+    try:
+        time.sleep(1.0)
+        rss = rss_kib(proc.pid)
+        write = run_wrk(
+            "baseline POST json",
+            f"http://127.0.0.1:{port}/state",
+            headers={"Content-Type": "application/json"},
+            script=TOGGLE_LUA.replace('"PUT"', '"POST"'),
+            **opts,
+        )
+        read = run_wrk("baseline GET json", f"http://127.0.0.1:{port}/state", headers={}, **opts)
+    finally:
+        stop(proc)
+    return Baseline(write, read, rss, ready)
+
+
 def start_staterelay(data_dir: Path, durability: str) -> tuple[subprocess.Popen[bytes], int, float]:
     """Start ``staterelay serve`` on a fresh data dir; returns process, port, seconds to ready."""
     port = free_port()
@@ -208,22 +238,9 @@ def main() -> None:
     opts = {"duration": args.duration, "connections": args.connections}
     results: list[Result] = []
 
-    base_proc, base_port, base_ready = start_baseline()
-    try:
-        time.sleep(1.0)
-        base_rss = rss_kib(base_proc.pid)
-        base_write = run_wrk(
-            "baseline POST json",
-            f"http://127.0.0.1:{base_port}/state",
-            headers={"Content-Type": "application/json"},
-            script=TOGGLE_LUA.replace('"PUT"', '"POST"'),
-            **opts,
-        )
-        base_read = run_wrk(
-            "baseline GET json", f"http://127.0.0.1:{base_port}/state", headers={}, **opts
-        )
-    finally:
-        stop(base_proc)
+    baseline = measure_baseline(args.duration, args.connections)
+    base_write, base_read = baseline.write, baseline.read
+    base_rss, base_ready = baseline.idle_rss_kib, baseline.ready_seconds
     results += [base_write, base_read]
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from functools import cache
 
 import asyncpg
-import pytest
 
 from staterelay.store import open_store
+from tests.skips import unavailable
 
 HOST, PORT = "127.0.0.1", 5432
 ADMIN_URL = f"postgresql://postgres@{HOST}:{PORT}/postgres"
@@ -37,9 +37,9 @@ def postgres_available() -> bool:
 
 
 def require_postgres() -> None:
-    """Skip the calling test, with the reason, when there is no server."""
+    """Skip the calling test, with the reason, when there is no server (fail on CI)."""
     if not postgres_available():
-        pytest.skip(SKIP_REASON)
+        unavailable(SKIP_REASON)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ installed; with ``CI=true`` (``.ci/run``) they fail instead, since CI has both.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -15,9 +14,8 @@ import time
 import uuid
 from functools import cache
 
-import pytest
-
 from tests.processes import free_port
+from tests.skips import unavailable as skip_or_fail
 
 HOST, PORT = "127.0.0.1", 6379
 SHARED_URL = f"redis://{HOST}:{PORT}/0"
@@ -27,9 +25,7 @@ NO_BINARY = "no redis-server binary on PATH to start a Redis of the test's own"
 
 def unavailable(reason: str) -> None:
     """Skip the calling test with ``reason``; on CI fail it, as the service must be there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the Redis tests must run)")
-    pytest.skip(reason)
+    skip_or_fail(reason)
 
 
 @cache

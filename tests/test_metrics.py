@@ -20,6 +20,7 @@ from staterelay.server import create_app
 from staterelay.settings import MetricsSettings, Settings
 from tests.conftest import Account
 from tests.dispatch.conftest import Receiver, wait_until
+from tests.skips import unavailable
 
 Client = TestClient[web.Request, web.Application]
 TOKEN = "scrape-token-0123456789abcdef"
@@ -217,7 +218,7 @@ async def test_other_peers_are_refused_whatever_they_forward(settings: Settings)
     X-Forwarded-For."""
     address = _outward_address()
     if address is None:
-        pytest.skip("this machine has no address besides loopback")
+        unavailable("this machine has no address besides loopback")
     app = create_app(settings)
     server = TestServer(app, host="0.0.0.0")
     await server.start_server()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import sys
 import time
@@ -43,12 +42,12 @@ from staterelay.settings import load_settings
 from staterelay.wiring import build_core
 from tests.conftest import make_account
 from tests.postgres_support import (
-    SKIP_REASON,
     ScratchDatabase,
     fresh_database,
-    postgres_available,
+    require_postgres,
 )
 from tests.processes import ServerProcess, tcp_socket_owner
+from tests.skips import unavailable
 
 pytestmark = pytest.mark.slow
 _LOGGER = logging.getLogger(__name__)
@@ -158,11 +157,8 @@ async def test_outbox_across_replicas_with_kill_minus_nine(
 ) -> None:
     """Two replicas, one killed mid-delivery: everything arrives, only its in-flight twice."""
     if not sys.platform.startswith("linux"):
-        pytest.skip("the receiver tells the replicas apart through /proc (Linux only)")
-    if not postgres_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SKIP_REASON}, and CI must run this test")
-        pytest.skip(SKIP_REASON)
+        unavailable("the receiver tells the replicas apart through /proc (Linux only)")
+    require_postgres()
 
     async with fresh_database() as database:
         data_dir = tmp_path / "data"  # shared: both replicas need the same secret.key

@@ -45,6 +45,7 @@ from tests.oauth.conftest import (
     sign_in,
 )
 from tests.processes import free_port
+from tests.skips import unavailable
 
 RELAY_SECRET = "relay-secret-for-tests-0123456789"
 MESSAGING_ID = "amzn1.application-oa2-client.staterelaytest"
@@ -58,7 +59,7 @@ def conformance_dir() -> Path:
     configured = os.environ.get("STATERELAY_CONFORMANCE_DIR")
     folder = Path(configured) if configured else SHARED / "conformance"
     if not (folder / "alexa" / "alexa_smart_home_message_schema.json").is_file():
-        pytest.skip(
+        unavailable(
             f"Amazon's Alexa schema is not at {folder}/alexa (set STATERELAY_CONFORMANCE_DIR)"
         )
     return folder

@@ -26,6 +26,7 @@ from staterelay.server import create_app
 from staterelay.settings import Settings
 from staterelay.ui import LIVE_KEY
 from tests.processes import free_port
+from tests.skips import unavailable
 from tests.web.support import PASSWORD, setup_links
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -45,7 +46,7 @@ EMAIL = "sam@example.com"
 PHONE = {"width": 390, "height": 844}
 
 if not Path(CHROMIUM).exists():  # .ci/run installs it, so CI never skips
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
+    unavailable(f"{CHROMIUM} is missing: apt-get install chromium", module_level=True)
 
 Browser = Any  # playwright.async_api.Browser
 Page = Any  # playwright.async_api.Page
