@@ -33,8 +33,8 @@ from staterelay.metrics import METRICS_KEY, route_label, setup_metrics
 from staterelay.oauth import setup_oauth
 from staterelay.settings import Settings
 from staterelay.ui import ALEXA_TOOLS_KEY, AlexaTools, setup_ui
-from staterelay.web.middleware import web_middlewares
-from staterelay.web.ratelimit import rate_limit_middleware
+from staterelay.web.middleware import html_middleware, is_html_path
+from staterelay.web.ratelimit import RateLimitGate
 from staterelay.wiring import build_core
 
 _LOGGER = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ REQUEST_ID_KEY: Final = web.RequestKey("staterelay.request_id", str)
 _REQUEST_ID_PREFIX = uuid.uuid4().hex[:12]
 _REQUEST_IDS = (f"{_REQUEST_ID_PREFIX}-{n}" for n in itertools.count(1))
 
+HSTS: Final = "max-age=31536000"
 PRUNE_INTERVAL = 3600.0
 FLUSH_INTERVAL = 10.0
 
@@ -74,13 +75,11 @@ def create_app(
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
-            _request_context,
-            *([_strict_transport] if settings.public_url.startswith("https://") else []),
-            # with one host for everything, every host may serve every path: no filter
-            *([_host_filter(router)] if router.split else []),
-            _operations_errors,
-            rate_limit_middleware(limiter, settings.limits),
-            *web_middlewares(),
+            _request_boundary(
+                router,
+                RateLimitGate(limiter, settings.limits),
+                strict_transport=settings.public_url.startswith("https://"),
+            )
         ],
     )
     app[SETTINGS_KEY] = settings
@@ -219,33 +218,86 @@ async def _maintenance(core: Core) -> None:
         await asyncio.sleep(FLUSH_INTERVAL)
 
 
-@web.middleware
-async def _request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-ID", "")
-    if not (0 < len(request_id) <= 64 and request_id.isprintable()):
-        request_id = next(_REQUEST_IDS)
-    request[REQUEST_ID_KEY] = request_id
-    started = time.perf_counter()
-    status = 500
-    tenant, slot_token = open_slot()
-    try:
-        response = await handler(request)
-        status = response.status
-    except web.HTTPException as exc:
-        status = exc.status
-        exc.headers["X-Request-ID"] = request_id
-        raise
-    finally:
-        close_slot(slot_token)
-        seconds = time.perf_counter() - started
-        # The root app (this middleware's): cheaper than building ``request.config_dict``.
-        metrics = request.app.get(METRICS_KEY)
-        if metrics is not None:
-            metrics.observe_request(route_label(request), request.method, status, seconds)
-        if _ACCESS.isEnabledFor(logging.INFO):
-            _log_access(request, request_id, status, seconds, tenant.tenant_id)
-    response.headers["X-Request-ID"] = request_id
-    return response
+def _request_boundary(
+    router: HostRouter, gate: RateLimitGate, *, strict_transport: bool
+) -> Middleware:
+    """The one root middleware: every server-wide concern of a request, in this order.
+
+    A request id (the client's ``X-Request-ID`` when sane), the host filter (only when role
+    hosts split the URL space), the rate limits, the HTML layer (sessions, origin checks,
+    error pages) for browser paths only, and a last line of defence that logs an unexpected
+    error and answers it without a traceback. Afterwards the request is counted for
+    ``/metrics``, logged, and the answer gets ``X-Request-ID`` (and ``Strict-Transport-Security``
+    behind https). One middleware rather than a stack of them: every JSON request, the busy
+    part of the URL space, then costs one frame here instead of five.
+    """
+
+    @web.middleware
+    async def request_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-ID", "")
+        if not (0 < len(request_id) <= 64 and request_id.isprintable()):
+            request_id = next(_REQUEST_IDS)
+        request[REQUEST_ID_KEY] = request_id
+        started = time.perf_counter()
+        status = 500
+        tenant, slot_token = open_slot()
+        path = request.path
+        try:
+            response: web.StreamResponse | None = None
+            if router.split and not router.allows(request.host, path):
+                response = _not_found()
+            elif gate.counts(path):
+                response = await gate.refusal(request)
+            if response is None:
+                if is_html_path(path):
+                    response = await html_middleware(request, handler)
+                else:
+                    response = await handler(request)
+            status = response.status
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers["X-Request-ID"] = request_id
+            if strict_transport:
+                exc.headers["Strict-Transport-Security"] = HSTS
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _LOGGER.exception("unhandled error on %s %s", request.method, path)
+            response = _internal_error()
+            status = 500
+        finally:
+            close_slot(slot_token)
+            seconds = time.perf_counter() - started
+            # The root app (this middleware's): cheaper than building ``request.config_dict``.
+            metrics = request.app.get(METRICS_KEY)
+            if metrics is not None:
+                metrics.observe_request(route_label(request), request.method, status, seconds)
+            if _ACCESS.isEnabledFor(logging.INFO):
+                _log_access(request, request_id, status, seconds, tenant.tenant_id)
+        response.headers["X-Request-ID"] = request_id
+        if strict_transport:
+            response.headers["Strict-Transport-Security"] = HSTS
+        return response
+
+    return request_boundary
+
+
+def _not_found() -> web.Response:
+    """What a host outside its role's paths answers (see ``hosts``)."""
+    return web.json_response(
+        {"title": "Not found", "status": 404, "code": "not_found"},
+        status=404,
+        content_type="application/problem+json",
+    )
+
+
+def _internal_error() -> web.Response:
+    return web.json_response(
+        {"title": "Internal error", "status": 500, "code": "internal_error"},
+        status=500,
+        content_type="application/problem+json",
+    )
 
 
 def _log_access(
@@ -271,50 +323,3 @@ def _log_access(
             "tenant": tenant,
         },
     )
-
-
-def _host_filter(router: HostRouter) -> Middleware:
-    @web.middleware
-    async def host_filter(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not router.allows(request.host, request.path):
-            return web.json_response(
-                {"title": "Not found", "status": 404, "code": "not_found"},
-                status=404,
-                content_type="application/problem+json",
-            )
-        return await handler(request)
-
-    return host_filter
-
-
-HSTS = "max-age=31536000"
-
-
-@web.middleware
-async def _strict_transport(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Behind https, tell browsers never to use plain http for this host."""
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers["Strict-Transport-Security"] = HSTS
-        raise
-    response.headers["Strict-Transport-Security"] = HSTS
-    return response
-
-
-@web.middleware
-async def _operations_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Last line of defence: an unexpected error is logged and answered without a traceback."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response(
-            {"title": "Internal error", "status": 500, "code": "internal_error"},
-            status=500,
-            content_type="application/problem+json",
-        )

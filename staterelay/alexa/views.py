@@ -9,7 +9,6 @@ not a directive at all gets HTTP 400.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Final
 
@@ -35,6 +34,7 @@ from staterelay.alexa.handlers import HANDLERS, HandlerContext
 from staterelay.alexa.lwa import LoginWithAmazon
 from staterelay.core import Core
 from staterelay.errors import NotAuthenticated, StateRelayError
+from staterelay.jsoncodec import decode, encode
 from staterelay.settings import AlexaSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,12 +44,6 @@ SECRET_HEADER: Final = "X-StateRelay-Relay-Secret"
 REGION_HEADER: Final = "X-StateRelay-Lambda-Region"
 # The AWS regions Amazon serves each Alexa region from (one Lambda per region).
 LAMBDA_REGIONS: Final = {"us-east-1": "NA", "eu-west-1": "EU", "us-west-2": "FE"}
-# Messages are trees built here, never cyclic: skipping the circular check saves its
-# bookkeeping on every answer.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
-_ENCODE_ASCII = json.JSONEncoder(  # faster, when it is the same
-    separators=(",", ":"), check_circular=False
-).encode
 
 
 class SmartHomeView:
@@ -58,9 +52,13 @@ class SmartHomeView:
     def __init__(self, core: Core, settings: AlexaSettings, lwa: LoginWithAmazon) -> None:
         self._core = core
         self._settings = settings
-        self._lwa = lwa
         secret = settings.relay_secret
         self._secret = secret.encode("utf-8") if secret else None
+        # One context per region, made once: every directive needs one.
+        self._contexts = {
+            region: HandlerContext(core=core, lwa=lwa, region=region)
+            for region in {*LAMBDA_REGIONS.values(), settings.region}
+        }
 
     async def post(self, request: web.Request) -> web.Response:
         """One directive in, one message out."""
@@ -73,9 +71,7 @@ class SmartHomeView:
                 return _json({"error": "the relay secret is missing or wrong"}, 401)
         raw = await request.read()
         try:
-            # What json.loads would detect for a body starting '{"' is UTF-8: decoding it
-            # here spares the detection (the same result, errors included).
-            body = json.loads(raw.decode("utf-8", "surrogatepass") if raw[:2] == b'{"' else raw)
+            body = decode(raw)
         except ValueError:
             return _json(_unparseable("the body is not JSON"), 400)
         try:
@@ -126,8 +122,7 @@ class SmartHomeView:
         except NotAuthenticated as error:
             raise self._translate(directive, from_domain(error)) from None
         region = LAMBDA_REGIONS.get(lambda_region or "", self._settings.region)
-        context = HandlerContext(core=self._core, lwa=self._lwa, region=region)
-        return await handler(context, directive, principal)
+        return await handler(self._contexts[region], directive, principal)
 
     @staticmethod
     def _translate(directive: Directive, error: AlexaError) -> AlexaError:
@@ -144,7 +139,4 @@ def _unparseable(reason: str) -> JSON:
 
 
 def _json(data: object, status: int) -> web.Response:
-    text = _ENCODE_ASCII(data)
-    if "\\u" in text:  # something was escaped: send the non-ASCII text as UTF-8 instead
-        text = _ENCODE(data)
-    return web.Response(body=text.encode("utf-8"), status=status, content_type="application/json")
+    return web.Response(body=encode(data), status=status, content_type="application/json")

@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from staterelay.jsoncodec import encode_text
+
 
 def etag(version: int) -> str:
     """The strong entity tag of a device version."""
@@ -25,7 +27,7 @@ def json_response(
         headers["ETag"] = etag(version)
     if location is not None:
         headers["Location"] = location
-    return web.json_response(data, status=status, headers=headers)
+    return web.json_response(data, status=status, headers=headers, dumps=encode_text)
 
 
 def no_content() -> web.Response:

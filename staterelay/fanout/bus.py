@@ -136,7 +136,7 @@ class RedisBus:
                 self._subscribed.set()  # the first attempt is over: start() need not wait
             finally:
                 with contextlib.suppress(*self._link.errors):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
             await asyncio.sleep(self._link.retry_in())
 
     async def _listen(self, pubsub: PubSub) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from staterelay.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.jsoncodec import decode, encode_sorted_text, encode_text
 from staterelay.store.records import (
     ActivityEntry,
     ApiKey,
@@ -59,15 +59,8 @@ _API_KEY_COLUMNS = (
 )
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-
-
-def _dumps(value: Any) -> str:
-    return _ENCODE(value)
-
-
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else decode(text)
 
 
 class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
@@ -196,7 +189,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                     digest,
                     " ".join(key.scopes),
                     key.created_at,
-                    None if key.device_ids is None else _dumps(list(key.device_ids)),
+                    None if key.device_ids is None else encode_sorted_text(list(key.device_ids)),
                 ),
             )
             return key
@@ -273,7 +266,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                         device.name,
                         device.name.casefold(),
                         device.description,
-                        _dumps(dict(device.options)),
+                        encode_sorted_text(dict(device.options)),
                         device.version,
                         device.created_at,
                         device.updated_at,
@@ -287,7 +280,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 "INSERT INTO device_properties (tenant_id, device_id, name, value, changed_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (device.tenant_id, device.id, name, _dumps(p.value), p.changed_at)
+                    (device.tenant_id, device.id, name, encode_sorted_text(p.value), p.changed_at)
                     for name, p in device.properties.items()
                 ],
             )
@@ -348,7 +341,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                     "INSERT INTO device_properties (tenant_id, device_id, name, value, changed_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id, name)"
                     " DO UPDATE SET value = excluded.value, changed_at = excluded.changed_at",
-                    (tenant_id, device_id, name, _dumps(value), now),
+                    (tenant_id, device_id, name, encode_sorted_text(value), now),
                 )
             name = change.name if change.name is not None else before.name
             description = (
@@ -371,7 +364,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                             name,
                             name.casefold(),
                             description,
-                            _dumps(dict(options)),
+                            encode_sorted_text(dict(options)),
                             version,
                             now,
                             tenant_id,
@@ -447,7 +440,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
             params.append(device_id)
         if device_ids is not None:
             where.append("device_id IN (SELECT value FROM json_each(?))")
-            params.append(_dumps(list(device_ids)))
+            params.append(encode_sorted_text(list(device_ids)))
         if source is not None:
             where.append("source = ?")
             params.append(source)
@@ -628,7 +621,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 "UPDATE outbox SET lease_until = ?"
                 " WHERE id IN (SELECT value FROM json_each(?))"
                 " AND status = 'pending' AND lease_owner = ? RETURNING id",
-                (lease_until, json.dumps(list(ids)), owner),
+                (lease_until, encode_text(list(ids)), owner),
             ).fetchall()
             return {int(row[0]) for row in rows}
 
@@ -781,7 +774,7 @@ def _api_key(row: tuple[Any, ...]) -> ApiKey:
         created_at=row[6],
         last_used_at=row[7],
         revoked_at=row[8],
-        device_ids=None if row[9] is None else tuple(json.loads(row[9])),
+        device_ids=None if row[9] is None else tuple(decode(row[9])),
     )
 
 
@@ -821,7 +814,7 @@ def _load_device(conn: sqlite3.Connection, tenant_id: str, device_id: str) -> De
 def _device(row: tuple[Any, ...]) -> Device:
     properties = {
         name: PropertyState(value=value, changed_at=float(changed_at))
-        for name, (value, changed_at) in json.loads(row[10] or "{}").items()
+        for name, (value, changed_at) in decode(row[10] or "{}").items()
     }
     return Device(
         seq=row[0],
@@ -830,7 +823,7 @@ def _device(row: tuple[Any, ...]) -> Device:
         type=row[3],
         name=row[4],
         description=row[5],
-        options={} if row[6] == "{}" else json.loads(row[6]),
+        options={} if row[6] == "{}" else decode(row[6]),
         properties=properties,
         version=row[7],
         created_at=row[8],
@@ -855,9 +848,9 @@ def _insert_activity(
             activity.actor,
             activity.cause,
             activity.property,
-            None if activity.old_value is None else _dumps(activity.old_value),
-            None if activity.new_value is None else _dumps(activity.new_value),
-            _dumps(detail) if detail else "{}",  # a state change has no detail
+            None if activity.old_value is None else encode_sorted_text(activity.old_value),
+            None if activity.new_value is None else encode_sorted_text(activity.new_value),
+            encode_sorted_text(detail) if detail else "{}",  # a state change has no detail
             at,
         ),
     )
@@ -891,7 +884,7 @@ def _activity(row: tuple[Any, ...]) -> ActivityEntry:
         property=row[8],
         old_value=_loads(row[9]),
         new_value=_loads(row[10]),
-        detail=json.loads(row[11]) if row[11] else {},
+        detail=decode(row[11]) if row[11] else {},
         created_at=row[12],
     )
 
@@ -947,7 +940,7 @@ def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
         event_id=row[4],
         event_type=row[5],
         device_id=row[6],
-        payload=json.loads(row[7]),
+        payload=decode(row[7]),
         attempts=row[8],
         created_at=row[9],
     )
@@ -959,8 +952,8 @@ def _webhook_params(webhook: Webhook) -> tuple[Any, ...]:
         webhook.tenant_id,
         webhook.url,
         webhook.description,
-        None if webhook.device_ids is None else _dumps(list(webhook.device_ids)),
-        None if webhook.event_types is None else _dumps(list(webhook.event_types)),
+        None if webhook.device_ids is None else encode_sorted_text(list(webhook.device_ids)),
+        None if webhook.event_types is None else encode_sorted_text(list(webhook.event_types)),
         int(webhook.enabled),
         webhook.secret_ciphertext,
         webhook.disabled_reason,
@@ -991,8 +984,8 @@ def _webhook(row: tuple[Any, ...]) -> Webhook:
         tenant_id=row[2],
         url=row[3],
         description=row[4],
-        device_ids=None if row[5] is None else tuple(json.loads(row[5])),
-        event_types=None if row[6] is None else tuple(json.loads(row[6])),
+        device_ids=None if row[5] is None else tuple(decode(row[5])),
+        event_types=None if row[6] is None else tuple(decode(row[6])),
         enabled=bool(row[7]),
         secret_ciphertext=row[8],
         created_at=row[9],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from staterelay.jsoncodec import decode
 from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote
 from staterelay.store.records import NewOutboxEvent
 from staterelay.store.sqlite_engine import SQLiteEngine
@@ -234,7 +234,7 @@ def alexa_fan_out(
     mergeable = (
         event.event_type == "state.changed"
         and device_type is not None
-        and not is_routine_trigger(device_type, json.loads(options), event.payload.get("property"))
+        and not is_routine_trigger(device_type, decode(options), event.payload.get("property"))
     )
     stamped = NewOutboxEvent(
         event_type=event.event_type,

@@ -13,12 +13,12 @@ change inside a window adds its identities to the waiting row instead of adding 
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from staterelay.jsoncodec import decode, encode_sorted_text
 from staterelay.store.ifttt_records import (
     DEFAULT_DEBOUNCE_SECONDS,
     REALTIME_BATCH,
@@ -45,7 +45,6 @@ _IDENTITY_COLUMNS = (
     "tenant_id, user_id, identity, trigger_slug, fields, device_id, kind, direction, threshold,"
     " created_at, last_polled_at, deleted_at"
 )
-_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class SQLiteIfttt:
@@ -134,7 +133,7 @@ class SQLiteIfttt:
                     identity.user_id,
                     identity.identity,
                     identity.trigger,
-                    _ENCODE(dict(identity.fields)),
+                    encode_sorted_text(dict(identity.fields)),
                     identity.device_id,
                     identity.kind,
                     threshold.direction if threshold else None,
@@ -284,8 +283,8 @@ def _record_event(
         entry.device_name,
         kind,
         prop,
-        None if entry.old is None else _ENCODE(entry.old),
-        None if entry.new is None else _ENCODE(entry.new),
+        None if entry.old is None else encode_sorted_text(entry.old),
+        None if entry.new is None else encode_sorted_text(entry.new),
         old_number,
         new_number,
         entry.cause,
@@ -368,7 +367,7 @@ def _queue_realtime(
         (REALTIME_SINK, device_id, now, tenant_id),
     ).fetchone()
     if waiting is not None:
-        payload = json.loads(waiting[1])
+        payload = decode(waiting[1])
         queued: list[str] = list(payload.get("trigger_identities") or ())
         new = [identity for identity in identities if identity not in queued]
         if not new:
@@ -376,7 +375,8 @@ def _queue_realtime(
         if len(queued) + len(new) <= REALTIME_BATCH:
             payload["trigger_identities"] = queued + new
             conn.execute(
-                "UPDATE outbox SET payload = ? WHERE id = ?", (_ENCODE(payload), waiting[0])
+                "UPDATE outbox SET payload = ? WHERE id = ?",
+                (encode_sorted_text(payload), waiting[0]),
             )
             return 0
         identities = new
@@ -411,7 +411,7 @@ def _value(text: str | None) -> Any:
     try:
         return _SCALARS[text]
     except KeyError:
-        value = json.loads(text)
+        value = decode(text)
     if not isinstance(value, dict | list) and len(_SCALARS) < _SCALARS_MAX:
         _SCALARS[text] = value
     return value
@@ -441,7 +441,7 @@ def _identity(row: tuple[Any, ...]) -> TriggerIdentity:
         user_id=row[1],
         identity=row[2],
         trigger=row[3],
-        fields=json.loads(row[4]),
+        fields=decode(row[4]),
         device_id=row[5],
         kind=row[6],
         threshold=None if row[7] is None else _threshold(row[7], row[8]),

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Callable
 
+from staterelay.jsoncodec import encode_sorted_text
 from staterelay.store.records import NewOutboxEvent
-
-# One encoder for every row: ``json.dumps`` with options builds a new encoder on each call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 FanOut = Callable[[sqlite3.Connection, str, NewOutboxEvent, float], int]
 """Writes the outbox rows one sink owes for an event, inside the change's transaction."""
@@ -52,7 +49,7 @@ def insert_outbox_row(
             new_event_id(),
             event.event_type,
             event.device_id,
-            _ENCODE(dict(event.payload)),
+            encode_sorted_text(dict(event.payload)),
             now if due_at is None else due_at,
             now,
         ),

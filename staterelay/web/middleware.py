@@ -16,7 +16,6 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from staterelay.core.throttle import LoginThrottled
 from staterelay.errors import NotAuthenticated, StateRelayError
@@ -56,17 +55,12 @@ _MESSAGES: Final = {
 }
 
 
-def web_middlewares() -> list[Middleware]:
-    """The middlewares the app factory installs on the root app, outermost first."""
-    return [html_middleware]
-
-
 @web.middleware
 async def html_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``html_boundary`` around ``origin_check`` around ``session_middleware``.
 
-    One middleware rather than three: every JSON request (the busy part of the URL space)
-    then passes the HTML layer with a single path check instead of three stack frames.
+    The app's request boundary calls it for browser paths only (``is_html_path``), so JSON
+    requests, the busy part of the URL space, never enter the HTML layer.
     """
     if not is_html_path(request.path):
         return await handler(request)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from staterelay.core.ratelimit import RateLimiter
 from staterelay.errors import StateRelayError
@@ -26,8 +24,6 @@ from staterelay.settings import LimitsSettings
 from staterelay.web.middleware import harden
 from staterelay.web.render import error_page
 from staterelay.web.sessions import client_ip
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WINDOW: Final = 60.0  # the limits are per minute
 API_PREFIX: Final = "/api/"
@@ -51,33 +47,42 @@ class RateLimited(StateRelayError):
         self.retry_after = retry_after
 
 
-def rate_limit_middleware(limiter: RateLimiter, limits: LimitsSettings) -> Middleware:
-    """The middleware enforcing ``limits`` with ``limiter``'s counters."""
+class RateLimitGate:
+    """Enforces ``limits`` with ``limiter``'s counters; the request boundary asks it first."""
 
-    @web.middleware
-    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        if path in UNCOUNTED_PATHS or path.startswith(UNCOUNTED_PREFIXES):
-            return await handler(request)
+    def __init__(self, limiter: RateLimiter, limits: LimitsSettings) -> None:
+        self._limiter = limiter
+        self._limits = limits
+
+    def counts(self, path: str) -> bool:
+        """False for the paths no limit applies to (checked without awaiting anything)."""
+        limits = self._limits
+        if not (limits.api_key_per_minute or limits.ip_per_minute):
+            return False
+        return path not in UNCOUNTED_PATHS and not path.startswith(UNCOUNTED_PREFIXES)
+
+    async def refusal(self, request: web.Request) -> web.Response | None:
+        """Count the request; the 429 answer when it is over a limit, None to let it through."""
+        limits, path = self._limits, request.path
         wait, what = 0.0, ""
         if limits.api_key_per_minute and path.startswith(API_PREFIX):
             credential = presented_credential(request)
             if credential is not None:
                 digest = hashlib.sha256(credential.encode()).hexdigest()
-                wait = await limiter.hit("key", digest, limits.api_key_per_minute, WINDOW)
+                wait = await self._limiter.hit("key", digest, limits.api_key_per_minute, WINDOW)
                 what = f"{limits.api_key_per_minute} requests a minute with this credential"
         if limits.ip_per_minute:
-            ip_wait = await limiter.hit("ip", client_ip(request), limits.ip_per_minute, WINDOW)
+            ip_wait = await self._limiter.hit(
+                "ip", client_ip(request), limits.ip_per_minute, WINDOW
+            )
             if ip_wait > wait:
                 wait, what = ip_wait, f"{limits.ip_per_minute} requests a minute from this address"
         if wait <= 0:
-            return await handler(request)
+            return None
         seconds = max(1, math.ceil(wait))
         return too_many_requests(
             request, RateLimited(f"more than {what}; try again in {seconds} seconds", seconds)
         )
-
-    return rate_limit
 
 
 def presented_credential(request: web.Request) -> str | None:

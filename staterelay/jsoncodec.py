@@ -1,0 +1,36 @@
+"""JSON for the busy paths, with orjson: directives and their answers, API bodies, stored rows.
+
+orjson encodes several times faster than the standard library and decodes about three
+times faster, and every directive, state change and device read goes through both. It is
+also stricter on input, which suits a wire format: ``NaN``, ``Infinity``, numbers beyond 64
+bits and invalid UTF-8 are not JSON (RFC 8259) and are refused with ``ValueError``, like any
+other malformed body. Text comes out as UTF-8, compact (no spaces), never ASCII-escaped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+JSONDecodeError = orjson.JSONDecodeError  # a ValueError subclass
+
+
+def encode(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON bytes (``TypeError`` for what JSON cannot hold)."""
+    return orjson.dumps(value)
+
+
+def encode_text(value: Any) -> str:
+    """``value`` as compact JSON text."""
+    return orjson.dumps(value).decode("utf-8")
+
+
+def encode_sorted_text(value: Any) -> str:
+    """``value`` as compact JSON text with object keys sorted: one spelling per value."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+
+
+def decode(data: bytes | bytearray | memoryview | str) -> Any:
+    """The value of a JSON document; ``ValueError`` (``JSONDecodeError``) when it is not one."""
+    return orjson.loads(data)
