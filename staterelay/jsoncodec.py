@@ -9,6 +9,7 @@ other malformed body. Text comes out as UTF-8, compact (no spaces), never ASCII-
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -34,3 +35,17 @@ def encode_sorted_text(value: Any) -> str:
 def decode(data: bytes | bytearray | memoryview | str) -> Any:
     """The value of a JSON document; ``ValueError`` (``JSONDecodeError``) when it is not one."""
     return orjson.loads(data)
+
+
+def decode_lenient(data: bytes) -> Any:
+    """Like ``decode``, but what only the standard library reads is read its way.
+
+    For a document that is well formed but out of orjson's range (``NaN``, ``1e400``, a
+    lone surrogate escape) the value the standard library gives (``nan``, ``inf``, the
+    surrogate), so a handler can refuse the one field with an answer of its own instead of
+    refusing the whole body; ``ValueError`` only for what is not JSON at all.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from staterelay.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.jsoncodec import decode
 from staterelay.store.postgres_accounts import PostgresAccount, insert_tenant, insert_user, user
 from staterelay.store.postgres_alexa import PostgresAlexa, alexa_fan_out
 from staterelay.store.postgres_engine import (
@@ -629,7 +629,7 @@ async def _load_device(
 def _device(row: asyncpg.Record) -> Device:
     names = row["names"] or ()
     properties = {
-        name: PropertyState(value=json.loads(value), changed_at=changed_at)
+        name: PropertyState(value=decode(value), changed_at=changed_at)
         for name, value, changed_at in zip(
             names, row["vals"] or (), row["times"] or (), strict=True
         )

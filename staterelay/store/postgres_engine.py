@@ -15,7 +15,6 @@ functions, nothing else.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from staterelay.jsoncodec import decode, encode_sorted_text
 from staterelay.store.records import PoolStats
 
 if TYPE_CHECKING:
@@ -43,12 +43,11 @@ MIGRATION_LOCK = 0x7372_6D69_6772_6174
 SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
 
 _NUL_ESCAPE = re.compile(r"(\\+)u0000")
-_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def dumps(value: Any) -> str:
     """JSON text for a ``jsonb`` value; a NUL character (``jsonb`` refuses it) becomes U+FFFD."""
-    text = _ENCODE(value)
+    text = encode_sorted_text(value)
     if "u0000" in text:
         # Only an odd run of backslashes is an escape; an even one is escaped backslashes.
         text = _NUL_ESCAPE.sub(
@@ -71,7 +70,7 @@ def rowcount(status: str) -> int:
 async def _init_connection(conn: Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
-            name, encoder=dumps, decoder=json.loads, schema="pg_catalog", format="text"
+            name, encoder=dumps, decoder=decode, schema="pg_catalog", format="text"
         )
 
 

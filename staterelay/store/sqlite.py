@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ from staterelay.store.sqlite_oauth import SQLiteOAuth
 from staterelay.store.sqlite_outbox import FanOut, insert_outbox_row
 
 CLAIM_PER_DESTINATION = 25
+
+# Devices the writer remembers between changes (forgotten all at once when full).
+WRITTEN_MAX = 4096
 
 _DEVICE_COLUMNS = (
     "seq, id, tenant_id, type, name, description, options, version, created_at, updated_at"
@@ -328,9 +331,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         """Load, mutate and write a device in one transaction."""
 
         def write(conn: sqlite3.Connection) -> CommittedChange:
-            before = _load_device(conn, tenant_id, device_id)
-            if before is None:
-                raise NotFound("no such device")
+            before = _current_device(conn, written, tenant_id, device_id)
             change = mutate(before)
             if change.is_empty:
                 return CommittedChange(before=before, after=before, activity=(), outbox_rows=0)
@@ -388,8 +389,10 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
             )
             entries = tuple(_insert_activity(conn, tenant_id, a, now) for a in change.activity)
             rows = _fan_out(conn, tenant_id, change.events, now)
+            _remember_device(written, after)
             return CommittedChange(before=before, after=after, activity=entries, outbox_rows=rows)
 
+        written = self.engine.written
         return await self.engine.write(write)
 
     async def delete_device(
@@ -809,6 +812,41 @@ def _load_device(conn: sqlite3.Connection, tenant_id: str, device_id: str) -> De
         f"{_DEVICE_SELECT} WHERE d.tenant_id = ? AND d.id = ?", (tenant_id, device_id)
     ).fetchone()
     return None if row is None else _device(row)
+
+
+def _current_device(
+    conn: sqlite3.Connection, written: dict[Hashable, Any], tenant_id: str, device_id: str
+) -> Device:
+    """The device as the open write transaction sees it; ``NotFound`` when there is none.
+
+    A change reads the device it changes, and the writer remembers each device it wrote:
+    while the row's ``seq`` and ``version`` are still the ones remembered (every change
+    bumps the version; a device deleted and made again gets a new seq), the remembered
+    record is the row, and the cheap check spares the full read of it and its properties.
+    """
+    head = conn.execute(
+        "SELECT seq, version FROM devices WHERE tenant_id = ? AND id = ?", (tenant_id, device_id)
+    ).fetchone()
+    if head is None:
+        raise NotFound("no such device")
+    remembered = written.get(("device", tenant_id, device_id))
+    if (
+        isinstance(remembered, Device)
+        and remembered.seq == head[0]
+        and remembered.version == head[1]
+    ):
+        return remembered
+    device = _load_device(conn, tenant_id, device_id)
+    if device is None:  # not after the check above, in one transaction; kept for the types
+        raise NotFound("no such device")
+    _remember_device(written, device)
+    return device
+
+
+def _remember_device(written: dict[Hashable, Any], device: Device) -> None:
+    if len(written) >= WRITTEN_MAX:
+        written.clear()
+    written[("device", device.tenant_id, device.id)] = device
 
 
 def _device(row: tuple[Any, ...]) -> Device:

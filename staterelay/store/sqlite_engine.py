@@ -137,6 +137,14 @@ class SQLiteEngine:
         self._closing = False
         self._cache: dict[Hashable, Any] = {}
         self._cache_version = -1
+        self.written: dict[Hashable, Any] = {}
+        """Records write functions remember between transactions, keyed as they choose.
+
+        Everything is forgotten whenever work of a transaction is undone (a write that
+        raised, a failed ``COMMIT``), so what is left was committed, or belongs to the open
+        transaction. Another process may still have changed the database since: a write
+        function using a record checks first that it is current (a device by its version).
+        """
 
     async def open(self) -> None:
         """Create the file if needed, apply migrations and start the writer."""
@@ -161,6 +169,7 @@ class SQLiteEngine:
             self._writer_task = None
         loop = asyncio.get_running_loop()
         self._cache.clear()
+        self.written.clear()
         self._cache_version = -1
         if self._reader is not None:
             self._reader.close()
@@ -233,13 +242,17 @@ class SQLiteEngine:
         return value
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction; returns after its ``COMMIT``."""
+        """Run ``fn`` in a write transaction; returns after its ``COMMIT``.
+
+        A caller cancelled while it waits does not take the write back: ``fn`` runs and
+        commits all the same (the writer skips answering a future no one awaits).
+        """
         if self._closing or self._writer_task is None:
             raise RuntimeError("the database is closing")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, future))
         self._wake.set()
-        return await asyncio.shield(future)
+        return await future
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -266,9 +279,10 @@ class SQLiteEngine:
             else:
                 # The statements themselves take microseconds: run them here, then wait
                 # for the COMMIT (and its fsync) on the writer thread.
-                outcomes = _run_writes(self._writer, fns)
+                outcomes = _run_writes(self._writer, fns, self.written)
                 failure = await loop.run_in_executor(self._write_pool, _commit, self._writer)
                 if failure is not None:
+                    self.written.clear()
                     outcomes = [(False, failure)] * len(fns)
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():
@@ -310,20 +324,24 @@ def _try_begin(conn: sqlite3.Connection) -> bool:
     return True
 
 
-def _run_writes(conn: sqlite3.Connection, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
+def _run_writes(
+    conn: sqlite3.Connection, fns: list[WriteFn], written: dict[Hashable, Any]
+) -> list[tuple[bool, Any]]:
     """Run a batch of writes inside the open transaction.
 
     The fast path runs the writes back to back. Should one of them raise, the transaction's
     work is rolled back and the batch runs again with a savepoint around each write, so the
     failure is confined to its own write. Writes are functions of the database alone, so
-    running one again after a rollback is the same as running it once.
+    running one again after a rollback is the same as running it once. ``written`` (the
+    engine's remembered records) is emptied whenever work is rolled back.
     """
     conn.execute("SAVEPOINT batch")
     try:
         outcomes = [(True, fn(conn)) for fn in fns]
     except Exception:  # noqa: BLE001 - the isolated rerun below reports it to its caller
         conn.execute("ROLLBACK TO batch")
-        outcomes = [_isolated(conn, fn) for fn in fns]
+        written.clear()
+        outcomes = [_isolated(conn, fn, written) for fn in fns]
     conn.execute("RELEASE batch")
     return outcomes
 
@@ -340,12 +358,15 @@ def _commit(conn: sqlite3.Connection) -> sqlite3.Error | None:
     return None
 
 
-def _isolated(conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:
+def _isolated(
+    conn: sqlite3.Connection, fn: WriteFn, written: dict[Hashable, Any]
+) -> tuple[bool, Any]:
     conn.execute("SAVEPOINT write_op")
     try:
         value = fn(conn)
     except Exception as exc:  # noqa: BLE001 - handed to the caller, not swallowed
         conn.execute("ROLLBACK TO write_op")
+        written.clear()
         conn.execute("RELEASE write_op")
         return False, exc
     conn.execute("RELEASE write_op")

@@ -485,3 +485,22 @@ async def test_accept_grant_failures(
     _, answer = await send(browser, accept_grant(token))
     assert answer["event"]["payload"]["type"] == "ACCEPT_GRANT_FAILED"
     assert "unreachable" in answer["event"]["payload"]["message"]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e400"])
+async def test_brightness_beyond_any_number_is_invalid_value(
+    browser: Client, core: Core, principal: Principal, token: str, number: str
+) -> None:
+    """A value JSON parsers read only loosely still gets the directive's own error answer."""
+    desk = await make(core, principal, "dimmer", "Desk")
+    body = json.dumps(
+        directive("Alexa.BrightnessController", "SetBrightness", token, desk.id, {"brightness": 7})
+    ).replace('"brightness": 7', f'"brightness": {number}')
+    assert number in body
+    status, answer = await send(browser, None, raw=body.encode())
+    assert status == 200
+    assert_valid(answer)
+    assert error_type(answer) == "INVALID_VALUE"
+    assert answer["event"]["header"]["correlationToken"] == CORRELATION
+    device = await core.devices.get(principal, desk.id)
+    assert device.version == 1

@@ -1,17 +1,19 @@
-"""SQLite's remembered device reads: reused while nothing commits, never stale after a commit."""
+"""SQLite's remembered devices: reads reused while nothing commits, the writer's own memory of
+the devices it changed, and neither ever stale after a commit elsewhere or a rollback."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from staterelay.store import open_store
-from staterelay.store.records import DeviceChange, PropertyState
+from staterelay.store import open_store, sqlite_engine
+from staterelay.store.records import Device, DeviceChange, PropertyState, Tenant
 from staterelay.store.sqlite import SQLiteStore
 from tests.store.test_contract import NOW, created, switch, tenant_with_user
 
@@ -28,11 +30,17 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         await store.close()
 
 
+async def with_lamp(store: SQLiteStore) -> Tenant:
+    """A tenant with one switch, ``dev_a``."""
+    tenant, _ = await tenant_with_user(store, "a")
+    device = switch(tenant.id, "dev_a", "Lamp")
+    await store.create_device(device, created(device), ())
+    return tenant
+
+
 async def test_unchanged_database_answers_from_memory(sqlite_store: SQLiteStore) -> None:
     """Two reads with no commit between them give the same record without a second query."""
-    a, _ = await tenant_with_user(sqlite_store, "a")
-    device = switch(a.id, "dev_a", "Lamp")
-    await sqlite_store.create_device(device, created(device), ())
+    a = await with_lamp(sqlite_store)
     first = await sqlite_store.get_device(a.id, "dev_a")
     assert await sqlite_store.get_device(a.id, "dev_a") is first
     assert await sqlite_store.get_device(a.id, "dev_missing") is None
@@ -40,9 +48,7 @@ async def test_unchanged_database_answers_from_memory(sqlite_store: SQLiteStore)
 
 async def test_own_commit_is_seen(sqlite_store: SQLiteStore) -> None:
     """A change through the store replaces what was remembered."""
-    a, _ = await tenant_with_user(sqlite_store, "a")
-    device = switch(a.id, "dev_a", "Lamp")
-    await sqlite_store.create_device(device, created(device), ())
+    a = await with_lamp(sqlite_store)
     assert (await sqlite_store.get_device(a.id, "dev_a")) is not None
     committed = await sqlite_store.change_device(
         a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 5
@@ -54,9 +60,7 @@ async def test_commit_by_another_connection_is_seen(
     sqlite_store: SQLiteStore, tmp_path: Path
 ) -> None:
     """A commit by another process (the CLI, a second connection) is never hidden."""
-    a, _ = await tenant_with_user(sqlite_store, "a")
-    device = switch(a.id, "dev_a", "Lamp")
-    await sqlite_store.create_device(device, created(device), ())
+    a = await with_lamp(sqlite_store)
     before = await sqlite_store.get_device(a.id, "dev_a")
     assert before is not None
     assert before.properties["power"].value == "OFF"
@@ -68,3 +72,114 @@ async def test_commit_by_another_connection_is_seen(
     after = await sqlite_store.get_device(a.id, "dev_a")
     assert after is not None
     assert after.properties["power"] == PropertyState("ON", NOW + 9)
+
+
+# the writer's remembered devices ------------------------------------------------------------
+
+
+def _power_on(seen: list[Device]) -> Callable[[Device], DeviceChange]:
+    """A mutator that records the device it was given and switches it on."""
+
+    def mutate(device: Device) -> DeviceChange:
+        seen.append(device)
+        return DeviceChange(properties={"power": "ON"})
+
+    return mutate
+
+
+def _external_change(path: Path, value: str, at: float) -> None:
+    """Another process changes the power the way every StateRelay writer does: version + 1."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute(
+            "UPDATE device_properties SET value = ?, changed_at = ?"
+            " WHERE device_id = 'dev_a' AND name = 'power'",
+            (json.dumps(value), at),
+        )
+        other.execute("UPDATE devices SET version = version + 1 WHERE id = 'dev_a'")
+        other.execute("COMMIT")
+
+
+async def test_change_after_another_process_changed_the_device_starts_from_its_state(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
+    """The writer's memory of a device it changed gives way to a newer version on disk."""
+    a = await with_lamp(sqlite_store)
+    await sqlite_store.change_device(
+        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+    )
+    _external_change(tmp_path / "cache.db", "OFF", NOW + 2)
+    seen: list[Device] = []
+    committed = await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 3)
+    assert seen[0].properties["power"] == PropertyState("OFF", NOW + 2)
+    assert seen[0].version == 3
+    assert committed.after.version == 4
+    assert committed.after.properties["power"] == PropertyState("ON", NOW + 3)
+
+
+async def test_device_made_again_with_the_same_id_is_read_afresh(
+    sqlite_store: SQLiteStore,
+) -> None:
+    """Deleted and created again (an import keeps ids): a new row, never the old memory."""
+    a = await with_lamp(sqlite_store)
+    await sqlite_store.change_device(
+        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+    )
+    again = switch(a.id, "dev_a", "Lamp again")
+    await sqlite_store.delete_device(a.id, "dev_a", created(again), ())
+    await sqlite_store.create_device(again, created(again), ())
+    seen: list[Device] = []
+    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 2)
+    assert seen[0].name == "Lamp again"
+    assert seen[0].properties["power"].value == "OFF"
+
+
+async def test_memory_of_a_change_whose_commit_failed_is_dropped(
+    sqlite_store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change rolled back by a failed COMMIT is forgotten: a later version on disk with the
+    same number (written by another process meanwhile) is read, not the lost change."""
+    a = await with_lamp(sqlite_store)
+    real_commit = sqlite_engine._commit
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    def failing_commit(conn: sqlite3.Connection) -> sqlite3.Error | None:
+        if failures:
+            conn.execute("ROLLBACK")
+            return failures.pop()
+        return real_commit(conn)
+
+    monkeypatch.setattr(sqlite_engine, "_commit", failing_commit)
+    with pytest.raises(sqlite3.OperationalError):
+        await sqlite_store.change_device(
+            a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+        )
+    # version 2 on disk now holds another process's change, not the lost one
+    _external_change(tmp_path / "cache.db", "OFF", NOW + 2)
+    seen: list[Device] = []
+    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 3)
+    assert seen[0].version == 2
+    assert seen[0].properties["power"] == PropertyState("OFF", NOW + 2)
+
+
+async def test_memory_of_a_batch_rolled_back_by_a_neighbour_is_dropped(
+    sqlite_store: SQLiteStore,
+) -> None:
+    """A failing write in the same batch undoes its neighbours once; each is then redone
+    alone, and the device comes out with exactly the changes that committed."""
+    a = await with_lamp(sqlite_store)
+
+    def broken(conn: sqlite3.Connection) -> None:
+        raise ValueError("a write that fails")
+
+    first = sqlite_store.change_device(
+        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+    )
+    results = await asyncio.gather(first, sqlite_store.engine.write(broken), return_exceptions=True)
+    assert isinstance(results[1], ValueError)
+    assert not isinstance(results[0], BaseException)
+    assert results[0].after.version == 2
+    seen: list[Device] = []
+    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 2)
+    assert seen[0].version == 2  # the first change, committed once
+    assert seen[0].properties["power"] == PropertyState("ON", NOW + 1)
