@@ -1,10 +1,11 @@
-"""JSON for the busy paths, with orjson: directives and their answers, API bodies, stored rows.
+"""JSON for the busy paths, with orjson: directives and their answers, API answers, stored rows.
 
 orjson encodes several times faster than the standard library and decodes about three
 times faster, and every directive, state change and device read goes through both. It is
-also stricter on input, which suits a wire format: ``NaN``, ``Infinity``, numbers beyond 64
-bits and invalid UTF-8 are not JSON (RFC 8259) and are refused with ``ValueError``, like any
-other malformed body. Text comes out as UTF-8, compact (no spaces), never ASCII-escaped.
+also stricter on input: ``NaN``, ``Infinity``, numbers beyond the range of a double and
+invalid UTF-8 are not JSON (RFC 8259) and are refused with ``ValueError`` (``decode_lenient``
+reads them as the standard library does). Text comes out as UTF-8, compact, never
+ASCII-escaped. API request bodies keep their own stricter I-JSON parser (api/bodies.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import json
 from typing import Any
 
 import orjson
-
-JSONDecodeError = orjson.JSONDecodeError  # a ValueError subclass
 
 
 def encode(value: Any) -> bytes:
@@ -33,7 +32,7 @@ def encode_sorted_text(value: Any) -> str:
 
 
 def decode(data: bytes | bytearray | memoryview | str) -> Any:
-    """The value of a JSON document; ``ValueError`` (``JSONDecodeError``) when it is not one."""
+    """The value of a JSON document; ``ValueError`` when it is not one."""
     return orjson.loads(data)
 
 

@@ -837,7 +837,7 @@ def _current_device(
     ):
         return remembered
     device = _load_device(conn, tenant_id, device_id)
-    if device is None:  # not after the check above, in one transaction; kept for the types
+    if device is None:  # the row was just found in this transaction: only for the types
         raise NotFound("no such device")
     _remember_device(written, device)
     return device
