@@ -33,7 +33,7 @@ from staterelay.metrics import METRICS_KEY, route_label, setup_metrics
 from staterelay.oauth import setup_oauth
 from staterelay.settings import Settings
 from staterelay.ui import ALEXA_TOOLS_KEY, AlexaTools, setup_ui
-from staterelay.web.middleware import html_middleware, is_html_path
+from staterelay.web.middleware import html_layer, is_html_path
 from staterelay.web.ratelimit import RateLimitGate
 from staterelay.wiring import build_core
 
@@ -250,7 +250,7 @@ def _request_boundary(
                 response = await gate.refusal(request)
             if response is None:
                 if is_html_path(path):
-                    response = await html_middleware(request, handler)
+                    response = await html_layer(request, handler)
                 else:
                     response = await handler(request)
             status = response.status

@@ -55,15 +55,12 @@ _MESSAGES: Final = {
 }
 
 
-@web.middleware
-async def html_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """``html_boundary`` around ``origin_check`` around ``session_middleware``.
+async def html_layer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``html_boundary`` around ``origin_check`` around ``session_middleware``, then ``handler``.
 
     The app's request boundary calls it for browser paths only (``is_html_path``), so JSON
     requests, the busy part of the URL space, never enter the HTML layer.
     """
-    if not is_html_path(request.path):
-        return await handler(request)
 
     async def with_session(inner: web.Request) -> web.StreamResponse:
         return await session_middleware(inner, handler)

@@ -109,7 +109,7 @@ def render(
 
     The context gains ``csrf_token``, ``signed_in`` (a ``SignedIn`` or None; it has ``email``,
     ``user_id``, ``tenant_id`` and ``is_admin``) and ``public_url``. The session must have been
-    resolved (``html_middleware`` does it) for ``signed_in`` to be set.
+    resolved (``html_layer`` does it) for ``signed_in`` to be set.
     """
     values = {
         **context,
