@@ -77,7 +77,11 @@ def create_app(
         middlewares=[
             _request_boundary(
                 router,
-                RateLimitGate(limiter, settings.limits),
+                RateLimitGate(
+                    limiter,
+                    settings.limits,
+                    ifttt_token_per_minute=settings.ifttt_token_per_minute,
+                ),
                 strict_transport=settings.public_url.startswith("https://"),
             )
         ],
@@ -174,6 +178,8 @@ async def _dispatcher_context(app: web.Application) -> AsyncIterator[None]:
             max_attempts=hooks.max_attempts,
             concurrency_per_destination=hooks.concurrency_per_destination,
             release_all_on_start=settings.database_url.startswith("sqlite:"),
+            lease_seconds=settings.dispatch.lease_seconds,
+            first_retry_seconds=settings.dispatch.first_retry_seconds,
         ),
     )
     app[DISPATCHER_KEY] = dispatcher

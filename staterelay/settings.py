@@ -26,6 +26,8 @@ Durability = Literal["full", "normal"]
 LogFormat = Literal["auto", "text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Registration = Literal["open", "invite", "closed"]
+HOSTED_IFTTT_TOKEN_PER_MINUTE = 300
+ALEXA_MIN_TOKEN_SECONDS = 360  # Alexa refuses account links whose access tokens live shorter
 
 ENV_PREFIX = "STATERELAY_"
 DATA_DIR_ENV = f"{ENV_PREFIX}DATA_DIR"
@@ -89,6 +91,9 @@ class LimitsSettings:
 
     api_key_per_minute: int = 600
     ip_per_minute: int = 1200
+    # Per IFTTT access token on /ifttt/v1. Null: 300 on a hosted instance (PostgreSQL or
+    # open sign-up), off at home; 0 turns it off.
+    ifttt_token_per_minute: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,17 @@ class WebhookSettings:
     concurrency_per_destination: int = 2
     allow_private_networks: bool = False
     allowed_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """How the outbox is delivered: leases between replicas and the first retry."""
+
+    # A replica holds the rows it is sending this long (renewed while it is alive); after a
+    # replica dies, its rows wait at most this long for another one.
+    lease_seconds: float = 60.0
+    # A failed delivery is tried again within this many seconds (later retries back off).
+    first_retry_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +148,7 @@ class IftttSettings:
     realtime_debounce_seconds: float = 1.0
     event_retention_days: int = 30
     client_id: str | None = None
+    max_thresholds_per_sensor: int = 100
 
 
 @dataclass(frozen=True)
@@ -207,6 +224,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     activity: ActivitySettings = field(default_factory=ActivitySettings)
     alexa: AlexaSettings = field(default_factory=AlexaSettings)
     ifttt: IftttSettings = field(default_factory=IftttSettings)
@@ -232,6 +250,22 @@ class Settings:
     def public_url(self) -> str:
         """The public base URL without a trailing slash."""
         return self.server.public_url.rstrip("/")
+
+    @property
+    def hosted(self) -> bool:
+        """True for an instance that serves strangers: PostgreSQL, or open sign-up."""
+        return (
+            self.database_url.startswith(("postgresql://", "postgres://"))
+            or self.accounts.registration == "open"
+        )
+
+    @property
+    def ifttt_token_per_minute(self) -> int:
+        """The request limit per IFTTT token, once its default (by ``hosted``) is applied."""
+        configured = self.limits.ifttt_token_per_minute
+        if configured is None:
+            return HOSTED_IFTTT_TOKEN_PER_MINUTE if self.hosted else 0
+        return configured
 
 
 SECTIONS: tuple[str, ...] = tuple(
@@ -588,8 +622,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("redis.url", "must start with redis://, rediss:// or unix://")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", settings.redis.key_prefix):
         raise SettingsError("redis.key_prefix", "must be 1-64 letters, digits or any of _ . : -")
-    for name in ("api_key_per_minute", "ip_per_minute"):
-        if getattr(settings.limits, name) < 0:
+    for name in ("api_key_per_minute", "ip_per_minute", "ifttt_token_per_minute"):
+        if (getattr(settings.limits, name) or 0) < 0:
             raise SettingsError(f"limits.{name}", "must not be negative (0 turns it off)")
     token = settings.metrics.token
     if token is not None and len(token) < 16:
@@ -612,6 +646,10 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(
                 "webhooks.allowed_networks", f"{network!r} is not a CIDR network"
             ) from None
+    if not 5 <= settings.dispatch.lease_seconds <= 3600:
+        raise SettingsError("dispatch.lease_seconds", "must be from 5 to 3600")
+    if not 0.1 <= settings.dispatch.first_retry_seconds <= 60:
+        raise SettingsError("dispatch.first_retry_seconds", "must be from 0.1 to 60")
     if settings.activity.retention_days < 1:
         raise SettingsError("activity.retention_days", "must be at least 1 day")
     _require_http_url("alexa.lwa_token_url", settings.alexa.lwa_token_url)
@@ -619,6 +657,19 @@ def _validate(settings: Settings) -> None:
     _require_http_url("ifttt.realtime_url", settings.ifttt.realtime_url)
     if not 0 <= settings.ifttt.realtime_debounce_seconds <= 1:
         raise SettingsError("ifttt.realtime_debounce_seconds", "must be from 0 to 1")
+    if settings.ifttt.max_thresholds_per_sensor < 1:
+        raise SettingsError("ifttt.max_thresholds_per_sensor", "must be at least 1")
+    oauth = settings.oauth
+    if oauth.access_token_ttl_seconds < ALEXA_MIN_TOKEN_SECONDS:
+        raise SettingsError(
+            "oauth.access_token_ttl_seconds",
+            f"must be at least {ALEXA_MIN_TOKEN_SECONDS} (Alexa refuses to link accounts whose"
+            " access tokens live shorter)",
+        )
+    if oauth.code_ttl_seconds < 1:
+        raise SettingsError("oauth.code_ttl_seconds", "must be at least 1")
+    if oauth.refresh_grace_seconds < 0:
+        raise SettingsError("oauth.refresh_grace_seconds", "must not be negative")
     if settings.ifttt.event_retention_days < 30:
         raise SettingsError(
             "ifttt.event_retention_days", "must be at least 30 (IFTTT expects a long timeline)"

@@ -42,7 +42,9 @@ async def populate(data_dir: Path) -> dict[str, Any]:
         _, oauth_token = await link_oauth_client(core, account)
         principal = await core.auth.authenticate(account.key)
         lamp = await core.devices.create(principal, type="dimmer", name="Lamp", source="cli")
-        await core.devices.set_state(principal, lamp.id, {"brightness": 30}, source="cli")
+        await core.devices.set_state(
+            principal, lamp.id, {"brightness": 30, "power": "OFF"}, source="cli"
+        )
         await core.devices.create(principal, type="switch", name="Fan", source="cli")
         webhook, secret = await core.webhooks.create(
             principal, {"url": "http://127.0.0.1:9/hook", "event_types": ["device.deleted"]}

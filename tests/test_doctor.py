@@ -302,9 +302,9 @@ def _outbox_row(data_dir: Path, status: str, age: float) -> None:
         tenant = conn.execute("SELECT id FROM tenants").fetchone()[0]
         created = time.time() - age
         conn.execute(
-            "INSERT INTO outbox (tenant_id, sink, destination, event_id, event_type, payload,"
-            " status, next_attempt_at, created_at) VALUES (?, 'webhook', 'whk_x', ?, 'x', '{}',"
-            " ?, ?, ?)",
+            "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
+            " payload, status, next_attempt_at, created_at) VALUES (?, 'webhook', 'whk_x',"
+            " 'webhook:whk_x:', ?, 'x', '{}', ?, ?, ?)",
             (tenant, f"evt-{status}-{age}", status, created, created),
         )
     finally:

@@ -1,20 +1,24 @@
 """The ``alexa`` outbox sink: ChangeReports, DoorbellPress, AddOrUpdateReport and DeleteReport.
 
 The store writes one outbox row per change and per user with an active grant; each row
-carries the device version its change made. The sink builds each event from the device as
-it is *when sending*, so a burst of changes to one endpoint collapses into few messages
-without waiting for more:
+carries the device version its change made, and the rows of one endpoint and grant share an
+ordering key, so the dispatcher hands them here in commit order, each only after the older
+rows it must follow were sent (or given up); coalescable state changes may come together,
+and take their turn here, in order. The sink builds each event from the device as it is
+*when sending*, so a burst of changes collapses into few messages without waiting for more:
 
-* rows of one endpoint (grant and device) are sent one at a time, in row order;
 * a ChangeReport tells Alexa the whole state at the version it read (changed properties in
-  ``payload.change``, the rest and connectivity in ``context``), so later rows whose
-  version it already covered are done without sending anything;
+  ``payload.change``, the rest and connectivity in ``context``), so a later row whose
+  version it already covered is *merged* into it: recorded as such, naming the event
+  that carried it, and nothing is sent for it;
 * except for Routine triggers (detection, a routine switch's power): every transition of
   those is reported, in order, with the value and time it had, because a Routine starts
-  on a transition and a merged burst would swallow it; presses are never merged either.
+  on a transition and a merged burst would swallow it; presses are never merged either,
+  and no other report carries a trigger's newer value ahead of its own transition report.
 
 Nothing is held back to wait for more changes, so Amazon's 3 s bound holds; the gateway
-request itself is cut off after ``GATEWAY_TIMEOUT``.
+request itself is cut off after ``GATEWAY_TIMEOUT``, and a failed report is tried again
+within about a second (the dispatcher's first retry).
 """
 
 from __future__ import annotations
@@ -82,16 +86,28 @@ def press_time(at: float) -> str:
 class _Reported:
     """What Alexa was last told about one endpoint for one grant (in memory; lost on restart).
 
-    Versions are the device's: every outbox row carries the version its change made.
+    Versions are the device's: every outbox row carries the version its change made. Each
+    ``*_event`` is the outbox event id of the row whose report told Alexa that version.
     """
 
-    __slots__ = ("discovered", "transition", "values", "version")
+    __slots__ = (
+        "discovered",
+        "discovered_event",
+        "transition",
+        "transition_event",
+        "values",
+        "version",
+        "version_event",
+    )
 
     def __init__(self) -> None:
         self.version = 0  # the device version of the last ChangeReport's full state
+        self.version_event = ""
         self.values: dict[str, Any] = {}  # the property values Alexa was told last
         self.transition = 0  # the device version of the last transition reported
+        self.transition_event = ""
         self.discovered = 0  # the device version of the last AddOrUpdateReport
+        self.discovered_event = ""
 
 
 class _Build:
@@ -116,16 +132,19 @@ class ChangeReportSink:
         self._settings = settings
         self._http = http
         self._tokens = tokens
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._reported: dict[tuple[str, str], _Reported] = {}
+        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     async def deliver(self, item: OutboxItem) -> SinkResult:
-        """Send the event of one row (or find that an earlier send already covered it)."""
+        """Send the event of one row (or find that a report already sent carried it).
+
+        Rows of one endpoint and grant arrive in order (their ordering key); mergeable ones
+        may arrive together, and take turns here in the order they arrived.
+        """
         key = (item.destination, item.device_id or "")
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
+        lock, users = self._turns.get(key) or (asyncio.Lock(), 0)
+        self._turns[key] = (lock, users + 1)
         try:
-            # Taken before anything else, so rows of one endpoint go out in claim order.
             async with lock:
                 link = await self._core.alexa.active_link(item.tenant_id, item.destination)
                 if link is None:
@@ -137,11 +156,11 @@ class ChangeReportSink:
                     )
                 return await self._deliver(link, item, key)
         finally:
-            lock, users = self._locks[key]
+            lock, users = self._turns[key]
             if users <= 1:
-                del self._locks[key]
+                del self._turns[key]
             else:
-                self._locks[key] = (lock, users - 1)
+                self._turns[key] = (lock, users - 1)
 
     async def close(self) -> None:
         """Write the last report results and close the shared HTTP session."""
@@ -160,8 +179,8 @@ class ChangeReportSink:
         except LwaError as exc:
             return SinkResult(delivered=False, error=f"not sent: {exc}")
         build = await self._build(link, item, key)
-        if build is None:
-            return SinkResult(delivered=True)  # covered by an event already sent
+        if isinstance(build, SinkResult):
+            return build
         result, code = await self._post(link, build.message)
         if result.status_code == 401:
             try:
@@ -195,51 +214,64 @@ class ChangeReportSink:
     # building -------------------------------------------------------------------------------
     async def _build(
         self, link: AlexaLink, item: OutboxItem, key: tuple[str, str]
-    ) -> _Build | None:
+    ) -> _Build | SinkResult:
+        """The message to send for ``item``, or the row's result when nothing is to be sent."""
         if item.device_id is None:
-            return None
+            return SinkResult(delivered=False, error="not sent: no device", permanent=True)
         if item.event_type == "device.deleted":
             return _Build(_delete_report(item.device_id, link.access_token))
         device = await self._core.alexa.device(link, item.device_id)
         if device is None:
-            return None  # deleted since: its DeleteReport row follows
+            return SinkResult(
+                delivered=False,
+                error="not sent: the device was deleted first; its DeleteReport tells Alexa",
+                permanent=True,
+            )
         reported = self._reported.get(key) or _Reported()
         version = _version(item)
+        event_id = item.event_id
         if item.event_type in ("device.created", "device.updated"):
             if version <= reported.discovered:
-                return None  # an AddOrUpdateReport sent since already described it
+                return _covered(item, reported.discovered_event)
 
             def discovered(state: _Reported) -> None:
-                state.discovered = max(state.discovered, device.version)
+                if device.version >= state.discovered:
+                    state.discovered, state.discovered_event = device.version, event_id
 
             return _Build(_add_or_update_report(device, link.access_token), discovered)
         cause = cause_for(str(item.payload.get("source", "")), device.type)
         if item.event_type == "button.pressed":
             if device.type != "button":
-                return None
+                return SinkResult(
+                    delivered=False, error="not sent: the device is not a button", permanent=True
+                )
             return _Build(_doorbell_press(device.id, link.access_token, cause, _at(item)))
         if item.event_type == "state.changed":
             return self._change_report(device, item, reported, link.access_token, cause)
-        return None
+        return SinkResult(
+            delivered=False, error=f"not sent: no Alexa event for {item.event_type}", permanent=True
+        )
 
     def _change_report(
         self, device: Device, item: OutboxItem, reported: _Reported, token: str, cause: str
-    ) -> _Build | None:
+    ) -> _Build | SinkResult:
         endpoint = AlexaEndpoint(device)
         name = str(item.payload.get("property", ""))
         current = device.properties.get(name)
         if current is None:
-            return None
+            return SinkResult(
+                delivered=False, error=f"not sent: the device has no {name!r}", permanent=True
+            )
         version, at = _version(item), _at(item)
         transition = name in endpoint.transitions
         changed: dict[str, PropertyState] = {}
         if transition:
             if version <= reported.transition:
-                return None  # this transition, or a later one, was already reported
+                return _covered(item, reported.transition_event)  # reported before a restart
             changed[name] = PropertyState(item.payload.get("new", current.value), at)
         else:
             if version <= reported.version:
-                return None  # a report sent since carried this change
+                return _covered(item, reported.version_event)
             if reported.values.get(name, _UNKNOWN) != current.value:
                 changed[name] = current
         for other, state in device.properties.items():
@@ -250,29 +282,40 @@ class ChangeReportSink:
                 known is not _UNKNOWN and known != state.value
             ):
                 changed[other] = state
-        if not changed:
-            return None  # Alexa already has these values
         now = self._core.clock()
         values = {**device.properties, **changed}
-        properties = endpoint.properties(now, values, only=changed)
+        properties = endpoint.properties(now, values, only=changed) if changed else []
         if not properties:
-            return None
+            # Alexa already has these values (a change and its undoing met in one report).
+            return _covered(item, reported.version_event)
+        # A trigger's newer value never rides ahead of its own transition report: the
+        # context of any other report leaves the Routine triggers out.
+        hidden = changed.keys() | (set() if transition else endpoint.transitions)
         message: JSON = {
             "event": {
                 "header": header("Alexa", "ChangeReport"),
                 "endpoint": {"scope": _scope(token), "endpointId": device.id},
                 "payload": {"change": {"cause": {"type": cause}, "properties": properties}},
             },
-            "context": {"properties": endpoint.properties(now, without=changed)},
+            "context": {"properties": endpoint.properties(now, without=hidden)},
         }
+        event_id = item.event_id
 
         def settle(state: _Reported) -> None:
             if transition:
-                state.transition = max(state.transition, version)
+                if version >= state.transition:
+                    state.transition, state.transition_event = version, event_id
                 state.values.update({key: prop.value for key, prop in changed.items()})
             else:
-                state.version = max(state.version, device.version)
-                state.values.update({key: prop.value for key, prop in device.properties.items()})
+                if device.version >= state.version:
+                    state.version, state.version_event = device.version, event_id
+                state.values.update(
+                    {
+                        key: prop.value
+                        for key, prop in device.properties.items()
+                        if key not in endpoint.transitions
+                    }
+                )
 
         return _Build(message, settle)
 
@@ -315,6 +358,12 @@ class ChangeReportSink:
         for key in [key for key in self._reported if key[0] == grant_id]:
             del self._reported[key]
         self._tokens.forget(grant_id)
+
+
+def _covered(item: OutboxItem, event_id: str) -> SinkResult:
+    """The row's change went out with the report of ``event_id`` (or, after a restart
+    forgot which, with the one sent for this very row)."""
+    return SinkResult.merged(event_id or item.event_id)
 
 
 def _version(item: OutboxItem) -> int:

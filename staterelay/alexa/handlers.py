@@ -25,12 +25,11 @@ from staterelay.alexa.errors import (
 from staterelay.alexa.lwa import LoginWithAmazon, LwaError
 from staterelay.core import Core
 from staterelay.core.models import Device, Principal
-from staterelay.errors import InvalidInput, NotFound, PreconditionFailed
+from staterelay.errors import InvalidInput, NotFound
 
 _LOGGER = logging.getLogger(__name__)
 
 SOURCE: Final = "alexa"
-ADJUST_ATTEMPTS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +125,7 @@ async def set_values(
     directive: Directive,
     principal: Principal,
     interface: str,
-    values: dict[str, Any],
+    values: dict[str, Any] | Callable[[Device], dict[str, Any]],
 ) -> Device:
     """Change the endpoint's device in one step (no read first: this is the hot path).
 
@@ -167,19 +166,14 @@ def _number(payload: Any, field: str) -> float:
     return float(value)
 
 
-def _brightness_values(brightness: int) -> dict[str, Any]:
-    # Setting a dimmer to a level also switches it on, as "Alexa, set the lamp to 40%" means.
-    return {"brightness": brightness, "power": "ON"} if brightness > 0 else {"brightness": 0}
-
-
 @HANDLERS.register(("Alexa.BrightnessController", "SetBrightness"))
 async def set_brightness(ctx: HandlerContext, directive: Directive, principal: Principal) -> JSON:
-    """Set the brightness (0-100)."""
+    """Set the brightness (0-100); core's dimmer rule switches it on above 0, off at 0."""
     value = _number(directive.payload, "brightness")
     if not 0 <= value <= 100:
         raise ValueOutOfRangeError("brightness must be from 0 to 100", 0, 100)
     device = await set_values(
-        ctx, directive, principal, "Alexa.BrightnessController", _brightness_values(round(value))
+        ctx, directive, principal, "Alexa.BrightnessController", {"brightness": round(value)}
     )
     return respond(ctx, directive, device)
 
@@ -188,29 +182,19 @@ async def set_brightness(ctx: HandlerContext, directive: Directive, principal: P
 async def adjust_brightness(
     ctx: HandlerContext, directive: Directive, principal: Principal
 ) -> JSON:
-    """Change the brightness by a delta; the result is clamped to 0-100."""
-    endpoint = await controlled(ctx, directive, principal, "Alexa.BrightnessController")
+    """Change the brightness by a delta, clamped to 0-100, computed inside the write so
+    concurrent adjustments add up; at 0 the dimmer is off."""
     delta = _number(directive.payload, "brightnessDelta")
     if not -100 <= delta <= 100:
         raise ValueOutOfRangeError("brightnessDelta must be from -100 to 100", -100, 100)
-    device = endpoint.device
-    for attempt in range(ADJUST_ATTEMPTS):
-        current = int(device.properties["brightness"].value)
-        brightness = max(0, min(100, round(current + delta)))
-        try:
-            device = await ctx.core.devices.set_state(
-                principal,
-                device.id,
-                _brightness_values(brightness),
-                source=SOURCE,
-                if_version=device.version,
-            )
-            break
-        except PreconditionFailed:
-            # Changed between our read and our write: read again so the delta is not lost.
-            if attempt == ADJUST_ATTEMPTS - 1:
-                raise
-            device = await ctx.core.devices.get(principal, device.id)
+
+    def adjusted(device: Device) -> dict[str, Any]:
+        state = device.properties.get("brightness")
+        if state is None:
+            raise InvalidInput("no brightness", field="brightness")
+        return {"brightness": max(0, min(100, round(int(state.value) + delta)))}
+
+    device = await set_values(ctx, directive, principal, "Alexa.BrightnessController", adjusted)
     return respond(ctx, directive, device)
 
 

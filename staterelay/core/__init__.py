@@ -15,7 +15,8 @@ from staterelay.core.crypto import SecretBox
 from staterelay.core.devices import DeviceService
 from staterelay.core.ifttt import IftttService
 from staterelay.core.netpolicy import AddressPolicy
-from staterelay.core.oauth import OAuthService
+from staterelay.core.oauth import OAuthService, RevokedApp
+from staterelay.core.oauth_clients import is_alexa_client, is_ifttt_client
 from staterelay.core.outbox import OutboxService
 from staterelay.core.sessions import SessionService
 from staterelay.core.throttle import LoginThrottle
@@ -89,10 +90,24 @@ class Core:
             public_url=config.public_url,
         )
         self.alexa = AlexaLinkService(store, clock, SecretBox(instance_secret, "alexa-tokens"))
+        self.oauth.on_revoke(self._linked_app_revoked)
 
     async def ready(self) -> bool:
         """True when the store answers and is migrated."""
         return await self.store.ready()
+
+    async def _linked_app_revoked(self, app: RevokedApp) -> None:
+        """Unlinking an app stops everything it set up: the Alexa link its token accepted
+        (LWA tokens and queued events), IFTTT's trigger identities and notifications."""
+        client = app.client
+        await self.alexa.linked_app_revoked(
+            app.tenant_id,
+            app.user_id,
+            app.grant_id,
+            alexa_client=client is not None and is_alexa_client(client),
+        )
+        if client is not None and is_ifttt_client(client, self.config.ifttt.client_id):
+            await self.ifttt.forget_user(app.tenant_id, app.user_id)
 
 
 __all__ = ["AddressPolicy", "Core", "CoreConfig", "EventBus", "InProcessBus"]

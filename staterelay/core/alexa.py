@@ -23,6 +23,7 @@ from staterelay.store.records import Device
 
 REGIONS: Final[tuple[str, ...]] = get_args(AlexaRegion)
 ERROR_MAX: Final = 300
+UNLINKED_IN_STATERELAY: Final = "the Alexa linked app was revoked in StateRelay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +112,41 @@ class AlexaLinkService:
             token_expires_at=now + expires_in,
             linked_at=now,
             refreshed_at=now,
+            oauth_grant_id=principal.credential_id if principal.credential == "oauth" else None,
         )
         stored = await self._store.save_alexa_grant(grant)
         return self._open(stored)
 
     async def active_link(self, tenant_id: str, grant_id: str) -> AlexaLink | None:
-        """The grant's tokens, or None when it is gone or unlinked."""
+        """The grant's tokens, or None when it is gone or unlinked.
+
+        A grant whose linked app was revoked (by any path) is unlinked here at the latest,
+        so nothing more is sent to Alexa for it.
+        """
         grant = await self._store.get_alexa_grant(tenant_id, grant_id)
         if grant is None or grant.status != "active":
             return None
+        if grant.oauth_grant_revoked:
+            await self.unlink(tenant_id, grant_id, UNLINKED_IN_STATERELAY)
+            return None
         return self._open(grant)
+
+    async def linked_app_revoked(
+        self, tenant_id: str, user_id: str, oauth_grant_id: str, *, alexa_client: bool
+    ) -> bool:
+        """A linked app (OAuth grant) of the user was revoked: end the Alexa link it made.
+
+        ``alexa_client`` says the app is the Alexa skill's client; it decides for grants
+        made before the linked app was remembered with them. True when a link ended.
+        """
+        grant = await self._store.find_user_alexa_grant(tenant_id, user_id)
+        if grant is None or grant.status != "active":
+            return False
+        if grant.oauth_grant_id != oauth_grant_id and not (
+            grant.oauth_grant_id is None and alexa_client
+        ):
+            return False
+        return await self.unlink(tenant_id, grant.id, UNLINKED_IN_STATERELAY)
 
     async def save_refreshed(
         self, link: AlexaLink, *, access_token: str, refresh_token: str, expires_in: float
@@ -161,13 +187,16 @@ class AlexaLinkService:
             tenant_id, grant_id, reason[:ERROR_MAX], self._clock()
         )
 
-    async def unlink_user(self, principal: Principal, reason: str) -> bool:
-        """The principal's user unlinks Alexa (the dashboard's button); False when not linked."""
+    async def unlink_user(self, principal: Principal, reason: str) -> AlexaGrant | None:
+        """The principal's user unlinks Alexa (the dashboard's button); the grant that ended,
+        or None when not linked. The caller revokes its linked app too."""
         require(principal, "write")
         grant = await self._store.find_user_alexa_grant(principal.tenant_id, principal.user_id)
         if grant is None or grant.status != "active":
-            return False
-        return await self.unlink(principal.tenant_id, grant.id, reason)
+            return None
+        if not await self.unlink(principal.tenant_id, grant.id, reason):
+            return None
+        return grant
 
     async def device(self, link: AlexaLink, device_id: str) -> Device | None:
         """A device as the grant's user sees it now; None once deleted."""

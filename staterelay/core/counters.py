@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 # Label values come from code, never from a request, so the label sets stay small; anything
 # else is counted as "other".
-DELIVERY_OUTCOMES = frozenset({"delivered", "retry", "dead"})
+DELIVERY_OUTCOMES = frozenset({"delivered", "merged", "retry", "dead"})
 OAUTH_TOKEN_ERRORS = frozenset(
     {
         "invalid_request",

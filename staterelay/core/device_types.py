@@ -227,6 +227,33 @@ def normalize_properties(
     return {name: kind.spec(name).normalize(value, options) for name, value in values.items()}
 
 
+DIMMER_DEFAULT_LEVEL = 100
+
+
+def apply_type_rules(
+    kind: DeviceType, current: Mapping[str, Any], wanted: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The values a (normalized) update really sets, once the type's rules are applied.
+
+    A dimmer is never on at 0 %, whichever surface asks: brightness 0 switches it off and
+    keeps the level it had, so switching it on again brings that level back; a level above
+    0 asked for without a power value switches it on, as a wall dimmer does; switching on a
+    dimmer left at 0 (from before this rule) brings it to full.
+    """
+    result = dict(wanted)
+    if kind.name != "dimmer":
+        return result
+    level = result.get("brightness")
+    if level == 0:
+        del result["brightness"]
+        result["power"] = "OFF"
+    elif level is not None and "power" not in result:
+        result["power"] = "ON"
+    if result.get("power") == "ON" and not result.get("brightness", current.get("brightness")):
+        result["brightness"] = DIMMER_DEFAULT_LEVEL
+    return result
+
+
 def default_properties(kind: DeviceType, options: Mapping[str, Any]) -> dict[str, Any]:
     """The properties of a new device of this type."""
     return {p.name: p.default(options) for p in kind.properties}

@@ -7,13 +7,14 @@ outbox rows) and is published on the bus only after it commits.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
 from staterelay.core.counters import Counters
 from staterelay.core.device_types import (
+    apply_type_rules,
     default_properties,
     device_type,
     normalize_properties,
@@ -328,13 +329,18 @@ class DeviceService:
         self,
         principal: Principal,
         device_id: str,
-        values: Any,
+        values: Any | Callable[[Device], Any],
         *,
         source: str,
         cause: str | None = None,
         if_version: int | None = None,
     ) -> Device:
-        """Change some of a device's properties; a value equal to the current one is no change."""
+        """Change some of a device's properties; a value equal to the current one is no change.
+
+        ``values`` may be a function of the device as it is inside the write (a toggle, a
+        relative step): concurrent changes then each build on the one before, none is lost.
+        The type's rules apply to every change (a dimmer at 0 % is off).
+        """
         require(principal, "write")
         require_device(principal, device_id)
         now = self._clock()
@@ -342,7 +348,11 @@ class DeviceService:
         def mutate(current: Device) -> DeviceChange:
             _check_version(current, if_version)
             kind = device_type(current.type)
-            wanted = normalize_properties(kind, values, current.options)
+            asked = values(current) if callable(values) else values
+            present = {key: state.value for key, state in current.properties.items()}
+            wanted = apply_type_rules(
+                kind, present, normalize_properties(kind, asked, current.options)
+            )
             changed = {
                 key: value
                 for key, value in wanted.items()

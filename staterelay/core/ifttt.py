@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from staterelay.core.clock import Clock
@@ -68,6 +68,9 @@ REQUEST_ID_KEEP_SECONDS: Final = DAY
 REQUEST_ID_MAX: Final = 128
 CACHE_SIZE: Final = 10_000
 DEVICE_PAGE: Final = 300
+TIMELINE_KEEP: Final = 50
+"""Events of a trigger timeline kept whatever their age: IFTTT polls up to 50 at a time and
+expects what it saw to stay (retention applies only to older ones)."""
 
 
 class ActionSkipped(StateRelayError):
@@ -191,6 +194,18 @@ class IftttService:
         )
         self._identities.pop((principal.tenant_id, principal.user_id, identity), None)
 
+    async def forget_user(self, tenant_id: str, user_id: str) -> int:
+        """IFTTT was unlinked for a user: their trigger identities go, and with them every
+        Realtime notification for them (queued ones too); returns identities dropped."""
+        forgotten = await self._store.forget_ifttt_user(tenant_id, user_id, self._clock())
+        for key in [key for key in self._identities if key[:2] == (tenant_id, user_id)]:
+            del self._identities[key]
+        if forgotten:
+            _LOGGER.info(
+                "IFTTT unlinked for user %s: %d trigger identities dropped", user_id, forgotten
+            )
+        return forgotten
+
     async def identities(self, principal: Principal) -> Sequence[TriggerIdentity]:
         """The principal's user's trigger identities, deleted ones included."""
         require(principal, "read")
@@ -227,7 +242,16 @@ class IftttService:
         known = self._thresholds.get(key)
         if known is not None and now - known < THRESHOLD_TOUCH_SECONDS:
             return
-        backfilled = await self._store.track_ifttt_threshold(tenant_id, device_id, threshold, now)
+        limit = self.settings.max_thresholds_per_sensor
+        backfilled = await self._store.track_ifttt_threshold(
+            tenant_id, device_id, threshold, now, limit=limit
+        )
+        if backfilled is None:
+            raise BadRequest(
+                f"this sensor already has {limit} different thresholds in Applets; use one of"
+                " those or remove Applets with thresholds no longer needed",
+                field="threshold",
+            )
         if backfilled:
             _LOGGER.info("threshold %s of %s: %d past crossings", key[2], device_id, backfilled)
         _remember(self._thresholds, key, now)
@@ -372,13 +396,11 @@ class IftttService:
         devices = self._devices
         if spec.slug == "press_button":
             return await devices.press(principal, device.id, source=SOURCE, cause=cause)
-        values: dict[str, Any]
+        values: dict[str, Any] | Callable[[Device], dict[str, Any]]
         if spec.slug == "set_power":
             word = parse_power(fields.get("power"))
-            if word == "toggle":
-                current = device.properties.get("power")
-                word = "off" if current is not None and current.value == "ON" else "on"
-            values = {"power": word.upper()}
+            # A toggle reads the power inside the write, so ten at once flip it ten times.
+            values = _toggled if word == "toggle" else {"power": word.upper()}
         elif spec.slug == "set_brightness":
             values = {"brightness": parse_brightness(fields.get("brightness"))}
         elif device.type == "temperature_sensor":
@@ -394,6 +416,7 @@ class IftttService:
         retention = self.settings.event_retention_days * DAY
         pruned = await self._store.prune_ifttt(
             events_before=now - retention,
+            keep_events=TIMELINE_KEEP,
             identities_before=now - retention,
             requests_before=now - REQUEST_ID_KEEP_SECONDS,
         )
@@ -408,6 +431,11 @@ def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
     cache.move_to_end(key)
     while len(cache) > CACHE_SIZE:
         cache.popitem(last=False)
+
+
+def _toggled(device: Device) -> dict[str, Any]:
+    current = device.properties.get("power")
+    return {"power": "OFF" if current is not None and current.value == "ON" else "ON"}
 
 
 def _invalid(message: str) -> dict[str, Any]:

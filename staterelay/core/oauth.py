@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -112,6 +112,19 @@ class NewCode:
     code_challenge_method: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RevokedApp:
+    """A linked app that was revoked: whose it was and which client held it."""
+
+    tenant_id: str
+    user_id: str
+    grant_id: str
+    client: OAuthClient | None  # None once the client itself was deleted
+
+
+RevokeListener = Callable[[RevokedApp], Awaitable[None]]
+
+
 class OAuthService:
     """Clients, codes, grants and tokens of StateRelay's authorization server."""
 
@@ -127,6 +140,24 @@ class OAuthService:
         self._last_written: dict[str, float] = {}
         self._successors_due: list[float] = []  # a heap of times kept pairs fall due
         self._recent = recent_tokens()
+        self._revoke_listeners: list[RevokeListener] = []
+
+    def on_revoke(self, listener: RevokeListener) -> None:
+        """Call ``listener`` after a grant is revoked (by its user, its client, or for reuse),
+        so whatever the linked app set up (an Alexa link, IFTTT identities) ends with it."""
+        self._revoke_listeners.append(listener)
+
+    async def _announce_revoked(
+        self, tenant_id: str, user_id: str, grant_id: str, client_id: str
+    ) -> None:
+        app = RevokedApp(tenant_id, user_id, grant_id, await self.get_client(client_id))
+        for listener in self._revoke_listeners:
+            try:
+                await listener(app)
+            except Exception:
+                # The grant is revoked; the listener's own later checks catch up (an Alexa
+                # link is ended before its next event at the latest).
+                _LOGGER.exception("ending what linked app %s set up failed", grant_id)
 
     # clients -------------------------------------------------------------------------------
     async def load_config_clients(self) -> int:
@@ -337,17 +368,25 @@ class OAuthService:
                 "refresh token of grant %s reused after rotation; the grant is revoked",
                 token.grant_id,
             )
+            await self._announce_revoked(
+                token.tenant_id, token.user_id, token.grant_id, token.client_id
+            )
 
     async def revoke_token(self, token: OAuthToken) -> None:
         """RFC 7009: an access token alone; a refresh token with its whole grant."""
         now = self._clock()
         if token.kind == "access":
             await self._store.revoke_oauth_access_token(token.digest, now)
-        else:
-            await self._store.revoke_oauth_grant(
-                token.tenant_id, token.grant_id, now, reason="revoked by client"
-            )
+            self._recent.clear()
+            return
+        revoked = await self._store.revoke_oauth_grant(
+            token.tenant_id, token.grant_id, now, reason="revoked by client"
+        )
         self._recent.clear()
+        if revoked:
+            await self._announce_revoked(
+                token.tenant_id, token.user_id, token.grant_id, token.client_id
+            )
 
     def _seal_successor(self, tokens: IssuedTokens) -> str:
         return self._box.encrypt(
@@ -465,6 +504,8 @@ class OAuthService:
 
     async def revoke_user_grant(self, tenant_id: str, user_id: str, grant_id: str) -> None:
         """Revoke one of a user's grants; ``NotFound`` when the user has no such active grant."""
+        apps = await self._store.list_oauth_grants(tenant_id, user_id)
+        client_id = next((app.client_id for app in apps if app.grant_id == grant_id), None)
         revoked = await self._store.revoke_oauth_grant(
             tenant_id, grant_id, self._clock(), reason="revoked by user", user_id=user_id
         )
@@ -472,6 +513,8 @@ class OAuthService:
         if not revoked:
             raise NotFound("no such linked app")
         self._last_used.pop(grant_id, None)
+        if client_id is not None:
+            await self._announce_revoked(tenant_id, user_id, grant_id, client_id)
 
     def _with_pending_use(self, app: LinkedApp) -> LinkedApp:
         pending = self._last_used.get(app.grant_id)
@@ -495,5 +538,6 @@ __all__ = [
     "OAuthCode",
     "OAuthService",
     "OAuthToken",
+    "RevokedApp",
     "recent_tokens",
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from staterelay.errors import InvalidInput
+from staterelay.store.oauth_records import OAuthClient
 
 # What each scope lets a client do, for the consent page, and the principal scopes it yields.
 SCOPE_DESCRIPTIONS: Mapping[str, str] = {
@@ -29,6 +30,7 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 # Alexa shows one redirect URL per region on the skill's Account Linking page.
 ALEXA_REDIRECT_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
+IFTTT_HOSTS = ("ifttt.com",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +156,21 @@ def permissions_for(scopes: Iterable[str]) -> frozenset[str]:
     for scope in scopes:
         granted |= SCOPE_PERMISSIONS.get(scope, frozenset())
     return frozenset(granted)
+
+
+def _host_of(uri: str) -> str:
+    return (urlsplit(uri).hostname or "").lower()
+
+
+def is_alexa_client(client: OAuthClient) -> bool:
+    """True for a client registered with Amazon's account-linking redirect URLs."""
+    return any(_host_of(uri) in ALEXA_REDIRECT_HOSTS for uri in client.redirect_uris)
+
+
+def is_ifttt_client(client: OAuthClient, configured_id: str | None) -> bool:
+    """True for the IFTTT service's client (by configured id, scope or redirect URL)."""
+    return (
+        client.id == configured_id
+        or "ifttt" in client.scopes
+        or any(_host_of(uri) in IFTTT_HOSTS for uri in client.redirect_uris)
+    )

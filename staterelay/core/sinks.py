@@ -18,7 +18,8 @@ class SinkResult:
 
     ``permanent`` means retrying cannot help (the destination is gone or refused the event
     for good); the dispatcher then marks the row dead. ``retry_after`` is the receiver's
-    own wish, in seconds, for when to try again.
+    own wish, in seconds, for when to try again. ``merged_into`` names the outbox event
+    whose delivery already carried this row's change: nothing was sent for the row itself.
     """
 
     delivered: bool
@@ -26,6 +27,12 @@ class SinkResult:
     error: str | None = None
     retry_after: float | None = None
     permanent: bool = False
+    merged_into: str | None = None
+
+    @classmethod
+    def merged(cls, event_id: str) -> SinkResult:
+        """The row's change went out with the report of outbox event ``event_id``."""
+        return cls(delivered=True, merged_into=event_id)
 
 
 class Sink(Protocol):

@@ -15,13 +15,23 @@ from staterelay.store.records import Tenant, User
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{1,63}$")
 DEFAULT_TENANT_NAME = "Home"
+# Top-level domains reserved by RFC 2606 and RFC 6761: no mailbox there can receive mail,
+# and StateRelay's own internal accounts (IFTTT's endpoint tests) live under one of them.
+RESERVED_TLDS = frozenset({"invalid", "test", "example", "localhost"})
 
 
-def validate_email(value: object) -> str:
-    """A plausible email address (the link in an invite proves it works)."""
+def validate_email(value: object, *, allow_reserved: bool = False) -> str:
+    """A plausible email address (the link in an invite proves it works), never under a
+    reserved top-level domain unless ``allow_reserved`` (for StateRelay's own accounts)."""
     email = require_text(value, "email").strip()
     if len(email) > 254 or not _EMAIL.match(email):
         raise InvalidInput("email is not a valid address", field="email")
+    tld = email.rsplit(".", 1)[-1].rstrip(".").lower()
+    if tld in RESERVED_TLDS and not allow_reserved:
+        raise InvalidInput(
+            f"email cannot be at a .{tld} domain: nothing can be delivered there",
+            field="email",
+        )
     return email
 
 
@@ -50,9 +60,11 @@ class UserService:
         password: str | None = None,
         is_admin: bool = False,
         tenant_id: str | None = None,
+        internal: bool = False,
     ) -> User:
-        """Create a user in ``tenant_id`` (the household when None)."""
-        clean_email = validate_email(email)
+        """Create a user in ``tenant_id`` (the household when None); ``internal`` accounts
+        (StateRelay's own, under a reserved domain) cannot be registered by anyone."""
+        clean_email = validate_email(email, allow_reserved=internal)
         password_hash = (
             await asyncio.to_thread(hash_password, password) if password is not None else None
         )

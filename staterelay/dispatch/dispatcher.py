@@ -1,5 +1,10 @@
 """The Dispatcher: claims due outbox rows, hands them to sinks and records every result.
 
+The store hands out only the oldest pending row of each ordering key (an Alexa endpoint of
+one linked user, an IFTTT user, a webhook's view of one device), so rows of a key reach
+their destination one at a time and in commit order; a row waiting for its retry holds
+back the rows of its key behind it, and no other key.
+
 One loop claims rows with a lease, a task per row delivers it (at most
 ``concurrency_per_destination`` at a time per sink and destination, at most
 ``max_in_flight`` in all), and one recorder writes the results in batches. Rows are never
@@ -19,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +46,8 @@ RENEW_EVERY: Final = 1 / 3
 """Leases are renewed every this fraction of ``lease_seconds``."""
 SEND_MARGIN: Final = 1 / 6
 """A row is sent only while at least this fraction of ``lease_seconds`` of its lease is left."""
+MIN_RETRY_AFTER: Final = 0.25
+"""The shortest wait a receiver's ``Retry-After`` can ask for (``0`` would spin)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class DispatcherConfig:
     concurrency_per_destination: int = 2
     release_all_on_start: bool = True
     lease_seconds: float = 60.0
+    first_retry_seconds: float | None = None  # None: the first retry backs off like the rest
     retry_base_seconds: float = 2.0
     retry_factor: float = 3.0
     retry_cap_seconds: float = 6 * 3600.0
@@ -74,6 +84,8 @@ class DispatcherConfig:
             raise ValueError(
                 "retry_factor must be >= 1 and retry_cap_seconds >= retry_base_seconds"
             )
+        if self.first_retry_seconds is not None and not self.first_retry_seconds > 0:
+            raise ValueError("first_retry_seconds must be positive")
         if self.stop_timeout_seconds < 0 or self.trip_seconds < 0:
             raise ValueError("stop_timeout_seconds and trip_seconds must not be negative")
 
@@ -81,12 +93,12 @@ class DispatcherConfig:
 class _Lane:
     """The queue of one sink and destination: its concurrency limit and recent breakage."""
 
-    __slots__ = ("semaphore", "trip_error", "tripped_until", "users")
+    __slots__ = ("semaphore", "trip_error", "tripped_at", "users")
 
     def __init__(self, concurrency: int) -> None:
         self.semaphore = asyncio.Semaphore(concurrency)
         self.users = 0
-        self.tripped_until = 0.0
+        self.tripped_at = -math.inf  # when an attempt last failed without an answer
         self.trip_error: str | None = None
 
 
@@ -309,14 +321,16 @@ class Dispatcher:
         if lane is None:
             lane = self._lanes[key] = _Lane(self._config.concurrency_per_destination)
         lane.users += 1
+        queued_at = time.monotonic()
         try:
             async with lane.semaphore:
                 if not self._holds(item):
                     return None
                 started = time.perf_counter()
-                if lane.tripped_until > time.monotonic():
-                    # The same destination just failed to answer; rows queued behind that
-                    # failure fail now instead of each waiting out its own timeout.
+                if queued_at < lane.tripped_at > time.monotonic() - self._config.trip_seconds:
+                    # The same destination failed to answer while this row waited for its
+                    # turn; rows queued behind that failure fail now instead of each waiting
+                    # out its own timeout. A row that queues afterwards (a retry) is sent.
                     error = f"not sent: the previous attempt moments ago failed ({lane.trip_error})"
                     return SinkResult(delivered=False, error=error), started
                 try:
@@ -325,9 +339,9 @@ class Dispatcher:
                     _LOGGER.exception("sink %s raised on outbox row %d", item.sink, item.id)
                     result = SinkResult(delivered=False, error="internal error while sending")
                 if result.delivered:
-                    lane.tripped_until = 0.0
+                    lane.tripped_at = -math.inf
                 elif result.status_code is None and not result.permanent:
-                    lane.tripped_until = time.monotonic() + self._config.trip_seconds
+                    lane.tripped_at = time.monotonic()
                     lane.trip_error = result.error
                 return result, started
         finally:
@@ -351,24 +365,16 @@ class Dispatcher:
             dead = True
             error = f"{error}; giving up after {attempt} attempts"
         else:
-            if result.retry_after is not None:
-                delay = min(
-                    max(result.retry_after, config.retry_base_seconds), config.retry_cap_seconds
-                )
-            else:
-                delay = retry_delay(
-                    attempt,
-                    base=config.retry_base_seconds,
-                    factor=config.retry_factor,
-                    cap=config.retry_cap_seconds,
-                )
-            next_attempt_at = now + delay
+            next_attempt_at = now + self._retry_delay(attempt, result.retry_after)
             if next_attempt_at - item.created_at > config.max_age_seconds:
                 dead = True
                 next_attempt_at = None
                 limit = _span(config.max_age_seconds)
                 error = f"{error}; giving up: the next retry would pass the {limit} limit"
-        outcome = "delivered" if result.delivered else "dead" if dead else "retry"
+        if result.merged_into is not None:
+            outcome = "merged"
+        else:
+            outcome = "delivered" if result.delivered else "dead" if dead else "retry"
         self._core.counters.delivery(item.sink, outcome, sent=result.status_code is not None)
         if dead:
             _LOGGER.warning(
@@ -394,6 +400,8 @@ class Dispatcher:
         }
         if next_attempt_at is not None:
             detail["next_attempt_at"] = iso(next_attempt_at)
+        if result.merged_into is not None:
+            detail["merged_into"] = result.merged_into
         return DeliveryOutcome(
             item=item,
             delivered=result.delivered,
@@ -402,6 +410,7 @@ class Dispatcher:
             status_code=result.status_code,
             error=error,
             duration_ms=duration_ms,
+            merged_into=result.merged_into,
             activity=NewActivity(
                 kind="delivery",
                 source="system",
@@ -410,6 +419,25 @@ class Dispatcher:
                 device_name=_device_name(item.payload),
                 detail=detail,
             ),
+        )
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        """How long a row waits after failed attempt ``attempt`` (1 for the first).
+
+        A receiver's ``Retry-After`` is followed. Otherwise the first retry comes within
+        ``first_retry_seconds`` (jittered into its upper half): one lost request or gateway
+        hiccup still lands within Alexa's 3 s. Later retries back off exponentially.
+        """
+        config = self._config
+        if retry_after is not None:
+            return min(max(retry_after, MIN_RETRY_AFTER), config.retry_cap_seconds)
+        if attempt <= 1 and config.first_retry_seconds is not None:
+            return config.first_retry_seconds * (0.5 + random.random() / 2)
+        return retry_delay(
+            attempt,
+            base=config.retry_base_seconds,
+            factor=config.retry_factor,
+            cap=config.retry_cap_seconds,
         )
 
     # recording --------------------------------------------------------------------------------

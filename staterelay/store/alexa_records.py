@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 AlexaRegion = Literal["NA", "EU", "FE"]
 GrantStatus = Literal["active", "unlinked"]
@@ -14,6 +15,8 @@ class AlexaGrant:
     """One user's permission for StateRelay to send events to Alexa (from AcceptGrant).
 
     The tokens are ciphertexts (``SecretBox``); an unlinked grant has none and says why.
+    ``oauth_grant_id`` is StateRelay's own linked-app grant whose token accepted it (None
+    for grants made before it was kept).
     """
 
     id: str
@@ -33,6 +36,18 @@ class AlexaGrant:
     last_report_error: str | None = None
     unlinked_at: float | None = None
     unlinked_reason: str | None = None
+    oauth_grant_id: str | None = None
+    oauth_grant_revoked: bool = False
+    """Read, not stored: the linked app whose token made this grant has been revoked since."""
+
+
+_STORED_FIELDS = tuple(f.name for f in fields(AlexaGrant) if f.name != "oauth_grant_revoked")
+
+
+def grant_from_row(row: Sequence[Any]) -> AlexaGrant:
+    """A grant from its stored columns (in field order) followed by the revoked flag."""
+    stored = dict(zip(_STORED_FIELDS, row, strict=False))
+    return AlexaGrant(**stored, oauth_grant_revoked=bool(row[len(_STORED_FIELDS)]))
 
 
 @dataclass(frozen=True, slots=True)

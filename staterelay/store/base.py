@@ -61,6 +61,15 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
     async def first_tenant(self) -> Tenant | None:
         """The oldest tenant: the household of a self-hosted instance."""
 
+    async def get_instance_marker(self, name: str) -> str | None:
+        """A fact the instance keeps about itself (e.g. which household is IFTTT's test one)."""
+
+    async def set_instance_marker(
+        self, name: str, value: str, now: float, *, replacing: str | None = None
+    ) -> str:
+        """Keep ``value`` under ``name`` if what is kept there is ``replacing`` (None: nothing
+        yet); returns the value kept afterwards, so two writers agree on one."""
+
     async def create_user(self, user: User) -> User:
         """Insert a user; ``Conflict`` when the email is taken (case-insensitively)."""
 

@@ -26,12 +26,13 @@ class IftttStore(Protocol):
         """One timeline, newest first: at most ``limit`` events, read through its index."""
 
     async def track_ifttt_threshold(
-        self, tenant_id: str, device_id: str, threshold: Threshold, now: float
-    ) -> int:
+        self, tenant_id: str, device_id: str, threshold: Threshold, now: float, *, limit: int
+    ) -> int | None:
         """Start (or keep) recording crossings of a threshold; returns crossings backfilled.
 
         A newly tracked threshold gets the crossings in the device's recorded readings that
-        its timeline does not hold yet, so its first poll already shows them.
+        its timeline does not hold yet, so its first poll already shows them. None, and
+        nothing tracked, when the device already has ``limit`` thresholds.
         """
 
     async def save_ifttt_identity(self, identity: TriggerIdentity) -> None:
@@ -41,6 +42,10 @@ class IftttStore(Protocol):
         self, tenant_id: str, user_id: str, identity: str, now: float
     ) -> bool:
         """Mark a user's identity deleted; False when there is no such live identity."""
+
+    async def forget_ifttt_user(self, tenant_id: str, user_id: str, now: float) -> int:
+        """IFTTT was unlinked: mark the user's identities deleted and drop their queued
+        Realtime notifications; returns how many identities were live."""
 
     async def list_ifttt_identities(
         self, tenant_id: str, user_id: str | None = None
@@ -58,6 +63,12 @@ class IftttStore(Protocol):
         """Remember that an action request was carried out, and its result id."""
 
     async def prune_ifttt(
-        self, *, events_before: float, identities_before: float, requests_before: float
+        self,
+        *,
+        events_before: float,
+        keep_events: int,
+        identities_before: float,
+        requests_before: float,
     ) -> IftttPruned:
-        """Drop old events, identities and thresholds unused since a time, old request ids."""
+        """Drop old events (but never the newest ``keep_events`` of a timeline), identities
+        and thresholds unused since a time, and old request ids."""

@@ -30,7 +30,6 @@ from staterelay.store.postgres_engine import (
 from staterelay.store.postgres_ifttt import PostgresIfttt, ifttt_fan_out
 from staterelay.store.postgres_oauth import PostgresOAuth
 from staterelay.store.postgres_outbox import (
-    OUTBOX_COLUMNS,
     SQL_EVENT_ID,
     PostgresOutbox,
     insert_activity_row,
@@ -174,6 +173,30 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
         async with self.engine.instance(readonly=True) as conn:
             row = await conn.fetchrow("SELECT id, name, created_at FROM sr_first_tenant()")
         return None if row is None else Tenant(*row)
+
+    async def get_instance_marker(self, name: str) -> str | None:
+        """A fact the instance keeps about itself (an instance-wide table, no tenant)."""
+        async with self.engine.instance(readonly=True) as conn:
+            value = await conn.fetchval("SELECT value FROM instance_markers WHERE name = $1", name)
+        return None if value is None else str(value)
+
+    async def set_instance_marker(
+        self, name: str, value: str, now: float, *, replacing: str | None = None
+    ) -> str:
+        """Keep ``value`` if ``replacing`` is what is kept (None: nothing); returns the kept."""
+        async with self.engine.instance() as conn:
+            await conn.execute(
+                "INSERT INTO instance_markers (name, value, created_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " created_at = excluded.created_at"
+                " WHERE instance_markers.value IS NOT DISTINCT FROM $4",
+                name,
+                value,
+                now,
+                replacing,
+            )
+            kept = await conn.fetchval("SELECT value FROM instance_markers WHERE name = $1", name)
+        return str(kept)
 
     async def create_user(self, user: User) -> User:
         """Insert a user; Conflict on a taken email."""
@@ -708,17 +731,24 @@ async def _webhook_fan_out(
 ) -> int:
     """One row per enabled webhook whose event and device filters match, in one statement."""
     match = (
-        "(event_types IS NULL OR $2 = ANY (event_types))"
-        " AND (device_ids IS NULL OR $4 = ANY (device_ids))"
+        "(w.event_types IS NULL OR $2 = ANY (w.event_types))"
+        " AND (w.device_ids IS NULL OR $4 = ANY (w.device_ids))"
     )
     value = event.device_id
     if event.only_destination is not None:
         # A test send goes to the one webhook named, whatever its filters.
-        match, value = "id = $4", event.only_destination
+        match, value = "w.id = $4", event.only_destination
+    # Each row's ordering key is ``webhook_key(webhook, device)``; it is due no earlier than
+    # the head of its key (see INSERT_OUTBOX_ROW).
     status = await conn.execute(
-        f"INSERT INTO outbox ({OUTBOX_COLUMNS})"
-        f" SELECT $1, 'webhook', id, {SQL_EVENT_ID}, $2, $3, $5, $6, $6 FROM webhooks"
-        f" WHERE tenant_id = $1 AND enabled AND {match} ORDER BY seq",
+        "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
+        " device_id, payload, mergeable, next_attempt_at, created_at)"
+        f" SELECT $1, 'webhook', w.id, k.key, {SQL_EVENT_ID}, $2, $3, $5, false,"
+        "  greatest($6, coalesce((SELECT h.next_attempt_at FROM outbox h"
+        "   WHERE h.ordering_key = k.key AND h.status = 'pending' ORDER BY h.id LIMIT 1), 0)), $6"
+        " FROM webhooks w"
+        " CROSS JOIN LATERAL (SELECT 'webhook:' || w.id || ':' || coalesce($3::text, '') AS key) k"
+        f" WHERE w.tenant_id = $1 AND w.enabled AND {match} ORDER BY w.seq",
         tenant_id,
         event.event_type,
         event.device_id,

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import TYPE_CHECKING
 
-from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote
+from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote, grant_from_row
+from staterelay.store.delivery import alexa_key, is_routine_trigger
 from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
-from staterelay.store.postgres_outbox import OUTBOX_COLUMNS, SQL_EVENT_ID
+from staterelay.store.postgres_outbox import insert_outbox_row, mergeable_tail
 from staterelay.store.records import NewOutboxEvent
-from staterelay.store.sqlite_alexa import ALEXA_EVENT_TYPES, SINK, is_routine_trigger
+from staterelay.store.sqlite_alexa import ALEXA_EVENT_TYPES, SINK
 
 if TYPE_CHECKING:
     from staterelay.store.postgres_engine import Connection
@@ -18,7 +19,13 @@ if TYPE_CHECKING:
 _GRANT_COLUMNS = (
     "id, tenant_id, user_id, region, status, access_token_ciphertext, refresh_token_ciphertext,"
     " token_expires_at, linked_at, refreshed_at, token_error, token_error_at, last_report_at,"
-    " last_report_status, last_report_error, unlinked_at, unlinked_reason"
+    " last_report_status, last_report_error, unlinked_at, unlinked_reason, oauth_grant_id"
+)
+# Whether the linked app that made the grant is gone (revoked, or its client deleted).
+_OAUTH_REVOKED = (
+    "coalesce((SELECT o.revoked_at IS NOT NULL FROM oauth_grants o"
+    " WHERE o.tenant_id = alexa_grants.tenant_id AND o.id = alexa_grants.oauth_grant_id),"
+    " oauth_grant_id IS NOT NULL)"
 )
 
 
@@ -49,7 +56,7 @@ class PostgresAlexa:
                 await _delete_pending(conn, grant.tenant_id, old)
             await conn.execute(
                 f"INSERT INTO alexa_grants ({_GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6,"
-                " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
                 grant.id,
                 grant.tenant_id,
                 grant.user_id,
@@ -67,6 +74,7 @@ class PostgresAlexa:
                 grant.last_report_error,
                 grant.unlinked_at,
                 grant.unlinked_reason,
+                grant.oauth_grant_id,
             )
         return grant
 
@@ -74,21 +82,23 @@ class PostgresAlexa:
         """One grant of a tenant."""
         async with self.engine.tenant(tenant_id, readonly=True) as conn:
             row = await conn.fetchrow(
-                f"SELECT {_GRANT_COLUMNS} FROM alexa_grants WHERE tenant_id = $1 AND id = $2",
+                f"SELECT {_GRANT_COLUMNS}, {_OAUTH_REVOKED} FROM alexa_grants"
+                " WHERE tenant_id = $1 AND id = $2",
                 tenant_id,
                 grant_id,
             )
-        return None if row is None else AlexaGrant(*row)
+        return None if row is None else grant_from_row(tuple(row))
 
     async def find_user_alexa_grant(self, tenant_id: str, user_id: str) -> AlexaGrant | None:
         """The user's grant, if any."""
         async with self.engine.tenant(tenant_id, readonly=True) as conn:
             row = await conn.fetchrow(
-                f"SELECT {_GRANT_COLUMNS} FROM alexa_grants WHERE tenant_id = $1 AND user_id = $2",
+                f"SELECT {_GRANT_COLUMNS}, {_OAUTH_REVOKED} FROM alexa_grants"
+                " WHERE tenant_id = $1 AND user_id = $2",
                 tenant_id,
                 user_id,
             )
-        return None if row is None else AlexaGrant(*row)
+        return None if row is None else grant_from_row(tuple(row))
 
     async def update_alexa_tokens(
         self,
@@ -179,12 +189,11 @@ async def alexa_fan_out(conn: Connection, tenant_id: str, event: NewOutboxEvent,
 
     The row's payload also carries ``at`` (the commit time, which the changed properties'
     ``changed_at`` hold) and ``device_version`` (the device's version with this change), so
-    the sink can tell which rows an event it already sent has covered.
+    the sink can tell which rows a report it already sent has covered.
 
-    As on SQLite, a state change merges into an untried row of the same endpoint (never a
-    Routine-trigger transition). That row is locked here (``SKIP LOCKED``: one a replica is
-    claiming is left alone), so it cannot be claimed, and its state read, before this
-    change commits.
+    As on SQLite, a state change that is not a Routine trigger merges into the newest row of
+    its key when that row may take it (``mergeable_tail``, which locks it until this change
+    commits); everything else gets a row of its own, behind the key's earlier rows.
     """
     if (
         event.event_type not in ALEXA_EVENT_TYPES
@@ -208,46 +217,31 @@ async def alexa_fan_out(conn: Connection, tenant_id: str, event: NewOutboxEvent,
         and device is not None
         and not is_routine_trigger(device["type"], device["options"], event.payload.get("property"))
     )
-    payload = {
-        **event.payload,
-        "at": now,
-        "device_version": None if device is None else device["version"],
-    }
+    stamped = NewOutboxEvent(
+        event_type=event.event_type,
+        device_id=event.device_id,
+        payload={
+            **event.payload,
+            "at": now,
+            "device_version": None if device is None else device["version"],
+        },
+    )
     written = 0
     for grant in grants:
-        untried = (
-            await conn.fetchval(
-                "SELECT id FROM outbox WHERE tenant_id = $1 AND sink = $2 AND destination = $3"
-                " AND status = 'pending' AND device_id = $4 AND event_type = 'state.changed'"
-                " AND attempts = 0 AND lease_owner IS NULL LIMIT 1 FOR UPDATE SKIP LOCKED",
-                tenant_id,
-                SINK,
-                grant["id"],
-                event.device_id,
-            )
-            if mergeable
-            else None
-        )
-        if untried is not None:
+        key = alexa_key(grant["id"], event.device_id)
+        tail = await mergeable_tail(conn, tenant_id, key) if mergeable else None
+        if tail is not None:
             # The row now stands for this change too (see the SQLite fan-out).
             await conn.execute(
                 "UPDATE outbox SET payload = payload || jsonb_build_object('device_version',"
                 " $1::integer) WHERE tenant_id = $2 AND id = $3",
-                payload["device_version"],
+                stamped.payload["device_version"],
                 tenant_id,
-                untried,
+                tail,
             )
             continue
-        await conn.execute(
-            f"INSERT INTO outbox ({OUTBOX_COLUMNS})"
-            f" VALUES ($1, $2, $3, {SQL_EVENT_ID}, $4, $5, $6::jsonb, $7, $7)",
-            tenant_id,
-            SINK,
-            grant["id"],
-            event.event_type,
-            event.device_id,
-            payload,
-            now,
+        await insert_outbox_row(
+            conn, tenant_id, SINK, grant["id"], stamped, now, ordering_key=key, mergeable=mergeable
         )
         written += 1
     return written

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from staterelay.store.delivery import ifttt_key
 from staterelay.store.ifttt_records import (
     DEFAULT_DEBOUNCE_SECONDS,
     REALTIME_BATCH,
@@ -90,9 +91,9 @@ class PostgresIfttt:
         return [IftttEvent(*row) for row in rows]
 
     async def track_ifttt_threshold(
-        self, tenant_id: str, device_id: str, threshold: Threshold, now: float
-    ) -> int:
-        """Track a threshold; backfill its crossings when it is new."""
+        self, tenant_id: str, device_id: str, threshold: Threshold, now: float, *, limit: int
+    ) -> int | None:
+        """Track a threshold; backfill its crossings when it is new (None: over ``limit``)."""
         async with self.engine.tenant(tenant_id) as conn:
             # Wait for a change of the device in progress, and hold off the next one, so a
             # reading is either backfilled here or crossed by its own fan-out: never neither.
@@ -111,6 +112,13 @@ class PostgresIfttt:
             )
             if rowcount(updated):
                 return 0
+            tracked = await conn.fetchval(
+                "SELECT count(*) FROM ifttt_thresholds WHERE tenant_id = $1 AND device_id = $2",
+                tenant_id,
+                device_id,
+            )
+            if tracked >= limit:
+                return None
             await conn.execute(
                 "INSERT INTO ifttt_thresholds (tenant_id, device_id, variant, direction,"
                 " threshold, created_at, last_polled_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -164,6 +172,24 @@ class PostgresIfttt:
             )
         return rowcount(status) == 1
 
+    async def forget_ifttt_user(self, tenant_id: str, user_id: str, now: float) -> int:
+        """Mark the user's identities deleted and drop their queued Realtime rows."""
+        async with self.engine.tenant(tenant_id) as conn:
+            status = await conn.execute(
+                "UPDATE ifttt_trigger_identities SET deleted_at = $1"
+                " WHERE tenant_id = $2 AND user_id = $3 AND deleted_at IS NULL",
+                now,
+                tenant_id,
+                user_id,
+            )
+            await conn.execute(
+                "DELETE FROM outbox WHERE tenant_id = $1 AND ordering_key = $2"
+                " AND status = 'pending'",
+                tenant_id,
+                ifttt_key(user_id),
+            )
+        return rowcount(status)
+
     async def list_ifttt_identities(
         self, tenant_id: str, user_id: str | None = None
     ) -> Sequence[TriggerIdentity]:
@@ -209,13 +235,20 @@ class PostgresIfttt:
             )
 
     async def prune_ifttt(
-        self, *, events_before: float, identities_before: float, requests_before: float
+        self,
+        *,
+        events_before: float,
+        keep_events: int,
+        identities_before: float,
+        requests_before: float,
     ) -> IftttPruned:
-        """Delete what is older than the given times, in every tenant."""
+        """Delete what is older than the given times, in every tenant, keeping each
+        timeline's newest events."""
         async with self.engine.instance() as conn:
             row = await conn.fetchrow(
-                "SELECT * FROM sr_prune_ifttt($1, $2, $3)",
+                "SELECT * FROM sr_prune_ifttt($1, $2, $3, $4)",
                 events_before,
+                keep_events,
                 identities_before,
                 requests_before,
             )
@@ -238,19 +271,23 @@ async def ifttt_fan_out(conn: Connection, tenant_id: str, event: NewOutboxEvent,
         return 0
     device_id, kind, crossed = recorded
     rows = await conn.fetch(
-        "SELECT identity, kind, direction, threshold FROM ifttt_trigger_identities"
+        "SELECT user_id, identity, kind, direction, threshold FROM ifttt_trigger_identities"
         " WHERE tenant_id = $1 AND device_id = $2 AND deleted_at IS NULL",
         tenant_id,
         device_id,
     )
-    identities = [
-        identity
-        for identity, wanted, direction, value in rows
-        if wanted == kind and (direction is None or _threshold(direction, value).variant in crossed)
-    ]
-    if not identities:
-        return 0
-    return await _queue_realtime(conn, tenant_id, event, device_id, sorted(set(identities)), now)
+    wanted: dict[str, set[str]] = {}
+    for user_id, identity, identity_kind, direction, value in rows:
+        if identity_kind == kind and (
+            direction is None or _threshold(direction, value).variant in crossed
+        ):
+            wanted.setdefault(user_id, set()).add(identity)
+    written = 0
+    for user_id, identities in sorted(wanted.items()):
+        written += await _queue_realtime(
+            conn, tenant_id, event, device_id, user_id, sorted(identities), now
+        )
+    return written
 
 
 async def _record_event(
@@ -348,23 +385,25 @@ async def _queue_realtime(
     tenant_id: str,
     event: NewOutboxEvent,
     device_id: str,
+    user_id: str,
     identities: list[str],
     now: float,
 ) -> int:
-    """Add the identities to the device's waiting Realtime row, or queue a new one."""
+    """Add the identities to the user's waiting Realtime row of the device, or queue one."""
     config = await conn.fetchrow(
         "SELECT enabled, debounce_seconds FROM ifttt_realtime WHERE id = 1"
     )
     if config is not None and not config["enabled"]:
         return 0
     debounce = float(config["debounce_seconds"]) if config is not None else DEFAULT_DEBOUNCE_SECONDS
+    key = ifttt_key(user_id)
     waiting = await conn.fetchrow(
-        "SELECT id, payload FROM outbox WHERE tenant_id = $1 AND sink = $2"
-        " AND destination = $3 AND status = 'pending' AND next_attempt_at > $4"
+        "SELECT id, payload FROM outbox WHERE tenant_id = $1 AND ordering_key = $2"
+        " AND status = 'pending' AND device_id = $3 AND next_attempt_at > $4"
         " AND attempts = 0 AND lease_owner IS NULL"
-        " ORDER BY next_attempt_at DESC, id DESC LIMIT 1 FOR UPDATE",
+        " ORDER BY id DESC LIMIT 1 FOR UPDATE",
         tenant_id,
-        REALTIME_SINK,
+        key,
         device_id,
         now,
     )
@@ -392,7 +431,17 @@ async def _queue_realtime(
                 "trigger_identities": identities[start : start + REALTIME_BATCH],
             },
         )
-        await insert_outbox_row(conn, tenant_id, REALTIME_SINK, device_id, row, now, due_at=due)
+        await insert_outbox_row(
+            conn,
+            tenant_id,
+            REALTIME_SINK,
+            device_id,
+            row,
+            now,
+            ordering_key=key,
+            mergeable=True,
+            due_at=due,
+        )
         written += 1
     return written
 

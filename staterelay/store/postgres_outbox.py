@@ -34,12 +34,29 @@ if TYPE_CHECKING:
 
 CLAIM_PER_DESTINATION = 25
 
-OUTBOX_COLUMNS = (
-    "tenant_id, sink, destination, event_id, event_type, device_id, payload,"
-    " next_attempt_at, created_at"
-)
 # A fresh id per row written by INSERT ... SELECT: the same shape as ``new_event_id``.
 SQL_EVENT_ID = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
+
+# Inserts one row: $1 tenant, $2 sink, $3 destination, $4 ordering key, $5 event id,
+# $6 event type, $7 device, $8 payload, $9 mergeable, $10 due, $11 now. A row is never due
+# before the oldest row of its key that holds it back: while that row waits for a retry,
+# this one waits as long, so the claim does not look at it meanwhile.
+INSERT_OUTBOX_ROW = (
+    "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
+    " device_id, payload, mergeable, next_attempt_at, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, greatest($10, coalesce(("
+    "  SELECT h.next_attempt_at FROM outbox h WHERE h.ordering_key = $4"
+    "  AND h.status = 'pending' AND NOT (h.mergeable AND $9) ORDER BY h.id LIMIT 1), 0)), $11)"
+)
+# The key's newest pending row, locked, if a change may still merge into it (see
+# ``mergeable_tail``); a row being claimed right now is skipped, so nothing merges into it.
+_MERGEABLE_TAIL = (
+    "SELECT o.id FROM outbox o WHERE o.id = ("
+    " SELECT t.id FROM outbox t WHERE t.tenant_id = $1 AND t.ordering_key = $2"
+    " AND t.status = 'pending' ORDER BY t.id DESC LIMIT 1)"
+    " AND o.mergeable AND o.attempts = 0 AND o.lease_owner IS NULL AND o.status = 'pending'"
+    " FOR UPDATE SKIP LOCKED"
+)
 
 
 async def insert_outbox_row(
@@ -50,21 +67,37 @@ async def insert_outbox_row(
     event: NewOutboxEvent,
     now: float,
     *,
+    ordering_key: str,
+    mergeable: bool = False,
     due_at: float | None = None,
 ) -> None:
     """Queue ``event`` for one destination of one sink, due at once (or at ``due_at``)."""
     await conn.execute(
-        f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        INSERT_OUTBOX_ROW,
         tenant_id,
         sink,
         destination,
+        ordering_key,
         new_event_id(),
         event.event_type,
         event.device_id,
         dict(event.payload),
+        mergeable,
         now if due_at is None else due_at,
         now,
     )
+
+
+async def mergeable_tail(conn: Connection, tenant_id: str, ordering_key: str) -> int | None:
+    """The id of the key's newest pending row, locked, if a change may be merged into it.
+
+    Only the tail qualifies (so a merged report never jumps ahead of a row behind it), and
+    only while no one has picked it up: mergeable, untried, not leased, not being claimed.
+    The lock holds until the change commits, so the row cannot be claimed (and its device
+    read) before the change it now stands for is visible.
+    """
+    found = await conn.fetchval(_MERGEABLE_TAIL, tenant_id, ordering_key)
+    return None if found is None else int(found)
 
 
 async def insert_activity_row(
@@ -105,6 +138,8 @@ def outbox_item(row: asyncpg.Record) -> OutboxItem:
         payload=row["payload"],
         attempts=row["attempts"],
         created_at=row["created_at"],
+        ordering_key=row["ordering_key"],
+        mergeable=row["mergeable"],
     )
 
 
@@ -187,28 +222,37 @@ async def _record(conn: Connection, outcome: DeliveryOutcome, now: float, owner:
     activity: the attempt happened and nobody else will report it.
     """
     item = outcome.item
-    if outcome.delivered:
-        status = "delivered"
-    elif outcome.dead:
-        status = "dead"
-    else:
-        status = "pending"
+    status = outcome.status
     error = clean_text(outcome.error)
     updated = await conn.execute(
-        "UPDATE outbox SET status = $1, attempts = attempts + 1,"
-        " next_attempt_at = coalesce($2, next_attempt_at), lease_owner = NULL,"
-        " lease_until = NULL, last_error = $3, finished_at = $4"
-        " WHERE id = $5 AND lease_owner = $6",
+        "UPDATE outbox SET status = $1, attempts = attempts + $2,"
+        " next_attempt_at = coalesce($3, next_attempt_at), lease_owner = NULL,"
+        " lease_until = NULL, last_error = $4, merged_into = $5, finished_at = $6"
+        " WHERE id = $7 AND lease_owner = $8",
         status,
+        0 if outcome.merged_into is not None else 1,
         outcome.next_attempt_at,
         error,
+        outcome.merged_into,
         None if status == "pending" else now,
         item.id,
         owner,
     )
     if not rowcount(updated) and await conn.fetchval("SELECT 1 FROM outbox WHERE id = $1", item.id):
         return False  # the lease was lost: the row's new owner records it
-    if item.sink == "webhook":
+    if outcome.next_attempt_at is not None:
+        # The rows it holds back wait for its retry (never due before it).
+        await conn.execute(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE tenant_id = $2 AND ordering_key = $3"
+            " AND status = 'pending' AND id > $4 AND next_attempt_at < $1"
+            " AND NOT (mergeable AND $5)",
+            outcome.next_attempt_at,
+            item.tenant_id,
+            item.ordering_key,
+            item.id,
+            item.mergeable,
+        )
+    if item.sink == "webhook" and outcome.merged_into is None:
         # History only for a webhook that still exists (it may have been deleted meanwhile).
         await conn.execute(
             "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id, event_type,"

@@ -131,11 +131,18 @@ class OutboxItem:
     payload: Mapping[str, JSONValue]
     attempts: int
     created_at: float
+    ordering_key: str = ""
+    mergeable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
-    """What happened to one delivery attempt; the store records it in one transaction."""
+    """What happened to one delivery attempt; the store records it in one transaction.
+
+    A row ends delivered, merged (``merged_into``: the event id of the row whose report
+    carried its change; nothing was sent for it) or dead; otherwise it waits until
+    ``next_attempt_at``, and so do the rows of its ordering key behind it.
+    """
 
     item: OutboxItem
     delivered: bool
@@ -145,6 +152,16 @@ class DeliveryOutcome:
     error: str | None
     duration_ms: float
     activity: NewActivity | None
+    merged_into: str | None = None
+
+    @property
+    def status(self) -> str:
+        """The row's status once this outcome is recorded."""
+        if self.merged_into is not None:
+            return "merged"
+        if self.delivered:
+            return "delivered"
+        return "dead" if self.dead else "pending"
 
 
 @dataclass(frozen=True, slots=True)

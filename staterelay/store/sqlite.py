@@ -10,6 +10,7 @@ from typing import Any
 
 from staterelay.errors import Conflict, NotFound, PreconditionFailed
 from staterelay.jsoncodec import decode, encode_sorted_text, encode_text
+from staterelay.store.delivery import webhook_key
 from staterelay.store.records import (
     ActivityEntry,
     ApiKey,
@@ -55,7 +56,14 @@ _WEBHOOK_COLUMNS = (
 )
 _OUTBOX_COLUMNS = (
     "id, tenant_id, sink, destination, event_id, event_type, device_id, payload, attempts,"
-    " created_at"
+    " created_at, ordering_key, mergeable"
+)
+# A pending row that nothing older of its key holds back (see store/delivery.py): the only
+# kind of row that may be handed to a sink (probed through the outbox_key index).
+_IS_HEAD = (
+    "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = outbox.ordering_key"
+    " AND e.status = 'pending' AND e.id < outbox.id"
+    " AND (outbox.mergeable = 0 OR e.mergeable = 0))"
 )
 _API_KEY_COLUMNS = (
     "id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at, device_ids"
@@ -147,6 +155,36 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
             return Tenant(*row) if row else None
 
         return await self.engine.read(read)
+
+    async def get_instance_marker(self, name: str) -> str | None:
+        """A fact the instance keeps about itself."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT value FROM instance_markers WHERE name = ?", (name,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.engine.read(read)
+
+    async def set_instance_marker(
+        self, name: str, value: str, now: float, *, replacing: str | None = None
+    ) -> str:
+        """Keep ``value`` if ``replacing`` is what is kept (None: nothing); returns the kept."""
+
+        def write(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT INTO instance_markers (name, value, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " created_at = excluded.created_at WHERE instance_markers.value IS ?",
+                (name, value, now, replacing),
+            )
+            row = conn.execute(
+                "SELECT value FROM instance_markers WHERE name = ?", (name,)
+            ).fetchone()
+            return str(row[0])
+
+        return await self.engine.write(write)
 
     async def create_user(self, user: User) -> User:
         """Insert a user; Conflict on a taken email."""
@@ -591,17 +629,18 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     async def claim_outbox(
         self, owner: str, now: float, lease_seconds: float, limit: int
     ) -> Sequence[OutboxItem]:
-        """Lease due rows."""
+        """Lease due rows that head their ordering keys."""
 
         def write(conn: sqlite3.Connection) -> list[OutboxItem]:
             # At most CLAIM_PER_DESTINATION rows of one destination per claim, so one
-            # tenant's backlog cannot fill the batch while others wait.
+            # tenant's backlog cannot fill the batch while others wait. Rows behind a head
+            # are never due before it (see insert_outbox_row), so few are looked at here.
             rows = conn.execute(
                 "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
                 " SELECT id FROM (SELECT id, next_attempt_at, row_number() OVER ("
                 "   PARTITION BY sink, destination ORDER BY next_attempt_at, id) AS place"
                 "  FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-                "  AND (lease_until IS NULL OR lease_until < ?))"
+                f"  AND (lease_until IS NULL OR lease_until < ?) AND {_IS_HEAD})"
                 " WHERE place <= ? ORDER BY next_attempt_at, id LIMIT ?)"
                 f" RETURNING {_OUTBOX_COLUMNS}",
                 (owner, now + lease_seconds, now, now, CLAIM_PER_DESTINATION, limit),
@@ -641,21 +680,18 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
             recorded: set[int] = set()
             for outcome in outcomes:
                 item = outcome.item
-                if outcome.delivered:
-                    status = "delivered"
-                elif outcome.dead:
-                    status = "dead"
-                else:
-                    status = "pending"
+                status = outcome.status
                 updated = conn.execute(
-                    "UPDATE outbox SET status = ?, attempts = attempts + 1,"
+                    "UPDATE outbox SET status = ?, attempts = attempts + ?,"
                     " next_attempt_at = coalesce(?, next_attempt_at), lease_owner = NULL,"
-                    " lease_until = NULL, last_error = ?, finished_at = ?"
+                    " lease_until = NULL, last_error = ?, merged_into = ?, finished_at = ?"
                     " WHERE id = ? AND lease_owner = ?",
                     (
                         status,
+                        0 if outcome.merged_into is not None else 1,
                         outcome.next_attempt_at,
                         outcome.error,
+                        outcome.merged_into,
                         None if status == "pending" else now,
                         item.id,
                         owner,
@@ -667,7 +703,19 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 ):
                     continue  # the lease was lost: the row's new owner records it
                 recorded.add(item.id)
-                if item.sink == "webhook":
+                if outcome.next_attempt_at is not None:
+                    # The rows behind it wait for its retry (never due before their head).
+                    conn.execute(
+                        "UPDATE outbox SET next_attempt_at = ? WHERE ordering_key = ?"
+                        " AND status = 'pending' AND id > ? AND next_attempt_at < ?",
+                        (
+                            outcome.next_attempt_at,
+                            item.ordering_key,
+                            item.id,
+                            outcome.next_attempt_at,
+                        ),
+                    )
+                if item.sink == "webhook" and outcome.merged_into is None:
                     exists = conn.execute(
                         "SELECT 1 FROM webhooks WHERE tenant_id = ? AND id = ?",
                         (item.tenant_id, item.destination),
@@ -717,12 +765,12 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         return await self.engine.write(write)
 
     async def next_outbox_due(self) -> float | None:
-        """Earliest due time of a pending row."""
+        """When the next head of a key falls due (or its lease runs out)."""
 
         def read(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
                 "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox"
-                " WHERE status = 'pending'"
+                f" WHERE status = 'pending' AND {_IS_HEAD}"
             ).fetchone()
             return None if row is None or row[0] is None else float(row[0])
 
@@ -961,7 +1009,8 @@ def _webhook_fan_out(
         params.append(event.device_id)
     written = 0
     for (webhook_id,) in conn.execute(sql, params).fetchall():
-        insert_outbox_row(conn, tenant_id, "webhook", webhook_id, event, now)
+        key = webhook_key(webhook_id, event.device_id)
+        insert_outbox_row(conn, tenant_id, "webhook", webhook_id, event, now, ordering_key=key)
         written += 1
     return written
 
@@ -981,6 +1030,8 @@ def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
         payload=decode(row[7]),
         attempts=row[8],
         created_at=row[9],
+        ordering_key=row[10],
+        mergeable=bool(row[11]),
     )
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 from staterelay.jsoncodec import decode
-from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote
+from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote, grant_from_row
+from staterelay.store.delivery import alexa_key, is_routine_trigger
 from staterelay.store.records import NewOutboxEvent
 from staterelay.store.sqlite_engine import SQLiteEngine
-from staterelay.store.sqlite_outbox import insert_outbox_row
+from staterelay.store.sqlite_outbox import insert_outbox_row, mergeable_tail
 
 SINK: Final = "alexa"
 # Property changes and presses become ChangeReports and DoorbellPress events; the device
@@ -22,12 +23,14 @@ ALEXA_EVENT_TYPES: Final = frozenset(
 _GRANT_COLUMNS = (
     "id, tenant_id, user_id, region, status, access_token_ciphertext, refresh_token_ciphertext,"
     " token_expires_at, linked_at, refreshed_at, token_error, token_error_at, last_report_at,"
-    " last_report_status, last_report_error, unlinked_at, unlinked_reason"
+    " last_report_status, last_report_error, unlinked_at, unlinked_reason, oauth_grant_id"
 )
-
-
-def _grant(row: Sequence[Any]) -> AlexaGrant:
-    return AlexaGrant(*row)
+# Whether the linked app that made the grant is gone (revoked, or its client deleted).
+_OAUTH_REVOKED = (
+    "coalesce((SELECT o.revoked_at IS NOT NULL FROM oauth_grants o"
+    " WHERE o.tenant_id = alexa_grants.tenant_id AND o.id = alexa_grants.oauth_grant_id),"
+    " oauth_grant_id IS NOT NULL)"
+)
 
 
 def _delete_pending(conn: sqlite3.Connection, tenant_id: str, grant_id: str) -> None:
@@ -56,7 +59,7 @@ class SQLiteAlexa:
                 conn.execute("DELETE FROM alexa_grants WHERE id = ?", (old[0],))
             conn.execute(
                 f"INSERT INTO alexa_grants ({_GRANT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     grant.id,
                     grant.tenant_id,
@@ -75,6 +78,7 @@ class SQLiteAlexa:
                     grant.last_report_error,
                     grant.unlinked_at,
                     grant.unlinked_reason,
+                    grant.oauth_grant_id,
                 ),
             )
             return grant
@@ -86,10 +90,11 @@ class SQLiteAlexa:
 
         def read(conn: sqlite3.Connection) -> AlexaGrant | None:
             row = conn.execute(
-                f"SELECT {_GRANT_COLUMNS} FROM alexa_grants WHERE tenant_id = ? AND id = ?",
+                f"SELECT {_GRANT_COLUMNS}, {_OAUTH_REVOKED} FROM alexa_grants"
+                " WHERE tenant_id = ? AND id = ?",
                 (tenant_id, grant_id),
             ).fetchone()
-            return None if row is None else _grant(row)
+            return None if row is None else grant_from_row(row)
 
         return await self.engine.read_statement(read)
 
@@ -98,10 +103,11 @@ class SQLiteAlexa:
 
         def read(conn: sqlite3.Connection) -> AlexaGrant | None:
             row = conn.execute(
-                f"SELECT {_GRANT_COLUMNS} FROM alexa_grants WHERE tenant_id = ? AND user_id = ?",
+                f"SELECT {_GRANT_COLUMNS}, {_OAUTH_REVOKED} FROM alexa_grants"
+                " WHERE tenant_id = ? AND user_id = ?",
                 (tenant_id, user_id),
             ).fetchone()
-            return None if row is None else _grant(row)
+            return None if row is None else grant_from_row(row)
 
         return await self.engine.read_statement(read)
 
@@ -187,16 +193,6 @@ class SQLiteAlexa:
         await self.engine.write(write)
 
 
-def is_routine_trigger(device_type: str, options: Mapping[str, Any], prop: object) -> bool:
-    """True for a property whose every transition Alexa must hear (it starts Routines).
-
-    Must agree with ``AlexaEndpoint.transitions`` in the Alexa adapter (a test checks it).
-    """
-    if prop == "detection":
-        return True
-    return prop == "power" and device_type == "switch" and options.get("routine_trigger") is True
-
-
 def alexa_fan_out(
     conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
 ) -> int:
@@ -204,11 +200,13 @@ def alexa_fan_out(
 
     The row's payload also carries ``at`` (the commit time, which the changed properties'
     ``changed_at`` hold) and ``device_version`` (the device's version with this change), so
-    the sink can tell which rows an event it already sent has covered.
+    the sink can tell which rows a report it already sent has covered.
 
-    A state change is merged at once into a row of the same endpoint that no one has
-    picked up yet: the sink builds that row's ChangeReport from the device as it is when
-    sending, so it carries this change too. Routine-trigger transitions are never merged.
+    Rows of one endpoint and grant share an ordering key. A state change that is not a
+    Routine trigger is merged at once into the key's newest row when that row is such a
+    change too and no one has picked it up yet: the sink builds that row's ChangeReport from
+    the device as it is when sending, so it carries this change too. Routine-trigger
+    transitions, presses and lifecycle events are never merged, and nothing merges past them.
     """
     if (
         event.event_type not in ALEXA_EVENT_TYPES
@@ -217,20 +215,16 @@ def alexa_fan_out(
     ):
         return 0
     # One statement for what the fan-out needs to know (it runs for every change): the
-    # active grants, the device's version and type (as this transaction left them), and
-    # per grant the untried row a state change may merge into.
+    # active grants and the device's version and type (as this transaction left them).
     grants = conn.execute(
-        "SELECT g.id, d.version, d.type, d.options, ("
-        "  SELECT o.id FROM outbox o WHERE o.sink = ? AND o.destination = g.id"
-        "  AND o.status = 'pending' AND o.device_id = ? AND o.event_type = 'state.changed'"
-        "  AND o.attempts = 0 AND o.lease_owner IS NULL LIMIT 1)"
+        "SELECT g.id, d.version, d.type, d.options"
         " FROM alexa_grants g LEFT JOIN devices d ON d.tenant_id = g.tenant_id AND d.id = ?"
         " WHERE g.tenant_id = ? AND g.status = 'active'",
-        (SINK, event.device_id, event.device_id, tenant_id),
+        (event.device_id, tenant_id),
     ).fetchall()
     if not grants:
         return 0
-    _, version, device_type, options, _ = grants[0]
+    _, version, device_type, options = grants[0]
     mergeable = (
         event.event_type == "state.changed"
         and device_type is not None
@@ -242,16 +236,19 @@ def alexa_fan_out(
         payload={**event.payload, "at": now, "device_version": version},
     )
     written = 0
-    for grant_id, _, _, _, untried_id in grants:
-        untried = untried_id if mergeable else None
-        if untried is not None:
+    for grant_id, _, _, _ in grants:
+        key = alexa_key(grant_id, event.device_id)
+        tail = mergeable_tail(conn, key) if mergeable else None
+        if tail is not None:
             # The row now stands for this change too: it is covered only once a report
             # has told Alexa this version.
             conn.execute(
                 "UPDATE outbox SET payload = json_set(payload, '$.device_version', ?) WHERE id = ?",
-                (version, untried),
+                (version, tail),
             )
             continue
-        insert_outbox_row(conn, tenant_id, SINK, grant_id, stamped, now)
+        insert_outbox_row(
+            conn, tenant_id, SINK, grant_id, stamped, now, ordering_key=key, mergeable=mergeable
+        )
         written += 1
     return written

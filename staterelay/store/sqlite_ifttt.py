@@ -5,10 +5,11 @@ trigger timeline (and to the timeline of each tracked threshold it crosses), the
 live trigger identity cares about the change, makes sure a Realtime notification for it is
 queued in the outbox.
 
-Realtime rows are coalesced: there is at most one waiting row per device, due at the end of
-the current debounce window (windows are aligned to multiples of the debounce, so rows of
-all devices and households fall due together and the sink sends them as one request). A
-change inside a window adds its identities to the waiting row instead of adding a row.
+Realtime rows are per user (their ordering key) and device, and coalesced: there is at most
+one waiting row per user and device, due at the end of the current debounce window (windows
+are aligned to multiples of the debounce, so rows of all devices and households fall due
+together and the sink sends them as one request). A change inside a window adds its
+identities to the waiting row instead of adding a row.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from staterelay.jsoncodec import decode, encode_sorted_text
+from staterelay.store.delivery import ifttt_key
 from staterelay.store.ifttt_records import (
     DEFAULT_DEBOUNCE_SECONDS,
     REALTIME_BATCH,
@@ -85,11 +87,11 @@ class SQLiteIfttt:
         return await self.engine.read_statement(read)
 
     async def track_ifttt_threshold(
-        self, tenant_id: str, device_id: str, threshold: Threshold, now: float
-    ) -> int:
-        """Track a threshold; backfill its crossings when it is new."""
+        self, tenant_id: str, device_id: str, threshold: Threshold, now: float, *, limit: int
+    ) -> int | None:
+        """Track a threshold; backfill its crossings when it is new (None: over ``limit``)."""
 
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: sqlite3.Connection) -> int | None:
             updated = conn.execute(
                 "UPDATE ifttt_thresholds SET last_polled_at = max(last_polled_at, ?)"
                 " WHERE tenant_id = ? AND device_id = ? AND variant = ?",
@@ -97,6 +99,12 @@ class SQLiteIfttt:
             ).rowcount
             if updated:
                 return 0
+            (tracked,) = conn.execute(
+                "SELECT count(*) FROM ifttt_thresholds WHERE tenant_id = ? AND device_id = ?",
+                (tenant_id, device_id),
+            ).fetchone()
+            if tracked >= limit:
+                return None
             conn.execute(
                 "INSERT INTO ifttt_thresholds (tenant_id, device_id, variant, direction,"
                 " threshold, created_at, last_polled_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -162,6 +170,24 @@ class SQLiteIfttt:
 
         return await self.engine.write(write)
 
+    async def forget_ifttt_user(self, tenant_id: str, user_id: str, now: float) -> int:
+        """Mark the user's identities deleted and drop their queued Realtime rows."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            forgotten = conn.execute(
+                "UPDATE ifttt_trigger_identities SET deleted_at = ?"
+                " WHERE tenant_id = ? AND user_id = ? AND deleted_at IS NULL",
+                (now, tenant_id, user_id),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM outbox WHERE ordering_key = ? AND status = 'pending'"
+                " AND tenant_id = ?",
+                (ifttt_key(user_id), tenant_id),
+            )
+            return int(forgotten)
+
+        return await self.engine.write(write)
+
     async def list_ifttt_identities(
         self, tenant_id: str, user_id: str | None = None
     ) -> Sequence[TriggerIdentity]:
@@ -208,19 +234,23 @@ class SQLiteIfttt:
         await self.engine.write(write)
 
     async def prune_ifttt(
-        self, *, events_before: float, identities_before: float, requests_before: float
+        self,
+        *,
+        events_before: float,
+        keep_events: int,
+        identities_before: float,
+        requests_before: float,
     ) -> IftttPruned:
-        """Delete what is older than the given times."""
+        """Delete what is older than the given times, keeping each timeline's newest events."""
 
         def write(conn: sqlite3.Connection) -> IftttPruned:
-            # Ids grow with time, so everything below the first new-enough id is old: the
-            # scan touches only the rows it deletes. (A backfilled crossing carries an older
-            # time than its id suggests; it is kept a little longer, never dropped early.)
+            # Newest by id (a backfilled crossing carries an older time than its id says).
             events = conn.execute(
-                "DELETE FROM ifttt_events WHERE id < coalesce(("
-                " SELECT id FROM ifttt_events WHERE occurred_at >= ? ORDER BY id LIMIT 1),"
-                " (SELECT max(id) + 1 FROM ifttt_events))",
-                (events_before,),
+                "DELETE FROM ifttt_events WHERE id IN (SELECT id FROM ("
+                " SELECT id, occurred_at, row_number() OVER (PARTITION BY tenant_id,"
+                "  device_id, kind, variant ORDER BY id DESC) AS place FROM ifttt_events)"
+                " WHERE place > ? AND occurred_at < ?)",
+                (keep_events, events_before),
             ).rowcount
             identities = conn.execute(
                 "DELETE FROM ifttt_trigger_identities WHERE last_polled_at < ? OR deleted_at < ?",
@@ -253,18 +283,22 @@ def ifttt_fan_out(
     if recorded is None:
         return 0
     device_id, kind, crossed = recorded
-    identities = [
-        identity
-        for identity, wanted, direction, value in conn.execute(
-            "SELECT identity, kind, direction, threshold FROM ifttt_trigger_identities"
-            " WHERE tenant_id = ? AND device_id = ? AND deleted_at IS NULL",
-            (tenant_id, device_id),
-        ).fetchall()
-        if wanted == kind and (direction is None or _threshold(direction, value).variant in crossed)
-    ]
-    if not identities:
-        return 0
-    return _queue_realtime(conn, tenant_id, event, device_id, sorted(set(identities)), now)
+    wanted: dict[str, set[str]] = {}
+    for user_id, identity, identity_kind, direction, value in conn.execute(
+        "SELECT user_id, identity, kind, direction, threshold FROM ifttt_trigger_identities"
+        " WHERE tenant_id = ? AND device_id = ? AND deleted_at IS NULL",
+        (tenant_id, device_id),
+    ).fetchall():
+        if identity_kind == kind and (
+            direction is None or _threshold(direction, value).variant in crossed
+        ):
+            wanted.setdefault(user_id, set()).add(identity)
+    written = 0
+    for user_id, identities in sorted(wanted.items()):
+        written += _queue_realtime(
+            conn, tenant_id, event, device_id, user_id, sorted(identities), now
+        )
+    return written
 
 
 def _record_event(
@@ -350,21 +384,23 @@ def _queue_realtime(
     tenant_id: str,
     event: NewOutboxEvent,
     device_id: str,
+    user_id: str,
     identities: list[str],
     now: float,
 ) -> int:
-    """Add the identities to the device's waiting Realtime row, or queue a new one."""
+    """Add the identities to the user's waiting Realtime row of the device, or queue one."""
     config = conn.execute(
         "SELECT enabled, debounce_seconds FROM ifttt_realtime WHERE id = 1"
     ).fetchone()
     if config is not None and not config[0]:
         return 0
     debounce = float(config[1]) if config is not None else DEFAULT_DEBOUNCE_SECONDS
+    key = ifttt_key(user_id)
     waiting = conn.execute(
-        "SELECT id, payload FROM outbox WHERE sink = ? AND destination = ? AND status = 'pending'"
-        " AND next_attempt_at > ? AND attempts = 0 AND lease_owner IS NULL AND tenant_id = ?"
-        " ORDER BY next_attempt_at DESC, id DESC LIMIT 1",
-        (REALTIME_SINK, device_id, now, tenant_id),
+        "SELECT id, payload FROM outbox WHERE ordering_key = ? AND status = 'pending'"
+        " AND device_id = ? AND next_attempt_at > ? AND attempts = 0 AND lease_owner IS NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (key, device_id, now),
     ).fetchone()
     if waiting is not None:
         payload = decode(waiting[1])
@@ -391,7 +427,17 @@ def _queue_realtime(
                 "trigger_identities": identities[start : start + REALTIME_BATCH],
             },
         )
-        insert_outbox_row(conn, tenant_id, REALTIME_SINK, device_id, row, now, due_at=due)
+        insert_outbox_row(
+            conn,
+            tenant_id,
+            REALTIME_SINK,
+            device_id,
+            row,
+            now,
+            ordering_key=key,
+            mergeable=True,
+            due_at=due,
+        )
         written += 1
     return written
 

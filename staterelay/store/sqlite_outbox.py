@@ -36,21 +36,50 @@ def insert_outbox_row(
     event: NewOutboxEvent,
     now: float,
     *,
+    ordering_key: str,
+    mergeable: bool = False,
     due_at: float | None = None,
 ) -> None:
-    """Queue ``event`` for one destination of one sink, due at once (or at ``due_at``)."""
+    """Queue ``event`` for one destination of one sink, due at once (or at ``due_at``).
+
+    A row is never due before the oldest row of its key that holds it back: while that row
+    waits for a retry, this one waits as long, so the dispatcher does not look at it meanwhile.
+    """
     conn.execute(
-        "INSERT INTO outbox (tenant_id, sink, destination, event_id, event_type, device_id,"
-        " payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
+        " device_id, payload, mergeable, next_attempt_at, created_at) VALUES"
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT h.next_attempt_at FROM outbox h"
+        "  WHERE h.ordering_key = ? AND h.status = 'pending' AND (? = 0 OR h.mergeable = 0)"
+        "  ORDER BY h.id LIMIT 1), 0)), ?)",
         (
             tenant_id,
             sink,
             destination,
+            ordering_key,
             new_event_id(),
             event.event_type,
             event.device_id,
             encode_sorted_text(dict(event.payload)),
+            int(mergeable),
             now if due_at is None else due_at,
+            ordering_key,
+            int(mergeable),
             now,
         ),
     )
+
+
+def mergeable_tail(conn: sqlite3.Connection, ordering_key: str) -> int | None:
+    """The id of the key's newest pending row if a change may still be merged into it.
+
+    Only the tail qualifies (so a merged report never jumps ahead of a row behind it), and
+    only while no one has picked it up: it is mergeable, untried and not leased.
+    """
+    row = conn.execute(
+        "SELECT id, mergeable, attempts, lease_owner FROM outbox"
+        " WHERE ordering_key = ? AND status = 'pending' ORDER BY id DESC LIMIT 1",
+        (ordering_key,),
+    ).fetchone()
+    if row is None or not row[1] or row[2] != 0 or row[3] is not None:
+        return None
+    return int(row[0])

@@ -9,6 +9,7 @@ wires it), because adapters never import each other.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from staterelay.core import Core
 from staterelay.core.alexa import AlexaStatus
 from staterelay.core.models import Principal, Webhook
 from staterelay.core.oauth import LinkedApp, OAuthClient
-from staterelay.core.oauth_clients import ALEXA_REDIRECT_HOSTS
+from staterelay.core.oauth_clients import is_alexa_client, is_ifttt_client as ifttt_client
 from staterelay.core.webhook_formats import FORMATS, IFTTT_WEBHOOKS
 from staterelay.core.webhooks import EVENT_TYPES
 from staterelay.errors import NotFound
@@ -34,7 +35,6 @@ from staterelay.web.forms import read_form
 from staterelay.web.principal import require_principal
 from staterelay.web.render import render, when
 
-IFTTT_HOSTS: Final = ("ifttt.com",)
 NOTICES: Final = {
     "alexa-unlinked": "Alexa is unlinked. Disable the skill in the Alexa app to remove its "
     "devices there too.",
@@ -81,18 +81,9 @@ def _host_of(uri: str) -> str:
     return (urlsplit(uri).hostname or "").lower()
 
 
-def is_alexa_client(client: OAuthClient) -> bool:
-    """True for a client registered with Amazon's account-linking redirect URLs."""
-    return any(_host_of(uri) in ALEXA_REDIRECT_HOSTS for uri in client.redirect_uris)
-
-
 def is_ifttt_client(client: OAuthClient, settings: Settings) -> bool:
     """True for the IFTTT service's client (by configured id, scope or redirect URL)."""
-    return (
-        client.id == settings.ifttt.client_id
-        or "ifttt" in client.scopes
-        or any(_host_of(uri) in IFTTT_HOSTS for uri in client.redirect_uris)
-    )
+    return ifttt_client(client, settings.ifttt.client_id)
 
 
 async def links(core: Core, settings: Settings, principal: Principal) -> Links:
@@ -297,10 +288,16 @@ async def unlink_alexa(request: web.Request) -> web.StreamResponse:
     _, principal = await require_principal(request)
     core = request.config_dict[CORE_KEY]
     found = await links(core, request.config_dict[SETTINGS_KEY], principal)
-    for grant in found.alexa:
-        await core.oauth.revoke_grant(principal, grant.grant_id)
-    events_stopped = await core.alexa.unlink_user(principal, "unlinked in the dashboard")
-    if not found.alexa and not events_stopped:
+    revoked = {grant.grant_id for grant in found.alexa}
+    for grant_id in revoked:
+        await core.oauth.revoke_grant(principal, grant_id)
+    ended = await core.alexa.unlink_user(principal, "unlinked in the dashboard")
+    if ended is not None and ended.oauth_grant_id and ended.oauth_grant_id not in revoked:
+        # The skill linked through a client not registered as Alexa's: revoke it too, so
+        # Alexa can no longer send directives either.
+        with contextlib.suppress(NotFound):
+            await core.oauth.revoke_grant(principal, ended.oauth_grant_id)
+    if not found.alexa and ended is None:
         raise NotFound("Alexa is not linked")
     raise web.HTTPSeeOther(location="/dashboard/integrations?done=alexa-unlinked")
 

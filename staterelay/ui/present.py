@@ -223,14 +223,15 @@ def _state_sentence(entry: ActivityEntry, device_type: str) -> str:
 def delivery_text(
     detail: Mapping[str, Any], webhooks: Mapping[str, str] | None = None
 ) -> tuple[str, str]:
-    """``Alexa ChangeReport accepted (202)``, ``IFTTT notified``, ``Webhook … answered 500``."""
+    """``Alexa ChangeReport accepted (202)``, ``IFTTT notified``, ``Webhook … answered 500``,
+    ``Alexa ChangeReport sent with msg_… (merged)``."""
     sink = str(detail.get("sink", ""))
     status = detail.get("status_code")
     error = detail.get("error")
     outcome = str(detail.get("outcome", "delivered"))
     attempt = detail.get("attempt")
     code = f" ({status})" if status is not None else ""
-    tone = "ok" if outcome == "delivered" else "error" if outcome == "dead" else "retry"
+    tone = "ok" if outcome in ("delivered", "merged") else "error" if outcome == "dead" else "retry"
     if sink == "alexa":
         what = f"Alexa {_ALEXA_EVENTS.get(str(detail.get('event_type')), 'event')}"
         done = f"{what} accepted{code}"
@@ -246,6 +247,9 @@ def delivery_text(
         done = f"{what} delivered{code}"
     if outcome == "delivered":
         return done, tone
+    if outcome == "merged":
+        into = detail.get("merged_into")
+        return f"{what} merged into the report sent for {into}", tone
     reason = str(error) if error else f"answered {status}" if status is not None else "failed"
     if outcome == "retry":
         again = f", attempt {attempt}" if isinstance(attempt, int) else ""

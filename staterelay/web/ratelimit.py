@@ -2,7 +2,8 @@
 
 Per credential: every ``/api/`` request that presents an ``Authorization`` header counts
 against the SHA-256 of the credential it carries, whether or not it is valid (counting
-comes before, and costs less than, authenticating it). Per address: every request except
+comes before, and costs less than, authenticating it); so does every ``/ifttt/v1/``
+request with its IFTTT access token, under a limit of its own. Per address: every request except
 Alexa's and IFTTT's (a few shared addresses call for every user), the operations endpoints
 and static files counts against the client address, as ``server.trusted_proxies`` resolve
 it. Over a limit the answer is 429 with ``Retry-After``, in the wire format of the surface:
@@ -27,6 +28,7 @@ from staterelay.web.sessions import client_ip
 
 WINDOW: Final = 60.0  # the limits are per minute
 API_PREFIX: Final = "/api/"
+IFTTT_PREFIX: Final = "/ifttt/v1/"
 UNCOUNTED_PREFIXES: Final = ("/alexa/", "/ifttt/", "/static/")
 UNCOUNTED_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 OAUTH_JSON_PATHS: Final = frozenset(
@@ -50,13 +52,18 @@ class RateLimited(StateRelayError):
 class RateLimitGate:
     """Enforces ``limits`` with ``limiter``'s counters; the request boundary asks it first."""
 
-    def __init__(self, limiter: RateLimiter, limits: LimitsSettings) -> None:
+    def __init__(
+        self, limiter: RateLimiter, limits: LimitsSettings, *, ifttt_token_per_minute: int = 0
+    ) -> None:
         self._limiter = limiter
         self._limits = limits
+        self._ifttt = ifttt_token_per_minute
 
     def counts(self, path: str) -> bool:
         """False for the paths no limit applies to (checked without awaiting anything)."""
         limits = self._limits
+        if self._ifttt and path.startswith(IFTTT_PREFIX):
+            return True
         if not (limits.api_key_per_minute or limits.ip_per_minute):
             return False
         return path not in UNCOUNTED_PATHS and not path.startswith(UNCOUNTED_PREFIXES)
@@ -65,6 +72,8 @@ class RateLimitGate:
         """Count the request; the 429 answer when it is over a limit, None to let it through."""
         limits, path = self._limits, request.path
         wait, what = 0.0, ""
+        if path.startswith(IFTTT_PREFIX):
+            return await self._ifttt_refusal(request)
         if limits.api_key_per_minute and path.startswith(API_PREFIX):
             credential = presented_credential(request)
             if credential is not None:
@@ -80,6 +89,21 @@ class RateLimitGate:
         if wait <= 0:
             return None
         seconds = max(1, math.ceil(wait))
+        return too_many_requests(
+            request, RateLimited(f"more than {what}; try again in {seconds} seconds", seconds)
+        )
+
+    async def _ifttt_refusal(self, request: web.Request) -> web.Response | None:
+        """IFTTT calls from a few shared addresses for every user: only its token counts."""
+        credential = presented_credential(request)
+        if not self._ifttt or credential is None:
+            return None
+        digest = hashlib.sha256(credential.encode()).hexdigest()
+        wait = await self._limiter.hit("ifttt", digest, self._ifttt, WINDOW)
+        if wait <= 0:
+            return None
+        seconds = max(1, math.ceil(wait))
+        what = f"{self._ifttt} requests a minute with this IFTTT connection"
         return too_many_requests(
             request, RateLimited(f"more than {what}; try again in {seconds} seconds", seconds)
         )
@@ -110,6 +134,15 @@ def too_many_requests(request: web.Request, error: RateLimited) -> web.Response:
             status=error.status,
             text=json.dumps(body),
             content_type="application/problem+json",
+            headers=headers,
+        )
+    if path.startswith(IFTTT_PREFIX):
+        # IFTTT's own error shape; it retries later.
+        return web.Response(
+            status=error.status,
+            text=json.dumps({"errors": [{"message": error.detail}]}),
+            content_type="application/json",
+            charset="utf-8",
             headers=headers,
         )
     if path in OAUTH_JSON_PATHS:

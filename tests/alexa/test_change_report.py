@@ -628,7 +628,7 @@ def test_store_and_adapter_agree_on_routine_triggers() -> None:
     from staterelay.alexa.endpoints import AlexaEndpoint
     from staterelay.core.device_types import DEVICE_TYPES, default_properties
     from staterelay.core.models import Device, PropertyState
-    from staterelay.store.sqlite_alexa import is_routine_trigger
+    from staterelay.store.delivery import is_routine_trigger
 
     for kind in DEVICE_TYPES.values():
         for options in ({}, {"routine_trigger": True}, {"routine_trigger": False}):

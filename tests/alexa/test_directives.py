@@ -198,9 +198,14 @@ async def test_brightness_set_adjust_and_clamp(
             {"brightnessDelta": -100},
         ),
     )
-    assert properties(answer)[("Alexa.BrightnessController", "brightness")] == 0
+    # Below 0 is 0, and a dimmer at 0 % is off: it keeps its level for the next TurnOn.
+    assert properties(answer)[("Alexa.PowerController", "powerState")] == "OFF"
+    assert properties(answer)[("Alexa.BrightnessController", "brightness")] == 100
     device = await core.devices.get(principal, desk.id)
-    assert device.properties["brightness"].value == 0
+    assert (device.properties["power"].value, device.properties["brightness"].value) == ("OFF", 100)
+    _, answer = await send(browser, directive("Alexa.PowerController", "TurnOn", token, desk.id))
+    assert properties(answer)[("Alexa.PowerController", "powerState")] == "ON"
+    assert properties(answer)[("Alexa.BrightnessController", "brightness")] == 100
 
 
 @pytest.mark.parametrize(

@@ -307,7 +307,9 @@ async def test_device_pages_follow_cursors(client: Client, account: Account) -> 
 
 
 async def test_activity_pages_follow_cursors(client: Client, account: Account) -> None:
-    """A device's activity pages newest first without gaps or repeats; so does /activity."""
+    """A device's activity pages newest first without gaps or repeats; so does /activity.
+
+    The first level also switches the dimmer on (a second activity row of that change)."""
     device = await create_device(client, account, type="dimmer", name="Den")
     for level in (10, 20, 30, 40, 50):
         response = await client.put(
@@ -329,9 +331,9 @@ async def test_activity_pages_follow_cursors(client: Client, account: Account) -
             cursor = page["next_cursor"]
             if cursor is None:
                 break
-        assert pages == 3
-        assert [row["new_value"] for row in rows[:5]] == [50, 40, 30, 20, 10]
-        assert rows[5]["kind"] == "device.created"
+        assert pages == 4
+        assert [row["new_value"] for row in rows[:6]] == [50, 40, 30, 20, "ON", 10]
+        assert rows[6]["kind"] == "device.created"
         ids = [row["id"] for row in rows]
         assert ids == sorted(set(ids), reverse=True)
 

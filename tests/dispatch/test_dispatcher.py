@@ -309,12 +309,13 @@ async def test_concurrency_per_destination_is_respected(
     receiver: Receiver,
     start_dispatcher: StartDispatcher,
 ) -> None:
-    """Six events for one slow webhook are sent at most two at a time."""
-    await make_hook(receiver.url("/slow"))
+    """Events of six devices for one slow webhook are sent at most two at a time."""
+    await make_hook(receiver.url("/slow"), event_types=["state.changed"])
     for i in range(6):
-        await core.devices.set_state(
-            principal, lamp.id, {"power": "ON" if i % 2 == 0 else "OFF"}, source="api"
+        device = await core.devices.create(
+            principal, type="switch", name=f"Switch {i}", source="api"
         )
+        await core.devices.set_state(principal, device.id, {"power": "ON"}, source="api")
     await start_dispatcher(concurrency_per_destination=2)
     await wait_until(lambda: len(receiver.requests) == 6)
     assert receiver.max_active == 2
@@ -328,19 +329,24 @@ async def test_rows_queued_behind_a_dead_receiver_fail_fast(
     receiver: Receiver,
     start_dispatcher: StartDispatcher,
 ) -> None:
-    """After one timeout, rows waiting for the same destination fail at once, not one by one."""
-    await make_hook(receiver.url("/hang"))
-    for i in range(4):
-        await core.devices.set_state(
-            principal, lamp.id, {"power": "ON" if i % 2 == 0 else "OFF"}, source="api"
+    """After one timeout, rows of other devices waiting for the same destination fail at
+    once, not one by one."""
+    await make_hook(receiver.url("/hang"), event_types=["state.changed"])
+    devices = [lamp]
+    for i in range(3):
+        devices.append(
+            await core.devices.create(principal, type="switch", name=f"Switch {i}", source="api")
         )
+    for device in devices:
+        await core.devices.set_state(principal, device.id, {"power": "ON"}, source="api")
     started = time.monotonic()
     await start_dispatcher(
         concurrency_per_destination=1, timeout_seconds=0.3, retry_base_seconds=60.0
     )
 
     async def four() -> list[ActivityEntry] | None:
-        entries = await deliveries_of(core, principal, lamp)
+        page = await core.activity.list(principal, limit=200)
+        entries = [entry for entry in page.items if entry.kind == "delivery"]
         return entries if len(entries) == 4 else None
 
     entries = await wait_until(four)
@@ -387,6 +393,8 @@ async def test_pending_rows_survive_a_restart(
     account = await make_account(core, "restart@example.com")
     principal = await core.auth.authenticate(account.key)
     lamp = await core.devices.create(principal, type="switch", name="Porch", source="api")
+    shed = await core.devices.create(principal, type="switch", name="Shed", source="api")
+    await core.devices.set_state(principal, shed.id, {"power": "ON"}, source="api")
     webhook, _ = await core.webhooks.create(
         principal, {"url": f"http://127.0.0.1:{free_port()}/hook"}
     )
@@ -398,8 +406,9 @@ async def test_pending_rows_survive_a_restart(
 
     await wait_until(failed_once)  # the receiver is down: the row waits for its retry
     await first.app[DISPATCHER_KEY].stop()
-    await core.devices.set_state(principal, lamp.id, {"power": "OFF"}, source="api")
-    # A process killed mid-delivery leaves its lease behind; an hour-long one stands in for it.
+    # Another device's change (its own ordering key) is being sent by a process that is
+    # killed: it leaves its lease behind; an hour-long one stands in for it.
+    await core.devices.set_state(principal, shed.id, {"power": "OFF"}, source="api")
     ghost = await core.outbox.claim("killed-process", lease_seconds=3600, limit=10)
     assert "OFF" in [item.payload["new"] for item in ghost]
     await core.webhooks.update(principal, webhook.id, {"url": receiver.url()})

@@ -72,15 +72,21 @@ class SlowSink:
 
 
 async def _queue(core: Core, principal: Principal, lamp: Device, count: int) -> None:
-    """``count`` state changes of the lamp: one outbox row each for the one webhook."""
-    for i in range(count):
-        power = "ON" if i % 2 == 0 else "OFF"
-        await core.devices.set_state(principal, lamp.id, {"power": power}, source="api")
+    """A state change of the lamp and of ``count - 1`` more switches: one outbox row each
+    for the one webhook (state changes only), each the head of its own ordering key, so
+    one dispatcher may hold them all at once."""
+    devices = [lamp]
+    for i in range(count - 1):
+        devices.append(
+            await core.devices.create(principal, type="switch", name=f"Switch {i}", source="api")
+        )
+    for device in devices:
+        await core.devices.set_state(principal, device.id, {"power": "ON"}, source="api")
     assert (await core.outbox.stats()).pending == count
 
 
 async def _deliveries(core: Core, principal: Principal, lamp: Device) -> int:
-    page = await core.activity.list(principal, device_id=lamp.id, limit=200)
+    page = await core.activity.list(principal, limit=200)
     return sum(entry.kind == "delivery" for entry in page.items)
 
 
@@ -110,7 +116,7 @@ async def test_rows_waiting_behind_a_slow_destination_are_sent_once(
     takes almost five leases in all; its leases are renewed, so the second, claiming all the
     while, never sends those rows: each is sent (and recorded) exactly once."""
     await app[DISPATCHER_KEY].stop()
-    await make_hook(receiver.url())
+    await make_hook(receiver.url(), event_types=["state.changed"])
     await _queue(core, principal, lamp, ROWS)
     sent: list[tuple[int, str]] = []
     # A full dispatcher (max_in_flight rows held, as 100 of 100 in production) claims no more,
@@ -150,7 +156,7 @@ async def test_rows_whose_lease_was_taken_are_neither_sent_nor_recorded(
     """When another owner takes the rows (here: a second SQLite process starting, which frees
     every lease), the first dispatcher stops sending them and its late results are dropped."""
     await app[DISPATCHER_KEY].stop()
-    await make_hook(receiver.url())
+    await make_hook(receiver.url(), event_types=["state.changed"])
     await _queue(core, principal, lamp, 6)
     sent: list[tuple[int, str]] = []
     first = _dispatcher(core, "old-process", sent)

@@ -56,9 +56,11 @@ async def test_set_power_on_off_and_toggle(
 async def test_set_brightness_edges_and_applet_cause(
     client: Client, core: Core, alice: Linked, make_device: DeviceFactory
 ) -> None:
-    """0 and 100 and "40%" are fine; the applet id is the change's cause."""
+    """0 (the dimmer goes off and keeps its level), 100 and "40%" are fine; the applet id is
+    the change's cause."""
     dimmer = await make_device(type="dimmer", name="Ceiling")
-    for text, value in (("0", 0), ("100", 100), ("40%", 40)):
+    await core.devices.set_state(alice.principal, dimmer.id, {"brightness": 70}, source="api")
+    for text, power, value in (("0", "OFF", 70), ("100", "ON", 100), ("40%", "ON", 40)):
         response = await client.post(
             f"{V1}/actions/set_brightness",
             json={
@@ -69,6 +71,7 @@ async def test_set_brightness_edges_and_applet_cause(
         )
         assert response.status == 200, text
         assert await state(core, alice, dimmer, "brightness") == value
+        assert await state(core, alice, dimmer, "power") == power
     page = await core.activity.list(alice.principal, device_id=dimmer.id, source="ifttt")
     assert page.items[0].cause == "IFTTT applet 9876 (set_brightness)"
     for bad in ("-1", "101", "50.5", ""):

@@ -280,25 +280,34 @@ async def test_identity_is_written_when_new_or_changed_not_on_every_poll(
 async def test_events_are_kept_30_days_whatever_the_activity_retention(
     core: Core, alice: Linked, make_device: DeviceFactory, clock: MovableClock
 ) -> None:
-    """Pruning drops events older than ``ifttt.event_retention_days`` and identities
-    nobody polled for as long; pruning the activity log never touches the timelines."""
+    """Pruning drops events older than ``ifttt.event_retention_days`` (except the newest 50
+    of a timeline, which IFTTT expects to stay) and identities nobody polled for as long;
+    pruning the activity log never touches the timelines."""
     lamp = await make_device()
     fields = {"triggerFields": {"device": lamp.id}, "trigger_identity": "ti-p"}
     clock.freeze(clock())
-    await set_state(core, alice, lamp, power="ON")
+    for n in range(52):  # day 0: 52 changes, then one more on day 29
+        await set_state(core, alice, lamp, power="ON" if n % 2 == 0 else "OFF")
     clock.advance(29 * DAY)
-    await set_state(core, alice, lamp, power="OFF")
+    await set_state(core, alice, lamp, power="ON")
     await core.ifttt.poll(alice.principal, "power_changed", fields)
     assert await core.store.prune_activity(older_than=clock() + 1) > 0  # all activity gone
     clock.advance(2 * DAY)  # day 31
-    assert len(await core.ifttt.poll(alice.principal, "power_changed", fields)) == 2
+    assert (
+        len(await core.ifttt.poll(alice.principal, "power_changed", {**fields, "limit": 60})) == 53
+    )
     pruned = await core.ifttt.prune()
-    assert (pruned.events, pruned.identities) == (1, 0)
-    items = await core.ifttt.poll(alice.principal, "power_changed", fields)
-    assert [item["power"] for item in items] == ["off"]
-    clock.advance(31 * DAY)
+    assert (pruned.events, pruned.identities) == (3, 0)  # past retention and not in the newest 50
+    items = await core.ifttt.poll(alice.principal, "power_changed", {**fields, "limit": 60})
+    assert len(items) == 50
+    assert items[0]["power"] == "on"  # the day-29 change, newest first
+    clock.advance(365 * DAY)
     pruned = await core.ifttt.prune()
-    assert (pruned.events, pruned.identities) == (1, 1)
+    # A year later the timeline still holds what IFTTT saw last; the identity nobody polls goes.
+    assert (pruned.events, pruned.identities) == (0, 1)
+    assert (
+        len(await core.ifttt.poll(alice.principal, "power_changed", {**fields, "limit": 60})) == 50
+    )
 
 
 def test_a_poll_reads_one_index_range_without_sorting(settings: Settings) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 from staterelay.store import Store
 from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote
 from staterelay.store.records import DeviceChange, NewActivity, NewOutboxEvent
+from tests.store.outbox_rows import outbox_rows
 from tests.store.test_contract import NOW, created, switch, tenant_with_user
 
 
@@ -45,13 +46,13 @@ def power(value: str, device_id: str = "dev_a") -> DeviceChange:
     )
 
 
-async def alexa_rows(
-    store: Store, now: float = NOW + 10
-) -> list[tuple[str, str, dict[str, object]]]:
-    """(event type, destination, payload) of the claimable ``alexa`` rows."""
-    items = await store.claim_outbox("t", now, 60, 100)
-    await store.release_leases("t")
-    return [(i.event_type, i.destination, dict(i.payload)) for i in items if i.sink == "alexa"]
+async def alexa_rows(store: Store) -> list[tuple[str, str, dict[str, object]]]:
+    """(event type, destination, payload) of the pending ``alexa`` rows, oldest first."""
+    return [
+        (row.event_type, row.destination, row.payload)
+        for row in await outbox_rows(store)
+        if row.sink == "alexa"
+    ]
 
 
 async def test_grant_round_trip_and_one_per_user(store: Store) -> None:
@@ -179,10 +180,10 @@ async def test_delete_report_rows_and_relink_drops_old_rows(store: Store) -> Non
         NewActivity(kind="device.deleted", source="api", actor="t"),
         (NewOutboxEvent("device.deleted", "dev_a", {"device": {"id": "dev_a"}}),),
     )
-    [(kind, destination, payload)] = await alexa_rows(store, NOW + 10**9)
+    [(kind, destination, payload)] = await alexa_rows(store)
     assert (kind, destination, payload["device_version"]) == ("device.deleted", "alx_1", None)
     await store.save_alexa_grant(grant(tenant.id, user.id, "alx_2"))
-    assert await alexa_rows(store, NOW + 10**9) == []
+    assert await alexa_rows(store) == []
 
 
 async def test_report_results_keep_the_latest(store: Store) -> None:
@@ -222,22 +223,50 @@ async def test_untried_rows_absorb_later_changes_but_not_routine_triggers(store:
     for n, value in enumerate(("ON", "OFF", "ON")):
         await store.change_device(tenant.id, "dev_a", lambda d, v=value: power(v), NOW + n)
         await store.change_device(tenant.id, "dev_m", lambda d, v=value: power(v, "dev_m"), NOW + n)
-    found = await store.claim_outbox("t", NOW + 10, 60, 100)
-    await store.release_leases("t")
+    rows = [row for row in await outbox_rows(store) if row.sink == "alexa"]
     # The lamp's first row carries the later changes (it now stands for version 4); every
-    # transition of the Routine trigger keeps its own row.
+    # transition of the Routine trigger keeps its own row, in order, under one key.
     lamp_rows = [
-        (i.payload["new"], i.payload["device_version"]) for i in found if i.device_id == "dev_a"
+        (r.payload["new"], r.payload["device_version"]) for r in rows if r.device_id == "dev_a"
     ]
     movie_rows = [
-        (i.payload["new"], i.payload["device_version"]) for i in found if i.device_id == "dev_m"
+        (r.payload["new"], r.payload["device_version"]) for r in rows if r.device_id == "dev_m"
     ]
     assert lamp_rows == [("ON", 4)]
     assert movie_rows == [("ON", 2), ("OFF", 3), ("ON", 4)]
+    assert {r.ordering_key for r in rows if r.device_id == "dev_m"} == {"alexa:alx_1:dev_m"}
+    assert [r.mergeable for r in rows] == [True, False, False, False]
     items = await store.claim_outbox("t", NOW + 10, 60, 100)
-    lamp_rows = [i for i in items if i.device_id == "dev_a"]
-    assert len(lamp_rows) == 1
+    lamp_items = [i for i in items if i.device_id == "dev_a"]
+    assert len(lamp_items) == 1
+    assert [i.payload["new"] for i in items if i.device_id == "dev_m"] == ["ON"]  # the head only
     # Once a row is picked up, the next change gets a row of its own.
     await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 5)
     await store.release_leases("t")
     assert len([r for r in await alexa_rows(store) if r[2]["device_version"] == 5]) == 1
+
+
+async def test_changes_never_merge_past_a_trigger_or_a_lifecycle_row(store: Store) -> None:
+    """Only the newest row of a key takes a later change: a change after a lifecycle row
+    (here an AddOrUpdateReport) gets a row of its own instead of joining an older one."""
+    tenant, user = await tenant_with_user(store, "a")
+    await store.save_alexa_grant(grant(tenant.id, user.id, "alx_1"))
+    lamp = switch(tenant.id, "dev_a", "Lamp")
+    await store.create_device(lamp, created(lamp), ())
+    await store.change_device(tenant.id, "dev_a", lambda d: power("ON"), NOW + 1)
+
+    def renamed(_device: object) -> DeviceChange:
+        return DeviceChange(
+            name="Hall lamp",
+            activity=(NewActivity(kind="device.updated", source="api", actor="t"),),
+            events=(NewOutboxEvent("device.updated", "dev_a", {"device": {"id": "dev_a"}}),),
+        )
+
+    await store.change_device(tenant.id, "dev_a", renamed, NOW + 2)
+    await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 3)
+    rows = await alexa_rows(store)
+    assert [(kind, payload["device_version"]) for kind, _, payload in rows] == [
+        ("state.changed", 2),
+        ("device.updated", 3),
+        ("state.changed", 4),
+    ]

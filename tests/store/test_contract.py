@@ -240,12 +240,19 @@ async def test_activity_pagination_and_filters(store: Store) -> None:
     assert len(await store.list_activity(a.id, source="alexa", limit=100)) == 0
 
 
+def device_test_events(count: int) -> list[NewOutboxEvent]:
+    """Test sends about ``count`` different devices: rows of ``count`` ordering keys."""
+    return [
+        NewOutboxEvent(event_type="webhook.test", device_id=f"dev_{i}", payload={})
+        for i in range(count)
+    ]
+
+
 async def test_outbox_claim_is_exclusive_and_leases_expire(store: Store) -> None:
     """A claimed row is not handed out again until its lease ends or is released."""
     a, _ = await tenant_with_user(store, "a")
     await store.create_webhook(hook(a.id, "whk"))
-    event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
-    assert await store.enqueue_events(a.id, [event, event]) == 2
+    assert await store.enqueue_events(a.id, device_test_events(2)) == 2
     now = time.time()
     first = await store.claim_outbox("w1", now, 30, 10)
     assert len(first) == 2
@@ -255,13 +262,75 @@ async def test_outbox_claim_is_exclusive_and_leases_expire(store: Store) -> None
     assert len(await store.claim_outbox("w3", now, 30, 1)) == 1
 
 
+def outcome_of(
+    item: OutboxItem,
+    *,
+    delivered: bool = True,
+    retry_at: float | None = None,
+    merged_into: str | None = None,
+) -> DeliveryOutcome:
+    """A delivered (or merged) row, or a retry due at ``retry_at``."""
+    return DeliveryOutcome(
+        item,
+        delivered=delivered and retry_at is None,
+        dead=False,
+        next_attempt_at=retry_at,
+        status_code=None if merged_into else 204 if retry_at is None else 503,
+        error=None if retry_at is None else "HTTP 503",
+        duration_ms=1.0,
+        activity=None,
+        merged_into=merged_into,
+    )
+
+
+async def test_rows_of_one_key_go_one_at_a_time_in_order(store: Store) -> None:
+    """Only the oldest pending row of an ordering key is claimable; a retry holds the rows
+    behind it (new ones too) until it is due, and no other key; a merged row ends merged."""
+    a, _ = await tenant_with_user(store, "a")
+    await store.create_webhook(hook(a.id, "whk"))
+    one = NewOutboxEvent(event_type="webhook.test", device_id="dev_1", payload={})
+    other = NewOutboxEvent(event_type="webhook.test", device_id="dev_2", payload={})
+    assert await store.enqueue_events(a.id, [one, one, one, other]) == 4
+    now = time.time()
+    first, second_key = await store.claim_outbox("w", now, 30, 10)
+    assert (first.ordering_key, second_key.ordering_key) == (
+        "webhook:whk:dev_1",
+        "webhook:whk:dev_2",
+    )
+    assert await store.claim_outbox("w", now, 30, 10) == []  # the rest wait behind `first`
+    assert await store.next_outbox_due() == pytest.approx(now + 30)  # leases, not the waiting
+    await store.record_deliveries(
+        [outcome_of(first, retry_at=now + 100), outcome_of(second_key)], now, owner="w"
+    )
+    await store.enqueue_events(a.id, [one, other])
+    # dev_1's rows (the one just written too) wait for its head's retry; dev_2 goes on.
+    [next_other] = await store.claim_outbox("w", now + 1, 30, 10)
+    assert next_other.ordering_key == "webhook:whk:dev_2"
+    await store.record_deliveries([outcome_of(next_other)], now + 1, owner="w")
+    assert await store.claim_outbox("w", now + 50, 30, 10) == []
+    assert await store.next_outbox_due() == pytest.approx(now + 100)
+    taken: list[int] = []
+    for step in range(4):
+        [item] = await store.claim_outbox("w", now + 101 + step, 30, 10)
+        assert item.ordering_key == "webhook:whk:dev_1"
+        taken.append(item.id)
+        merged = item.event_id if step == 2 else None
+        result = outcome_of(item, merged_into=first.event_id if merged else None)
+        assert await store.record_deliveries([result], now + 101, owner="w") == {item.id}
+    assert taken == sorted(taken)
+    assert taken[0] == first.id
+    assert await store.claim_outbox("w", now + 200, 30, 10) == []
+    stats = await store.outbox_stats()
+    assert (stats.pending, stats.dead) == (0, 0)
+    history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=20)
+    assert len(history) == 6  # the merged row was not sent, so it has no delivery attempt
+
+
 async def test_record_deliveries_retry_dead_and_history(store: Store) -> None:
     """Outcomes update rows, add delivery history and activity rows."""
     a, _ = await tenant_with_user(store, "a")
     await store.create_webhook(hook(a.id, "whk"))
-    await store.enqueue_events(
-        a.id, [NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})] * 2
-    )
+    await store.enqueue_events(a.id, device_test_events(2))
     now = time.time()
     one, two = await store.claim_outbox("w", now, 30, 10)
     activity = NewActivity(kind="delivery", source="system", actor=None, detail={"x": 1})
@@ -339,8 +408,7 @@ async def test_renew_outbox_leases_extends_only_the_owners_pending_rows(store: S
     are, and the ids it returns are the rows the owner still holds."""
     a, _ = await tenant_with_user(store, "a")
     await store.create_webhook(hook(a.id, "whk"))
-    event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
-    assert await store.enqueue_events(a.id, [event] * 4) == 4
+    assert await store.enqueue_events(a.id, device_test_events(4)) == 4
     now = time.time()
     one, two = await store.claim_outbox("w1", now, 30, 2)
     [three] = await store.claim_outbox("w2", now, 30, 1)

@@ -19,9 +19,10 @@ from staterelay.store.records import (
     DeviceChange,
     NewActivity,
     NewOutboxEvent,
-    OutboxItem,
     PropertyState,
+    User,
 )
+from tests.store.outbox_rows import OutboxRow, outbox_rows
 from tests.store.test_contract import NOW, created, hook, tenant_with_user
 
 ABOVE_20 = Threshold("above", 20.0)
@@ -123,9 +124,9 @@ def identity(
     )
 
 
-async def realtime_rows(store: Store, at: float = NOW + 10**6) -> list[OutboxItem]:
-    """Claim every due ``ifttt`` row (the far future by default)."""
-    return [item for item in await store.claim_outbox("t", at, 60, 1000) if item.sink == "ifttt"]
+async def realtime_rows(store: Store, at: float = NOW + 10**6) -> list[OutboxRow]:
+    """Every pending ``ifttt`` row due by ``at`` (the far future by default), oldest first."""
+    return [r for r in await outbox_rows(store) if r.sink == "ifttt" and r.next_attempt_at <= at]
 
 
 @pytest.fixture
@@ -206,9 +207,9 @@ async def test_tracked_thresholds_record_crossings_and_backfill(
     tenant, _ = home
     for n, value in enumerate((18.0, 22.0, 25.0, 19.0)):
         await change(store, tenant, "dev_th", "temperature", temp(value), NOW + n)
-    assert await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW + 10) == 1
-    assert await store.track_ifttt_threshold(tenant, "dev_th", BELOW_20, NOW + 10) == 2
-    assert await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW + 11) == 0
+    assert await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW + 10, limit=9) == 1
+    assert await store.track_ifttt_threshold(tenant, "dev_th", BELOW_20, NOW + 10, limit=9) == 2
+    assert await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW + 11, limit=9) == 0
     for n, value in enumerate((21.0, 24.0, 20.0)):
         await change(store, tenant, "dev_th", "temperature", temp(value), NOW + 20 + n)
     above = await store.list_ifttt_events(tenant, "dev_th", "sensor", ABOVE_20.variant, limit=10)
@@ -279,9 +280,32 @@ async def test_changes_watched_by_identities_queue_coalesced_realtime_rows(
     }
     assert rows[0].event_type == "ifttt.realtime"
     assert rows[0].payload["device"]["id"] == rows[0].destination
+    assert {r.ordering_key for r in rows} == {f"ifttt:{user}"}
     assert await change(store, tenant, "dev_sw", "power", "ON", NOW + 1.5) == 1
-    [late] = await realtime_rows(store, NOW + 2.0)
+    [late] = [r for r in await realtime_rows(store, NOW + 2.0) if r.id not in {r.id for r in rows}]
     assert late.payload["trigger_identities"] == ["ti-1", "ti-2"]
+
+
+async def test_realtime_rows_are_per_user(store: Store, home: tuple[str, str]) -> None:
+    """Two users watching one device get a row each, under their own ordering keys."""
+    tenant, user = home
+    other = await store.create_user(
+        User(id="usr_a2", tenant_id=tenant, email="a2@example.com", is_admin=False, created_at=NOW)
+    )
+    await store.save_ifttt_identity(identity(tenant, user, "ti-1", "dev_sw"))
+    await store.save_ifttt_identity(identity(tenant, other.id, "ti-2", "dev_sw"))
+    assert await change(store, tenant, "dev_sw", "power", "ON", NOW + 0.25) == 2
+    rows = await realtime_rows(store)
+    assert sorted((r.ordering_key, tuple(r.payload["trigger_identities"])) for r in rows) == sorted(
+        [(f"ifttt:{user}", ("ti-1",)), (f"ifttt:{other.id}", ("ti-2",))]
+    )
+    assert await store.forget_ifttt_user(tenant, other.id, NOW + 1) == 1
+    [left] = await realtime_rows(store)
+    assert left.ordering_key == f"ifttt:{user}"
+    assert [
+        i.identity for i in await store.list_ifttt_identities(tenant) if i.deleted_at is None
+    ] == ["ti-1"]
+    assert await change(store, tenant, "dev_sw", "power", "OFF", NOW + 5) == 1
 
 
 async def test_threshold_identities_are_queued_only_on_crossings(
@@ -289,7 +313,7 @@ async def test_threshold_identities_are_queued_only_on_crossings(
 ) -> None:
     """Only a reading that crosses the identity's threshold queues it."""
     tenant, user = home
-    await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW)
+    await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW, limit=9)
     await store.save_ifttt_identity(identity(tenant, user, "ti-hot", "dev_th", "sensor", ABOVE_20))
     assert await change(store, tenant, "dev_th", "temperature", temp(19.0), NOW + 1) == 0
     assert await change(store, tenant, "dev_th", "temperature", temp(21.0), NOW + 2) == 1
@@ -343,11 +367,14 @@ async def test_prune_removes_only_what_is_old(store: Store, home: tuple[str, str
     await change(store, tenant, "dev_sw", "power", "OFF", NOW + 100)
     await store.save_ifttt_identity(identity(tenant, user, "old", "dev_sw", at=NOW))
     await store.save_ifttt_identity(identity(tenant, user, "new", "dev_sw", at=NOW + 100))
-    await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW)
+    await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW, limit=9)
     await store.record_ifttt_action(tenant, user, "set_power", "r-old", "x", NOW)
     await store.record_ifttt_action(tenant, user, "set_power", "r-new", "y", NOW + 100)
     pruned = await store.prune_ifttt(
-        events_before=NOW + 50, identities_before=NOW + 50, requests_before=NOW + 50
+        events_before=NOW + 50,
+        keep_events=0,
+        identities_before=NOW + 50,
+        requests_before=NOW + 50,
     )
     assert (pruned.events, pruned.identities, pruned.thresholds, pruned.requests) == (1, 1, 1, 1)
     assert pruned.total == 4
@@ -356,6 +383,42 @@ async def test_prune_removes_only_what_is_old(store: Store, home: tuple[str, str
     assert [i.identity for i in await store.list_ifttt_identities(tenant)] == ["new"]
     assert await store.find_ifttt_action(tenant, user, "set_power", "r-new") == "y"
     assert await store.find_ifttt_action(tenant, user, "set_power", "r-old") is None
+
+
+async def test_prune_keeps_the_newest_events_of_every_timeline(
+    store: Store, home: tuple[str, str]
+) -> None:
+    """Past retention, a timeline keeps its newest ``keep_events`` events whatever their
+    age; older ones go, and a busy timeline does not protect a quiet one's old events."""
+    tenant, _ = home
+    for n in range(8):
+        await change(store, tenant, "dev_sw", "power", "ON" if n % 2 else "OFF", NOW + n)
+    await change(store, tenant, "dev_dim", "brightness", 30, NOW)
+    await change(store, tenant, "dev_dim", "brightness", 40, NOW + 1)
+    pruned = await store.prune_ifttt(
+        events_before=NOW + 10**6, keep_events=3, identities_before=NOW, requests_before=NOW
+    )
+    assert pruned.events == 5
+    kept = await store.list_ifttt_events(tenant, "dev_sw", "power", "", limit=50)
+    assert [e.occurred_at for e in kept] == [NOW + 7, NOW + 6, NOW + 5]
+    assert len(await store.list_ifttt_events(tenant, "dev_dim", "brightness", "", limit=50)) == 2
+    # Young events are never pruned, however many there are.
+    pruned = await store.prune_ifttt(
+        events_before=NOW, keep_events=1, identities_before=NOW, requests_before=NOW
+    )
+    assert pruned.events == 0
+
+
+async def test_threshold_count_per_sensor_is_capped(store: Store, home: tuple[str, str]) -> None:
+    """A new threshold past the limit is refused (None) and not tracked; known ones go on."""
+    tenant, _ = home
+    assert await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW, limit=2) == 0
+    assert await store.track_ifttt_threshold(tenant, "dev_th", BELOW_20, NOW, limit=2) == 0
+    refused = Threshold("above", 30.0)
+    assert await store.track_ifttt_threshold(tenant, "dev_th", refused, NOW, limit=2) is None
+    assert await store.track_ifttt_threshold(tenant, "dev_th", ABOVE_20, NOW + 1, limit=2) == 0
+    await change(store, tenant, "dev_th", "temperature", temp(31.0), NOW + 2)
+    assert await store.list_ifttt_events(tenant, "dev_th", "sensor", refused.variant, limit=5) == []
 
 
 async def test_webhook_format_fields_round_trip(store: Store) -> None:

@@ -19,10 +19,13 @@ async def test_outbox_stats_age_is_the_oldest_pending_row(store: Store) -> None:
     empty = await store.outbox_stats()
     assert (empty.pending, empty.dead, empty.oldest_pending_at) == (0, 0, None)
     before = time.time()
-    event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
-    await store.enqueue_events(a.id, [event])
+    events = [
+        NewOutboxEvent(event_type="webhook.test", device_id=f"dev_{n}", payload={})
+        for n in range(3)
+    ]
+    await store.enqueue_events(a.id, events[:1])
     await asyncio.sleep(0.02)
-    await store.enqueue_events(a.id, [event, event])
+    await store.enqueue_events(a.id, events[1:])
     stats = await store.outbox_stats()
     assert stats.pending == 3
     assert stats.oldest_pending_at is not None

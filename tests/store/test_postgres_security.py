@@ -13,7 +13,7 @@ import pytest
 from staterelay.store import open_store
 from staterelay.store.postgres import PostgresStore
 from staterelay.store.postgres_engine import MigrationError, PostgresEngine
-from staterelay.store.records import NewOutboxEvent, Tenant
+from staterelay.store.records import DeliveryOutcome, NewOutboxEvent, Tenant
 from tests.postgres_support import (
     APP_ROLE,
     OWNER_ROLE,
@@ -322,6 +322,76 @@ async def test_the_app_role_cannot_migrate_and_says_what_to_do() -> None:
 # the outbox across replicas ---------------------------------------------------------------------
 
 
+def device_events(count: int) -> list[NewOutboxEvent]:
+    """Test sends about ``count`` devices: one row per ordering key."""
+    return [
+        NewOutboxEvent(event_type="webhook.test", device_id=f"dev_{i}", payload={})
+        for i in range(count)
+    ]
+
+
+async def test_two_replicas_deliver_each_key_in_order_and_never_at_once(
+    database: ScratchDatabase, two_tenants: tuple[str, str]
+) -> None:
+    """Two replicas draining rows of three keys: a key's rows are held by one replica at a
+    time, and each key's rows are finished in the order they were written."""
+    a, _ = two_tenants
+    replicas = [PostgresStore(database.app_url), PostgresStore(database.app_url)]
+    for replica in replicas:
+        await replica.open()
+    try:
+        for _ in range(20):
+            assert await replicas[0].enqueue_events(a, device_events(3)) == 3
+        held: dict[str, str] = {}
+        finished: dict[str, list[int]] = {}
+        overlaps: list[str] = []
+        now = time.time()
+
+        async def work(replica: PostgresStore, owner: str) -> None:
+            idle = 0
+            while idle < 20:
+                batch = await replica.claim_outbox(owner, now, 60, 2)
+                if not batch:
+                    idle += 1
+                    await asyncio.sleep(0.005)
+                    continue
+                idle = 0
+                for item in batch:
+                    if item.ordering_key in held:
+                        overlaps.append(item.ordering_key)
+                    held[item.ordering_key] = owner
+                await asyncio.sleep(0.002)  # "sending"
+                outcomes = [
+                    DeliveryOutcome(
+                        item,
+                        delivered=True,
+                        dead=False,
+                        next_attempt_at=None,
+                        status_code=204,
+                        error=None,
+                        duration_ms=1.0,
+                        activity=None,
+                    )
+                    for item in batch
+                ]
+                for item in batch:
+                    del held[item.ordering_key]
+                    finished.setdefault(item.ordering_key, []).append(item.id)
+                assert await replica.record_deliveries(outcomes, now, owner=owner) == {
+                    item.id for item in batch
+                }
+
+        await asyncio.gather(work(replicas[0], "replica-1"), work(replicas[1], "replica-2"))
+        assert overlaps == []
+        assert sorted(finished) == [f"webhook:whk_a:dev_{i}" for i in range(3)]
+        for ids in finished.values():
+            assert len(ids) == 20
+            assert ids == sorted(ids)
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
 async def test_two_replicas_never_claim_the_same_row(
     database: ScratchDatabase, two_tenants: tuple[str, str]
 ) -> None:
@@ -331,9 +401,8 @@ async def test_two_replicas_never_claim_the_same_row(
     for replica in replicas:
         await replica.open()
     try:
-        event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
-        assert await replicas[0].enqueue_events(a, [event] * 120) == 120
-        assert await replicas[0].enqueue_events(b, [event] * 120) == 120
+        assert await replicas[0].enqueue_events(a, device_events(120)) == 120
+        assert await replicas[0].enqueue_events(b, device_events(120)) == 120
         now = time.time()
 
         async def drain(replica: PostgresStore, owner: str) -> list[int]:
@@ -359,8 +428,7 @@ async def test_a_dead_replicas_rows_return_after_the_lease_and_live_leases_stay(
 ) -> None:
     """release_leases(None) frees no live lease; an expired lease is claimable by another."""
     a, _ = two_tenants
-    event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
-    await pg_store.enqueue_events(a, [event] * 3)
+    await pg_store.enqueue_events(a, device_events(3))
     now = time.time()
     assert len(await pg_store.claim_outbox("replica-1", now, 30, 10)) == 3
     assert await pg_store.release_leases(None) == 0
@@ -376,9 +444,8 @@ async def test_claims_are_fair_across_destinations(
 ) -> None:
     """A backlog of one destination does not fill a claim while another destination waits."""
     a, b = two_tenants
-    event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
-    await pg_store.enqueue_events(a, [event] * 60)
-    await pg_store.enqueue_events(b, [event])
+    await pg_store.enqueue_events(a, device_events(60))
+    await pg_store.enqueue_events(b, device_events(1))
     claimed = await pg_store.claim_outbox("w", time.time() + 1, 30, 40)
     assert {item.destination for item in claimed} == {"whk_a", "whk_b"}
     assert sum(item.destination == "whk_a" for item in claimed) == 25

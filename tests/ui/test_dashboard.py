@@ -166,7 +166,7 @@ async def test_every_kind_of_device_is_controlled_without_javascript(home: Home)
     """Each control is a form POST answered with a 303 back to the page it came from."""
     cases: list[tuple[str, dict[str, str], dict[str, Any]]] = [
         ("switch", {"power": "ON"}, {"power": "ON"}),
-        ("dimmer", {"brightness": "35"}, {"brightness": 35, "power": "OFF"}),
+        ("dimmer", {"brightness": "35"}, {"brightness": 35, "power": "ON"}),
         ("contact_sensor", {"detection": "DETECTED"}, {"detection": "DETECTED"}),
         ("motion_sensor", {"detection": "DETECTED"}, {"detection": "DETECTED"}),
         (
