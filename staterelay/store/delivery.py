@@ -7,10 +7,10 @@ key holds it back, and a row waiting for its retry holds back the rows behind it
 
 Some rows are *mergeable*: their change may be coalesced with the key's neighbouring
 mergeable rows (one ChangeReport carrying the newest state of ordinary properties, one
-Realtime request for several IFTTT nudges). Mergeable rows do not hold each other back;
-everything else (a Routine-trigger transition, a press, a lifecycle report, every webhook
-event) waits for all older rows of its key, and every row waits for older rows that are
-not mergeable. So a coalesced report never jumps ahead of a pending trigger transition.
+Realtime request for several IFTTT nudges). Mergeable rows that are due at the same moment
+are claimed together; otherwise every row waits for the older rows of its key: a Routine
+trigger transition, a press, a lifecycle report and every webhook event always do, so a
+coalesced report never jumps ahead of a pending trigger transition.
 """
 
 from __future__ import annotations

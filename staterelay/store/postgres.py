@@ -30,6 +30,7 @@ from staterelay.store.postgres_engine import (
 from staterelay.store.postgres_ifttt import PostgresIfttt, ifttt_fan_out
 from staterelay.store.postgres_oauth import PostgresOAuth
 from staterelay.store.postgres_outbox import (
+    HEAD_DUE,
     SQL_EVENT_ID,
     PostgresOutbox,
     insert_activity_row,
@@ -744,8 +745,7 @@ async def _webhook_fan_out(
         "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
         " device_id, payload, mergeable, next_attempt_at, created_at)"
         f" SELECT $1, 'webhook', w.id, k.key, {SQL_EVENT_ID}, $2, $3, $5, false,"
-        "  greatest($6, coalesce((SELECT h.next_attempt_at FROM outbox h"
-        "   WHERE h.ordering_key = k.key AND h.status = 'pending' ORDER BY h.id LIMIT 1), 0)), $6"
+        f"  greatest($6, coalesce({HEAD_DUE.format(key='k.key')}, 0)), $6"
         " FROM webhooks w"
         " CROSS JOIN LATERAL (SELECT 'webhook:' || w.id || ':' || coalesce($3::text, '') AS key) k"
         f" WHERE w.tenant_id = $1 AND w.enabled AND {match} ORDER BY w.seq",

@@ -39,14 +39,17 @@ SQL_EVENT_ID = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
 
 # Inserts one row: $1 tenant, $2 sink, $3 destination, $4 ordering key, $5 event id,
 # $6 event type, $7 device, $8 payload, $9 mergeable, $10 due, $11 now. A row is never due
-# before the oldest row of its key that holds it back: while that row waits for a retry,
-# this one waits as long, so the claim does not look at it meanwhile.
+# before the rows of its key ahead of it: while one of them waits for a retry, this one
+# waits as long, so the claim does not look at it meanwhile.
+HEAD_DUE = (
+    "(SELECT max(h.next_attempt_at) FROM outbox h WHERE h.ordering_key = {key}"
+    " AND h.status = 'pending')"
+)
 INSERT_OUTBOX_ROW = (
     "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
     " device_id, payload, mergeable, next_attempt_at, created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, greatest($10, coalesce(("
-    "  SELECT h.next_attempt_at FROM outbox h WHERE h.ordering_key = $4"
-    "  AND h.status = 'pending' AND NOT (h.mergeable AND $9) ORDER BY h.id LIMIT 1), 0)), $11)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+    f" greatest($10, coalesce({HEAD_DUE.format(key='$4')}, 0)), $11)"
 )
 # The key's newest pending row, locked, if a change may still merge into it (see
 # ``mergeable_tail``); a row being claimed right now is skipped, so nothing merges into it.
@@ -241,16 +244,14 @@ async def _record(conn: Connection, outcome: DeliveryOutcome, now: float, owner:
     if not rowcount(updated) and await conn.fetchval("SELECT 1 FROM outbox WHERE id = $1", item.id):
         return False  # the lease was lost: the row's new owner records it
     if outcome.next_attempt_at is not None:
-        # The rows it holds back wait for its retry (never due before it).
+        # The rows behind it wait for its retry (never due before it).
         await conn.execute(
             "UPDATE outbox SET next_attempt_at = $1 WHERE tenant_id = $2 AND ordering_key = $3"
-            " AND status = 'pending' AND id > $4 AND next_attempt_at < $1"
-            " AND NOT (mergeable AND $5)",
+            " AND status = 'pending' AND id > $4 AND next_attempt_at < $1",
             outcome.next_attempt_at,
             item.tenant_id,
             item.ordering_key,
             item.id,
-            item.mergeable,
         )
     if item.sink == "webhook" and outcome.merged_into is None:
         # History only for a webhook that still exists (it may have been deleted meanwhile).

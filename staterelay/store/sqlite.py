@@ -58,12 +58,20 @@ _OUTBOX_COLUMNS = (
     "id, tenant_id, sink, destination, event_id, event_type, device_id, payload, attempts,"
     " created_at, ordering_key, mergeable"
 )
-# A pending row that nothing older of its key holds back (see store/delivery.py): the only
-# kind of row that may be handed to a sink (probed through the outbox_key index).
-_IS_HEAD = (
-    "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = outbox.ordering_key"
+# Rows of a key go in order (see store/delivery.py): a row may be claimed when every older
+# pending row of its key is mergeable, due and free, and so is this one (then they go
+# together); ``_HELD_BACK`` is the opposite, with ? for now (probed via the outbox_key index).
+_HELD_BACK = (
+    "EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = outbox.ordering_key"
+    " AND e.status = 'pending' AND e.id < outbox.id AND NOT (e.mergeable AND outbox.mergeable"
+    " AND e.next_attempt_at <= ? AND (e.lease_until IS NULL OR e.lease_until < ?)))"
+)
+# For "when is the next row claimable": a row is waiting on an older one that is not
+# mergeable with it or is being sent; that older row's own time counts instead.
+_WAITING = (
+    "EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = outbox.ordering_key"
     " AND e.status = 'pending' AND e.id < outbox.id"
-    " AND (outbox.mergeable = 0 OR e.mergeable = 0))"
+    " AND NOT (e.mergeable AND outbox.mergeable AND e.lease_owner IS NULL))"
 )
 _API_KEY_COLUMNS = (
     "id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at, device_ids"
@@ -635,15 +643,17 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
             # At most CLAIM_PER_DESTINATION rows of one destination per claim, so one
             # tenant's backlog cannot fill the batch while others wait. Rows behind a head
             # are never due before it (see insert_outbox_row), so few are looked at here.
+            # In id order, so a cut at the limit never takes a row without the older ones
+            # of its key it goes with.
             rows = conn.execute(
                 "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                " SELECT id FROM (SELECT id, next_attempt_at, row_number() OVER ("
-                "   PARTITION BY sink, destination ORDER BY next_attempt_at, id) AS place"
+                " SELECT id FROM (SELECT id, row_number() OVER ("
+                "   PARTITION BY sink, destination ORDER BY id) AS place"
                 "  FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-                f"  AND (lease_until IS NULL OR lease_until < ?) AND {_IS_HEAD})"
-                " WHERE place <= ? ORDER BY next_attempt_at, id LIMIT ?)"
+                f"  AND (lease_until IS NULL OR lease_until < ?) AND NOT {_HELD_BACK})"
+                " WHERE place <= ? ORDER BY id LIMIT ?)"
                 f" RETURNING {_OUTBOX_COLUMNS}",
-                (owner, now + lease_seconds, now, now, CLAIM_PER_DESTINATION, limit),
+                (owner, now + lease_seconds, now, now, now, now, CLAIM_PER_DESTINATION, limit),
             ).fetchall()
             items = [_outbox_item(row) for row in rows]
             items.sort(key=lambda item: item.id)
@@ -765,12 +775,12 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         return await self.engine.write(write)
 
     async def next_outbox_due(self) -> float | None:
-        """When the next head of a key falls due (or its lease runs out)."""
+        """When the next row may be claimed (falls due, or its lease runs out)."""
 
         def read(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
                 "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox"
-                f" WHERE status = 'pending' AND {_IS_HEAD}"
+                f" WHERE status = 'pending' AND NOT {_WAITING}"
             ).fetchone()
             return None if row is None or row[0] is None else float(row[0])
 

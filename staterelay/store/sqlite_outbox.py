@@ -42,15 +42,14 @@ def insert_outbox_row(
 ) -> None:
     """Queue ``event`` for one destination of one sink, due at once (or at ``due_at``).
 
-    A row is never due before the oldest row of its key that holds it back: while that row
-    waits for a retry, this one waits as long, so the dispatcher does not look at it meanwhile.
+    A row is never due before the rows of its key ahead of it: while one of them waits for
+    a retry, this one waits as long, so the dispatcher does not look at it meanwhile.
     """
     conn.execute(
         "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
         " device_id, payload, mergeable, next_attempt_at, created_at) VALUES"
-        " (?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT h.next_attempt_at FROM outbox h"
-        "  WHERE h.ordering_key = ? AND h.status = 'pending' AND (? = 0 OR h.mergeable = 0)"
-        "  ORDER BY h.id LIMIT 1), 0)), ?)",
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(h.next_attempt_at)"
+        "  FROM outbox h WHERE h.ordering_key = ? AND h.status = 'pending'), 0)), ?)",
         (
             tenant_id,
             sink,
@@ -63,7 +62,6 @@ def insert_outbox_row(
             int(mergeable),
             now if due_at is None else due_at,
             ordering_key,
-            int(mergeable),
             now,
         ),
     )

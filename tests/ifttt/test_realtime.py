@@ -273,3 +273,72 @@ async def test_a_nudge_older_than_an_hour_is_dropped_not_sent(
     assert rows[0].detail["outcome"] == "dead"
     assert "stale" in rows[0].detail["error"]
     assert realtime.received == []
+
+
+async def test_revoking_ifttt_stops_realtime_and_drops_identities(
+    client: Client,
+    core: Core,
+    alice: Linked,
+    make_device: DeviceFactory,
+    realtime: Realtime,
+    clock: MovableClock,
+) -> None:
+    """Unlinking IFTTT (Settings > Linked apps or DELETE /api/v1/grants/{id}): the user's
+    trigger identities are dropped, a notification queued while IFTTT was failing is not
+    sent, later changes notify nothing, and IFTTT's token no longer works."""
+    lamp = await make_device()
+    await watch(client, alice, lamp, "ti-gone")
+    realtime.script = [503] * 50
+    await set_state(core, alice, lamp, power="ON")
+    await wait_until(lambda: realtime.received)
+    assert (await core.outbox.stats()).pending == 1  # waiting for its retry
+    headers = {"Authorization": f"Bearer {alice.api_key}"}
+    grants = await (await client.get("/api/v1/grants", headers=headers)).json()
+    [grant_id] = [g["id"] for g in grants["items"]]
+    assert (await client.delete(f"/api/v1/grants/{grant_id}", headers=headers)).status == 204
+    assert (await core.outbox.stats()).pending == 0
+    [identity] = await core.store.list_ifttt_identities(
+        alice.principal.tenant_id, alice.principal.user_id
+    )
+    assert identity.deleted_at is not None
+    realtime.script = []
+    sent = len(realtime.received)
+    await set_state(core, alice, lamp, power="OFF")
+    clock.advance(DEBOUNCE * 2)
+    await asyncio.sleep(0.3)
+    assert len(realtime.received) == sent
+    assert (await core.outbox.stats()).pending == 0
+    body = {"triggerFields": {"device": lamp.id}, "trigger_identity": "ti-gone"}
+    status, _ = await poll(client, alice, "power_changed", body)
+    assert status == 401
+
+
+async def test_one_users_notifications_keep_their_order_through_a_failure(
+    client: Client,
+    core: Core,
+    app: web.Application,
+    alice: Linked,
+    make_device: DeviceFactory,
+    realtime: Realtime,
+    clock: MovableClock,
+) -> None:
+    """A failed notification of a user is retried before any later one of theirs goes out;
+    changes of two devices in one window still go out together."""
+    lamp = await make_device()
+    hall = await make_device(name="Hall")
+    await watch(client, alice, lamp, "ti-lamp")
+    await watch(client, alice, hall, "ti-hall")
+    realtime.script = [503]
+    await set_state(core, alice, lamp, power="ON")
+    await wait_until(lambda: realtime.received)
+    await set_state(core, alice, hall, power="ON")
+    await wait_until(lambda: len(realtime.received) >= 2, timeout=10)
+    await asyncio.sleep(0.3)
+    batches = [
+        sorted(entry["trigger_identity"] for entry in note.body["data"])
+        for note in realtime.received
+    ]
+    # The retried lamp notification goes out with (or before) the hall's, never after it.
+    assert batches[0] == ["ti-lamp"]
+    assert batches[1] in (["ti-hall", "ti-lamp"], ["ti-lamp"])
+    assert [identity for batch in batches[1:] for identity in batch].count("ti-hall") == 1

@@ -1,10 +1,10 @@
 -- Ordered delivery. Every outbox row belongs to an ordering key (Alexa: grant + endpoint;
 -- IFTTT Realtime: the user; webhooks: webhook + device). A row is claimed only when no older
 -- pending row of its key holds it back, so rows of one key reach their destination in commit
--- order, a row waiting for its retry holds back the rows behind it, and no two replicas ever
--- deliver a key's ordered rows at once. 'mergeable' rows (coalescable state changes, IFTTT
--- Realtime nudges) do not hold each other back; every other row waits for all older rows
--- of its key, and every row waits for older rows that are not mergeable.
+-- order, a row waiting for its retry (or being sent) holds back the rows behind it, and no
+-- two replicas ever deliver rows of one key at once. 'mergeable' rows (coalescable state
+-- changes, IFTTT Realtime nudges) that are due together are claimed together (one request
+-- may carry them); see staterelay/store/delivery.py.
 --
 -- A row now ends as 'delivered', 'merged' (a report sent for another row of its key carried
 -- its change: merged_into names that row's event id) or 'dead'.
@@ -21,11 +21,12 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_status_check
     CHECK (status IN ('pending', 'delivered', 'merged', 'dead'));
 CREATE INDEX outbox_key ON outbox (ordering_key, id) WHERE status = 'pending';
 
--- Lease up to p_limit due rows to p_owner: only rows nothing older holds back, at most
--- p_per_destination of one destination (so one backlog cannot fill the batch). SKIP LOCKED
--- passes over rows another replica is claiming (or a change is merging into) right now;
--- the lease conditions are repeated on the locked rows because a row leased and committed
--- by another replica meanwhile is re-checked there, not in `heads`.
+-- Lease up to p_limit due rows to p_owner, in id order: only rows whose older pending rows
+-- of their key are all mergeable with them and claimable now (then they go together), at
+-- most p_per_destination of one destination (so one backlog cannot fill the batch).
+-- SKIP LOCKED passes over rows another replica is claiming (or a change is merging into)
+-- right now; the lease conditions are repeated on the locked rows because a row leased and
+-- committed by another replica meanwhile is re-checked there, not in `free`.
 CREATE OR REPLACE FUNCTION sr_claim_outbox(
     p_owner text,
     p_now double precision,
@@ -35,22 +36,22 @@ CREATE OR REPLACE FUNCTION sr_claim_outbox(
 ) RETURNS SETOF outbox
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
-    WITH heads AS (
-        SELECT o.id, row_number() OVER (
-            PARTITION BY o.sink, o.destination ORDER BY o.next_attempt_at, o.id) AS place
+    WITH free AS (
+        SELECT o.id, row_number() OVER (PARTITION BY o.sink, o.destination ORDER BY o.id) AS place
         FROM outbox o
         WHERE o.status = 'pending' AND o.next_attempt_at <= p_now
             AND (o.lease_until IS NULL OR o.lease_until < p_now)
             AND NOT EXISTS (
                 SELECT 1 FROM outbox e
                 WHERE e.ordering_key = o.ordering_key AND e.status = 'pending' AND e.id < o.id
-                    AND NOT (e.mergeable AND o.mergeable))
+                    AND NOT (e.mergeable AND o.mergeable AND e.next_attempt_at <= p_now
+                        AND (e.lease_until IS NULL OR e.lease_until < p_now)))
     ), picked AS (
         SELECT o.id FROM outbox o
-        WHERE o.id IN (SELECT id FROM heads WHERE place <= p_per_destination)
+        WHERE o.id IN (SELECT id FROM free WHERE place <= p_per_destination)
             AND o.status = 'pending' AND o.next_attempt_at <= p_now
             AND (o.lease_until IS NULL OR o.lease_until < p_now)
-        ORDER BY o.next_attempt_at, o.id
+        ORDER BY o.id
         LIMIT p_limit
         FOR UPDATE OF o SKIP LOCKED
     )
@@ -59,8 +60,8 @@ AS $$
     RETURNING outbox.*
 $$;
 
--- When the next claimable row falls due (or its lease runs out); rows held back by an older
--- one do not count, they follow it.
+-- When the next row may be claimed (falls due, or its lease runs out); a row waiting on an
+-- older one (not mergeable with it, or being sent) does not count: the older one's time does.
 CREATE OR REPLACE FUNCTION sr_outbox_next_due() RETURNS double precision
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
@@ -69,7 +70,7 @@ AS $$
     WHERE o.status = 'pending' AND NOT EXISTS (
         SELECT 1 FROM outbox e
         WHERE e.ordering_key = o.ordering_key AND e.status = 'pending' AND e.id < o.id
-            AND NOT (e.mergeable AND o.mergeable))
+            AND NOT (e.mergeable AND o.mergeable AND e.lease_owner IS NULL))
 $$;
 
 -- Retention: IFTTT expects a trigger's timeline to stay; the newest p_keep events of every

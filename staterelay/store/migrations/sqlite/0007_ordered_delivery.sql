@@ -1,10 +1,9 @@
 -- Ordered delivery. Every outbox row belongs to an ordering key (Alexa: grant + endpoint;
 -- IFTTT Realtime: the user; webhooks: webhook + device). A row is handed to a sink only when
 -- no older pending row of its key holds it back, so rows of one key reach their destination
--- in commit order and a row waiting for its retry holds back the rows behind it.
--- 'mergeable' rows (coalescable state changes, IFTTT Realtime nudges) do not hold each other
--- back; every other row waits for all older rows of its key, and every row waits for older
--- rows that are not mergeable (see staterelay/store/delivery.py).
+-- in commit order and a row waiting for its retry (or being sent) holds back the rows behind
+-- it. 'mergeable' rows (coalescable state changes, IFTTT Realtime nudges) that are due at the
+-- same moment go together (see staterelay/store/delivery.py).
 --
 -- A row now ends as 'delivered' (sent, with the status code in its activity entry),
 -- 'merged' (a report sent for another row of its key carried its change: merged_into
