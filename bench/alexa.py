@@ -1,7 +1,10 @@
-"""Alexa benchmarks: directives and ReportState through ``staterelay serve``, and the time from
-an API state change to its ChangeReport reaching a loopback event gateway.
+"""Alexa benchmarks: directives and ReportState through ``staterelay serve``, the time from
+an API state change to its ChangeReport reaching a loopback event gateway, and the same for
+Routine-trigger transitions while the gateway fails a fifth of its requests at random
+(every transition must arrive, in order).
 
-Usage: ``python bench/alexa.py [--duration 10] [--connections 32] [--changes 1000]``. Needs
+Usage: ``python bench/alexa.py [--duration 10] [--connections 32] [--changes 1000]
+[--transitions 500]``. Needs
 ``wrk`` on PATH. Login with Amazon and the event gateway are a recording aiohttp server on
 127.0.0.1 in this process; everything is bounded in time and count. The bare-aiohttp
 baseline (``bench/baseline_app.py``) is measured in the same run.
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import sqlite3
 import statistics
@@ -64,6 +68,9 @@ class Gateway:
         self.port = free_port()
         self.reports = 0
         self.arrivals: dict[tuple[str, str], float] = {}
+        self.fail_rate = 0.0  # the share of ChangeReports answered 503, at random
+        self.failed = 0
+        self.detections: dict[str, list[tuple[str, float]]] = {}  # accepted, in arrival order
         self.condition = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -98,14 +105,32 @@ class Gateway:
         arrived = time.monotonic()
         event = (await request.json())["event"]
         if event["header"]["name"] == "ChangeReport":
+            if random.random() < self.fail_rate:
+                self.failed += 1
+                return web.json_response(
+                    {"payload": {"code": "SERVICE_UNAVAILABLE_EXCEPTION"}}, status=503
+                )
             endpoint = event["endpoint"]["endpointId"]
             for prop in event["payload"]["change"]["properties"]:
-                if prop["name"] == "powerState":
-                    with self.condition:
+                with self.condition:
+                    if prop["name"] == "powerState":
                         self.reports += 1
                         self.arrivals.setdefault((endpoint, prop["value"]), arrived)
-                        self.condition.notify_all()
+                    elif prop["name"] == "detectionState":
+                        self.reports += 1
+                        self.detections.setdefault(endpoint, []).append((prop["value"], arrived))
+                    self.condition.notify_all()
         return web.Response(status=202)
+
+    def wait_detections(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` detectionState reports were accepted in all."""
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while sum(map(len, self.detections.values())) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.condition.wait(left)
 
     def take(self, endpoint: str, value: str, timeout: float = 5.0) -> float:
         """When the ChangeReport of ``endpoint`` becoming ``value`` arrived (monotonic)."""
@@ -196,6 +221,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--changes", type=int, default=1000)
+    parser.add_argument("--transitions", type=int, default=500)
     parser.add_argument("--durability", default="full", choices=["full", "normal"])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -287,6 +313,7 @@ def main() -> None:
                     api(port, "PUT", f"/api/v1/devices/{device_id}/state", key, {"power": power})
                     latencies.append((gateway.take(device_id, power) - started) * 1000.0)
                 version = final["version"]
+                faulty = transitions_under_failures(gateway, port, key, args.transitions)
             finally:
                 stop(proc)
     finally:
@@ -316,15 +343,70 @@ def main() -> None:
         f"{statistics.median(latencies):8.2f} {percentile(latencies, 0.99):8.2f} "
         f"{0:7d} {'(count, ms)':>12}"
     )
+    ordered, flaky = faulty
+    print(
+        f"{'transitions, 20% gateway 503s':32} {len(flaky):>10} "
+        f"{statistics.median(flaky):8.2f} {percentile(flaky, 0.99):8.2f} "
+        f"{gateway.failed:7d} {'(count, ms)':>12}"
+    )
     print(f"device version after the directive bench: {version} (each toggle a committed change)")
+    print(
+        f"transitions under failures: {len(flaky)} of {args.transitions} accepted, in order per"
+        f" sensor: {'yes' if ordered else 'NO'}; {gateway.failed} reports answered 503"
+    )
     targets = (
         ("directives >= 25% of baseline", directives.rps >= 0.25 * base_post.rps),
         ("directives p99 < 25 ms", directives.p99_ms < 25.0),
         ("ReportState >= 50% of baseline", report_state.rps >= 0.5 * base_post.rps),
         ("change -> ChangeReport p99 < 100 ms", percentile(latencies, 0.99) < 100.0),
+        ("every transition arrives, in order, through 20% failures", ordered),
     )
     for name, met in targets:
         print(f"  {'met ' if met else 'MISSED'} {name}")
+
+
+SENSORS = 10
+PACE = 0.02  # seconds between changes: each sensor changes every SENSORS * PACE seconds
+
+
+def transitions_under_failures(
+    gateway: Gateway, port: int, key: str, count: int
+) -> tuple[bool, list[float]]:
+    """``count`` contact-sensor transitions, round robin over ten sensors, while the gateway
+    answers a fifth of the reports 503: (every sensor's transitions arrived exactly once and
+    in order, the milliseconds from each change to its accepted report)."""
+    sensors = [
+        str(
+            api(port, "POST", "/api/v1/devices", key, {"type": "contact_sensor", "name": f"D{n}"})[
+                "id"
+            ]
+        )
+        for n in range(SENSORS)
+    ]
+    gateway.quiet()
+    gateway.fail_rate = 0.2
+    expected: dict[str, list[tuple[str, float]]] = {sensor: [] for sensor in sensors}
+    value = {sensor: "NOT_DETECTED" for sensor in sensors}
+    start = time.monotonic()
+    for n in range(count):
+        sensor = sensors[n % SENSORS]
+        value[sensor] = "DETECTED" if value[sensor] == "NOT_DETECTED" else "NOT_DETECTED"
+        changed = time.monotonic()
+        api(port, "PUT", f"/api/v1/devices/{sensor}/state", key, {"detection": value[sensor]})
+        expected[sensor].append((value[sensor], changed))
+        time.sleep(max(0.0, start + (n + 1) * PACE - time.monotonic()))
+    gateway.wait_detections(count, timeout=120.0)
+    gateway.fail_rate = 0.0
+    ordered = True
+    latencies: list[float] = []
+    for sensor in sensors:
+        got = gateway.detections.get(sensor, [])
+        ordered &= [v for v, _ in got] == [v for v, _ in expected[sensor]]
+        latencies.extend(
+            (arrived - changed) * 1000.0
+            for (_, arrived), (_, changed) in zip(got, expected[sensor], strict=False)
+        )
+    return ordered, latencies
 
 
 if __name__ == "__main__":

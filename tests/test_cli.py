@@ -297,6 +297,20 @@ def test_invalid_config_file_exits_2_naming_the_key(
     assert not data_dir.exists()
 
 
+def test_a_token_lifetime_alexa_refuses_is_a_config_error(tmp_path: Path) -> None:
+    """Access tokens shorter than Alexa's 360 s minimum: serve refuses to start (exit 2)
+    instead of letting account linking fail later."""
+    config = tmp_path / "short.yaml"
+    config.write_text("oauth:\n  access_token_ttl_seconds: 300\n", encoding="utf-8")
+    data_dir = tmp_path / "data"
+    result = invoke("serve", "--config", str(config), "--data-dir", str(data_dir))
+    assert result.exit_code == 2
+    line = one_line(result.stderr)
+    assert line.startswith("staterelay: config error: oauth.access_token_ttl_seconds: ")
+    assert "at least 360" in line
+    assert not data_dir.exists()
+
+
 def test_environment_error_exits_2_naming_the_key(data_dir: Path) -> None:
     """STATERELAY_SERVER_PORT=abc names server.port."""
     result = invoke(

@@ -61,7 +61,16 @@ _PROPERTY_SCHEMAS: Final[dict[str, JSONObject]] = {
         "type": ["string", "boolean"],
         "description": f"{' or '.join(POWER_VALUES)} (any case), or a boolean.",
     },
-    "brightness": {"type": "integer", "minimum": 0, "maximum": 100},
+    "brightness": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 100,
+        "description": (
+            "A dimmer's level in percent. A dimmer is never on at 0: brightness 0 switches it"
+            " off and keeps its last level (turning it on again restores that level); a level"
+            " above 0 without `power` switches it on."
+        ),
+    },
     "detection": {
         "type": ["string", "boolean"],
         "description": f"{' or '.join(DETECTION_VALUES)} (any case), or a boolean.",

@@ -352,6 +352,49 @@ async def test_a_change_merged_into_a_waiting_row_is_not_lost(
     assert levels == [20, 30]
 
 
+async def test_a_covered_row_says_which_report_carried_it(
+    core: Core,
+    principal: Principal,
+    granted: str,
+    amazon: Amazon,
+    clock: Clock,
+    fast_dispatcher: FastDispatcher,
+) -> None:
+    """Row 2's change went out in row 1's report (built after it): nothing is sent for row 2,
+    and its activity says "merged" and names row 1's event, never "accepted"."""
+    from staterelay.ui.present import delivery_text
+
+    await fast_dispatcher(max_in_flight=1)
+    desk = await core.devices.create(principal, type="dimmer", name="Desk", source="api")
+    await amazon.wait_events(1)
+    clock.now += 3500  # the next send refreshes the LWA token first: a pause before building
+    amazon.lwa_hold = asyncio.Event()
+    await core.devices.set_state(principal, desk.id, {"brightness": 10}, source="api")
+    await wait_for(lambda: len(amazon.lwa_calls) == 2)
+    clock.now += 0.01
+    await core.devices.set_state(principal, desk.id, {"brightness": 20}, source="api")
+    amazon.lwa_hold.set()
+    await settle(core)
+    await asyncio.sleep(0.1)
+    reports = [c.json() for c in amazon.events[1:]]
+    assert len(reports) == 1
+    assert change(reports[0])[("Alexa.BrightnessController", "brightness")] == 20
+    activity = await core.activity.list(principal, device_id=desk.id)
+    first, second = [
+        e.detail
+        for e in reversed(activity.items)
+        if e.kind == "delivery" and e.detail["event_type"] == "state.changed"
+    ]
+    assert (first["outcome"], first["status_code"]) == ("delivered", 202)
+    assert (second["outcome"], second["status_code"]) == ("merged", None)
+    assert second["merged_into"] == first["event_id"]
+    text, tone = delivery_text(second)
+    assert text == f"Alexa ChangeReport merged into the report sent for {first['event_id']}"
+    assert tone == "ok"
+    stats = await core.outbox.stats()
+    assert (stats.pending, stats.dead) == (0, 0)
+
+
 async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
     """Poll until ``predicate()`` is true."""
     for _ in range(int(timeout / 0.01)):

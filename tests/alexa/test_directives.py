@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -206,6 +207,53 @@ async def test_brightness_set_adjust_and_clamp(
     _, answer = await send(browser, directive("Alexa.PowerController", "TurnOn", token, desk.id))
     assert properties(answer)[("Alexa.PowerController", "powerState")] == "ON"
     assert properties(answer)[("Alexa.BrightnessController", "brightness")] == 100
+
+
+async def test_set_brightness_zero_turns_the_dimmer_off_and_on_restores_the_level(
+    browser: Client, core: Core, principal: Principal, token: str
+) -> None:
+    """ "Alexa, set the desk lamp to 0 %": off, never "on at 0 %"; TurnOn brings 35 back."""
+    desk = await make(core, principal, "dimmer", "Desk")
+
+    async def set_level(level: int) -> dict[tuple[str, str], Any]:
+        payload = {"brightness": level}
+        body = directive("Alexa.BrightnessController", "SetBrightness", token, desk.id, payload)
+        _, answer = await send(browser, body)
+        assert_valid(answer)
+        return properties(answer)
+
+    assert (await set_level(35))[("Alexa.PowerController", "powerState")] == "ON"
+    off = await set_level(0)
+    assert off[("Alexa.PowerController", "powerState")] == "OFF"
+    assert off[("Alexa.BrightnessController", "brightness")] == 35
+    _, answer = await send(browser, directive("Alexa.PowerController", "TurnOn", token, desk.id))
+    assert properties(answer)[("Alexa.BrightnessController", "brightness")] == 35
+
+
+async def test_concurrent_adjustments_all_count(
+    browser: Client, core: Core, principal: Principal, token: str
+) -> None:
+    """Ten "brighter by 5" at once (several Echo devices, a Routine): each step is computed
+    inside its own write, so all ten land: 20 % becomes 70 %."""
+    desk = await make(core, principal, "dimmer", "Desk")
+    await core.devices.set_state(principal, desk.id, {"brightness": 20}, source="api")
+    payload = {"brightnessDelta": 5}
+    answers = await asyncio.gather(
+        *(
+            send(
+                browser,
+                directive(
+                    "Alexa.BrightnessController", "AdjustBrightness", token, desk.id, payload
+                ),
+            )
+            for _ in range(10)
+        )
+    )
+    assert [status for status, _ in answers] == [200] * 10
+    device = await core.devices.get(principal, desk.id)
+    assert device.properties["brightness"].value == 70
+    levels = sorted(properties(a)[("Alexa.BrightnessController", "brightness")] for _, a in answers)
+    assert levels == list(range(25, 75, 5))
 
 
 @pytest.mark.parametrize(

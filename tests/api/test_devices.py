@@ -393,3 +393,23 @@ async def test_activity_filters_by_device_and_source(client: Client, account: Ac
         await client.get(f"{API}/activity", params={"source": "api"}, headers=account.headers)
     ).json()
     assert {row["device_id"] for row in from_api["items"]} == {lamp["id"], fan["id"]}
+
+
+async def test_brightness_zero_switches_a_dimmer_off_and_on_restores_its_level(
+    client: Client, account: Account
+) -> None:
+    """No dimmer is ever "on at 0 %": 0 switches it off and keeps 43 for the next "on"."""
+    den = await create_device(client, account, type="dimmer", name="Den")
+    url = f"{API}/devices/{den['id']}/state"
+
+    async def put(body: dict[str, Any]) -> dict[str, Any]:
+        response = await client.put(url, json=body, headers=account.headers)
+        assert response.status == 200, await response.text()
+        state: dict[str, Any] = (await response.json())["state"]
+        return state
+
+    assert await put({"brightness": 43}) == {"power": "ON", "brightness": 43}
+    assert await put({"brightness": 0}) == {"power": "OFF", "brightness": 43}
+    assert await put({"power": "ON"}) == {"power": "ON", "brightness": 43}
+    assert await put({"power": "ON", "brightness": 0}) == {"power": "OFF", "brightness": 43}
+    assert await put({"power": "OFF", "brightness": 70}) == {"power": "OFF", "brightness": 70}

@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 
 from staterelay.core.device_types import (
     DEVICE_TYPES,
+    apply_type_rules,
     default_properties,
     device_type,
     normalize_brightness,
@@ -153,3 +154,59 @@ def test_defaults_are_valid_values(name: str) -> None:
     assert set(defaults) == set(kind.property_names)
     if not kind.momentary:
         assert normalize_properties(kind, defaults, {}) == defaults
+
+
+DIMMER = DEVICE_TYPES["dimmer"]
+
+
+@pytest.mark.parametrize(
+    ("current", "asked", "result"),
+    [
+        # Brightness 0 is off, keeping the level; any source asks it this way.
+        ({"power": "ON", "brightness": 43}, {"brightness": 0}, {"power": "OFF"}),
+        ({"power": "ON", "brightness": 43}, {"power": "ON", "brightness": 0}, {"power": "OFF"}),
+        ({"power": "OFF", "brightness": 43}, {"brightness": 0}, {"power": "OFF"}),
+        # A level above 0 switches on, unless power is given too.
+        ({"power": "OFF", "brightness": 43}, {"brightness": 60}, {"brightness": 60, "power": "ON"}),
+        (
+            {"power": "ON", "brightness": 43},
+            {"brightness": 60, "power": "OFF"},
+            {"brightness": 60, "power": "OFF"},
+        ),
+        # On restores the kept level; a dimmer left at 0 by older versions comes on full.
+        ({"power": "OFF", "brightness": 43}, {"power": "ON"}, {"power": "ON"}),
+        ({"power": "OFF", "brightness": 0}, {"power": "ON"}, {"power": "ON", "brightness": 100}),
+        ({"power": "ON", "brightness": 43}, {"power": "OFF"}, {"power": "OFF"}),
+    ],
+)
+def test_a_dimmer_is_never_on_at_zero(
+    current: dict[str, Any], asked: dict[str, Any], result: dict[str, Any]
+) -> None:
+    assert apply_type_rules(DIMMER, current, asked) == result
+
+
+@given(
+    st.sampled_from(["ON", "OFF"]),
+    st.integers(0, 100),
+    st.one_of(st.none(), st.sampled_from(["ON", "OFF"])),
+    st.one_of(st.none(), st.integers(0, 100)),
+)
+def test_no_update_leaves_a_dimmer_on_at_zero(
+    power: str, level: int, asked_power: str | None, asked_level: int | None
+) -> None:
+    asked = {
+        k: v for k, v in (("power", asked_power), ("brightness", asked_level)) if v is not None
+    }
+    after = {
+        "power": power,
+        "brightness": level,
+        **apply_type_rules(DIMMER, {"power": power, "brightness": level}, asked),
+    }
+    assert not (after["power"] == "ON" and after["brightness"] == 0) or (
+        power == "ON" and level == 0 and not asked
+    )
+
+
+def test_other_types_are_left_alone() -> None:
+    switch = DEVICE_TYPES["switch"]
+    assert apply_type_rules(switch, {"power": "OFF"}, {"power": "ON"}) == {"power": "ON"}

@@ -216,3 +216,28 @@ async def test_a_personal_api_key_is_not_an_ifttt_token(
         f"{V1}/triggers/power_changed", json={"triggerFields": {"device": lamp.id}}, headers=headers
     )
     assert polled.status == 401
+
+
+async def test_ten_concurrent_toggles_flip_ten_times(
+    client: Client, core: Core, alice: Linked, make_device: DeviceFactory
+) -> None:
+    """Ten toggles at once with distinct request ids (ten Applets firing together): each
+    reads the power inside its own write, so the switch flips exactly ten times, every
+    answer names a different version, and the activity log has ten alternating entries."""
+    lamp = await make_device()
+    fields = {"device": lamp.id, "power": "toggle"}
+    answers = await asyncio.gather(
+        *(
+            act(client, alice, "set_power", fields, **{"X-Request-ID": f"toggle-{n}"})
+            for n in range(10)
+        )
+    )
+    assert [status for status, _ in answers] == [200] * 10
+    ids = {body["data"][0]["id"] for _, body in answers}
+    assert len(ids) == 10
+    device = await core.devices.get(alice.principal, lamp.id)
+    assert device.version == lamp.version + 10
+    assert device.properties["power"].value == "OFF"  # ten flips from OFF
+    page = await core.activity.list(alice.principal, device_id=lamp.id, source="ifttt")
+    values = [entry.new_value for entry in reversed(page.items) if entry.kind == "state"]
+    assert values == ["ON", "OFF"] * 5

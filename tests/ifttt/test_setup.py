@@ -79,3 +79,42 @@ async def test_several_ifttt_clients_need_ifttt_client_id(
         token = (await answer.json())["data"]["accessToken"]
         principal = await app[CORE_KEY].auth.authenticate(token)
         assert principal.client_id == "ifttt-second"
+
+
+async def test_an_account_with_the_test_address_is_never_adopted(
+    client: Client, core: Core, alice: Linked
+) -> None:
+    """An account that carries the test account's address (registered before such
+    addresses were refused) is left alone: test/setup makes its own account, recognizes it
+    by the marker it set, and never gives the other account's household test devices or a
+    token."""
+    from staterelay.core.ids import new_id
+    from staterelay.store.records import Tenant, User
+
+    tenant = await core.store.create_tenant(Tenant(id=new_id("ten"), name="x", created_at=0.0))
+    squatter = await core.store.create_user(
+        User(
+            id=new_id("usr"),
+            tenant_id=tenant.id,
+            email="ifttt-endpoint-tests@staterelay.invalid",
+            is_admin=True,
+            created_at=0.0,
+        )
+    )
+    await ifttt_client_id(core)
+    answers = []
+    for _ in range(2):
+        response = await client.post(f"{V1}/test/setup", headers=HEADERS)
+        assert response.status == 200, await response.text()
+        answers.append((await response.json())["data"])
+    principals = [await core.auth.authenticate(a["accessToken"]) for a in answers[1:]]
+    [principal] = principals
+    assert principal.user_id != squatter.id
+    assert principal.tenant_id != tenant.id
+    assert len((await core.devices.list(principal)).items) == 4
+    squatters = await core.store.list_devices(tenant.id, after_seq=None, limit=10)
+    assert list(squatters) == []
+    assert answers[0]["samples"] == answers[1]["samples"]  # the same account both times
+    test_user = await core.users.get(principal.tenant_id, principal.user_id)
+    assert test_user.email.endswith("@staterelay.invalid")
+    assert test_user.email != squatter.email

@@ -15,6 +15,7 @@ from staterelay.store.ifttt_records import (
     TriggerIdentity,
 )
 from staterelay.store.records import (
+    DeliveryOutcome,
     Device,
     DeviceChange,
     NewActivity,
@@ -383,6 +384,41 @@ async def test_prune_removes_only_what_is_old(store: Store, home: tuple[str, str
     assert [i.identity for i in await store.list_ifttt_identities(tenant)] == ["new"]
     assert await store.find_ifttt_action(tenant, user, "set_power", "r-new") == "y"
     assert await store.find_ifttt_action(tenant, user, "set_power", "r-old") is None
+
+
+async def test_a_users_realtime_rows_go_together_or_in_order(
+    store: Store, home: tuple[str, str]
+) -> None:
+    """Rows of one user due together are claimed together (one request carries them); a row
+    waiting for its retry holds back the user's later rows until it is due again."""
+    tenant, user = home
+    await store.save_ifttt_identity(identity(tenant, user, "ti-sw", "dev_sw"))
+    await store.save_ifttt_identity(identity(tenant, user, "ti-dim", "dev_dim"))
+    await change(store, tenant, "dev_sw", "power", "ON", NOW + 0.25)
+    await change(store, tenant, "dev_dim", "power", "ON", NOW + 0.3)
+    first, second = await store.claim_outbox("w", NOW + 1.0, 30, 10)
+    assert (first.ordering_key, second.ordering_key) == (f"ifttt:{user}", f"ifttt:{user}")
+    retry = DeliveryOutcome(
+        first,
+        delivered=False,
+        dead=False,
+        next_attempt_at=NOW + 100,
+        status_code=503,
+        error="IFTTT answered 503",
+        duration_ms=1.0,
+        activity=None,
+    )
+    done = dataclasses.replace(retry, item=second, delivered=True, next_attempt_at=None)
+    assert await store.record_deliveries([retry, done], NOW + 1.1, owner="w") == {
+        first.id,
+        second.id,
+    }
+    await change(store, tenant, "dev_dim", "power", "OFF", NOW + 2.5)
+    assert await store.claim_outbox("w", NOW + 50, 30, 10) == []
+    assert await store.next_outbox_due() == pytest.approx(NOW + 100)
+    again = await store.claim_outbox("w", NOW + 101, 30, 10)
+    assert again[0].id == first.id
+    assert [item.payload["trigger_identities"] for item in again] == [["ti-sw"], ["ti-dim"]]
 
 
 async def test_prune_keeps_the_newest_events_of_every_timeline(

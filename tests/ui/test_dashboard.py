@@ -162,6 +162,23 @@ async def test_a_refused_reading_is_shown_next_to_the_input(
     assert device.version == 1
 
 
+async def test_the_slider_at_zero_switches_the_dimmer_off_keeping_its_level(home: Home) -> None:
+    """Dragging a dimmer's slider to 0 turns it off (never "on at 0 %"); the switch turns it
+    back on at the level it had."""
+    device_id = await home.add_device("dimmer", "Desk")
+    back = f"/dashboard/devices/{device_id}"
+    for fields in ({"brightness": "60"}, {"brightness": "0"}):
+        response = await home.post(
+            f"/dashboard/devices/{device_id}/state", {**fields, "next": back}
+        )
+        assert response.status == 303
+    device = await home.core.devices.get(home.principal, device_id)
+    assert (device.properties["power"].value, device.properties["brightness"].value) == ("OFF", 60)
+    await home.post(f"/dashboard/devices/{device_id}/state", {"power": "ON", "next": back})
+    device = await home.core.devices.get(home.principal, device_id)
+    assert (device.properties["power"].value, device.properties["brightness"].value) == ("ON", 60)
+
+
 async def test_every_kind_of_device_is_controlled_without_javascript(home: Home) -> None:
     """Each control is a form POST answered with a 303 back to the page it came from."""
     cases: list[tuple[str, dict[str, str], dict[str, Any]]] = [

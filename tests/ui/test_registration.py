@@ -96,3 +96,24 @@ async def test_closed_instances_admit_command_line_users_only(
     assert "Invite someone" not in await browser.page("/dashboard/settings")
     refused = await browser.post("/dashboard/settings/invites", {}, form_page="/dashboard/settings")
     assert refused.status == 403
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ifttt-endpoint-tests@staterelay.invalid",
+        "someone@printer.local.test",
+        "x@home.example",
+        "admin@Box.LOCALHOST",
+    ],
+)
+async def test_sign_up_refuses_reserved_domains(
+    make_app: MakeApp, browse: Browse, email: str
+) -> None:
+    """Nothing can be delivered under .invalid, .test, .example or .localhost, and StateRelay's
+    own accounts live there: nobody can register one, on the open sign-up page either."""
+    browser = await browse(make_app(registration="open"))
+    response = await browser.post("/register", sign_up(email))
+    assert response.status == 422
+    assert "nothing can be delivered there" in await response.text()
+    assert await browser.core.users.count() == 0
