@@ -130,3 +130,39 @@ async def test_db_migrate_prepares_the_database_for_the_app_role(tmp_path: Path)
             assert (await store.settings_report())["row_level_security"] == "enforced"
         finally:
             await store.close()
+
+
+async def test_concurrent_relative_changes_all_count_on_postgres(
+    pg_settings: Settings, aiohttp_client: Callable[..., Any]
+) -> None:
+    """Ten toggles and ten +5 brightness steps sent at once through the API's pool of
+    connections: each is computed inside its own write under the device's row lock, so all
+    land (the switch flips ten times, the dimmer ends 50 higher), and a dimmer at 0 is off."""
+    client = await aiohttp_client(create_app(pg_settings))
+    core = client.app[CORE_KEY]
+    account = await make_account(core, "pg-concurrent@example.com")
+    principal = await core.auth.authenticate(account.key)
+    switch = await core.devices.create(principal, type="switch", name="Fan", source="api")
+    dimmer = await core.devices.create(principal, type="dimmer", name="Desk", source="api")
+    await core.devices.set_state(principal, dimmer.id, {"brightness": 10}, source="api")
+
+    def toggled(device: Any) -> dict[str, str]:
+        return {"power": "OFF" if device.properties["power"].value == "ON" else "ON"}
+
+    def brighter(device: Any) -> dict[str, int]:
+        return {"brightness": min(100, device.properties["brightness"].value + 5)}
+
+    await asyncio.gather(
+        *(core.devices.set_state(principal, switch.id, toggled, source="api") for _ in range(10)),
+        *(core.devices.set_state(principal, dimmer.id, brighter, source="api") for _ in range(10)),
+    )
+    fan = await core.devices.get(principal, switch.id)
+    desk = await core.devices.get(principal, dimmer.id)
+    assert (fan.version, fan.properties["power"].value) == (switch.version + 10, "OFF")
+    assert desk.properties["brightness"].value == 60
+    response = await client.put(
+        f"{API}/devices/{dimmer.id}/state",
+        json={"brightness": 0},
+        headers={"Authorization": f"Bearer {account.key}"},
+    )
+    assert (await response.json())["state"] == {"power": "OFF", "brightness": 60}
