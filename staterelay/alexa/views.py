@@ -34,7 +34,7 @@ from staterelay.alexa.handlers import HANDLERS, HandlerContext
 from staterelay.alexa.lwa import LoginWithAmazon
 from staterelay.core import Core
 from staterelay.errors import NotAuthenticated, StateRelayError
-from staterelay.jsoncodec import decode_lenient, encode
+from staterelay.jsoncodec import TooDeep, decode_lenient, encode
 from staterelay.settings import AlexaSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ class SmartHomeView:
             # A number Alexa could never send (NaN, 1e400) is the directive's INVALID_VALUE
             # rather than a body refused whole, as the standard library would read it.
             body = decode_lenient(raw)
+        except TooDeep as exc:
+            return _json(_unparseable(str(exc)), 400)
         except ValueError:
             return _json(_unparseable("the body is not JSON"), 400)
         try:

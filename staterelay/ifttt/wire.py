@@ -16,6 +16,7 @@ from aiohttp import web
 
 from staterelay.core.ifttt import ActionSkipped
 from staterelay.errors import BadRequest, NotAuthenticated, StateRelayError
+from staterelay.jsoncodec import MAX_DEPTH, TooDeep, check_depth
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,8 +64,11 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
+        check_depth(raw)
         value = json.loads(raw)
-    except (ValueError, RecursionError):
+    except TooDeep:
+        raise BadRequest(f"the request body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
