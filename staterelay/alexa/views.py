@@ -33,7 +33,7 @@ from staterelay.alexa.errors import (
 from staterelay.alexa.handlers import HANDLERS, HandlerContext
 from staterelay.alexa.lwa import LoginWithAmazon
 from staterelay.core import Core
-from staterelay.errors import NotAuthenticated, StateRelayError
+from staterelay.errors import NotAuthenticated, RequestTimeout, StateRelayError
 from staterelay.jsoncodec import TooDeep, decode_lenient, encode
 from staterelay.settings import AlexaSettings
 
@@ -69,7 +69,10 @@ class SmartHomeView:
                     "refused a directive without the relay secret from %s", request.remote
                 )
                 return _json({"error": "the relay secret is missing or wrong"}, 401)
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except RequestTimeout as exc:
+            return _json(_unparseable(exc.detail), exc.status)
         try:
             # A number Alexa could never send (NaN, 1e400) is the directive's INVALID_VALUE
             # rather than a body refused whole, as the standard library would read it.
