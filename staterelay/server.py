@@ -25,7 +25,7 @@ from staterelay.core.events import OutboxEnqueued
 from staterelay.core.ratelimit import MemoryRateLimiter
 from staterelay.core.request_tenant import close_slot, open_slot
 from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
-from staterelay.errors import RequestTimeout, StateRelayError
+from staterelay.errors import RequestTimeout, StateRelayError, StorageFull
 from staterelay.fanout import Fanout, open_fanout
 from staterelay.hosts import HostRouter
 from staterelay.ifttt import IFTTT_KEY, setup_ifttt
@@ -95,7 +95,7 @@ def create_app(
     app.cleanup_ctx.append(_maintenance_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    setup_metrics(app, core, settings.metrics)
+    setup_metrics(app, core, settings.metrics, redis=fanout)
     setup_ui(app)
     tools = _alexa_tools(settings)
     if tools is not None:
@@ -128,11 +128,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and every migration is applied."""
-    core = request.app[CORE_KEY]
-    if await core.ready():
+    """Readiness: the database answers, every migration is applied, the disk has room."""
+    readiness = await request.app[CORE_KEY].readiness()
+    if readiness.ready:
         return web.json_response({"status": "ready"})
-    return web.json_response({"status": "not ready"}, status=503)
+    return web.json_response({"status": "not ready", "reason": readiness.reason}, status=503)
 
 
 async def _store_context(app: web.Application) -> AsyncIterator[None]:
@@ -141,7 +141,10 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await core.auth.flush_last_used(force=True)
+        try:
+            await core.auth.flush_last_used(force=True)
+        except StorageFull:
+            _LOGGER.warning("API keys' last-used times were not saved: the disk is full")
         await core.bus.close()
         await core.store.close()
 

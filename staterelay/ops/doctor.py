@@ -45,6 +45,7 @@ SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 ALEXA_REQUIRED = ("relay_secret", "messaging_client_id", "messaging_client_secret")
 IFTTT_REQUIRED = ("service_key",)
 _LOCAL_HOSTS = {"localhost", "localhost.localdomain"}
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ def run_checks(
     ]
     facts, database_checks = _database(settings)
     checks += database_checks
+    disk = _free_space(settings)
+    if disk is not None:
+        checks.append(disk)
     checks.append(_secret_key(settings, facts))
     checks.append(_durability(settings))
     checks.append(_public_url(settings))
@@ -200,6 +204,30 @@ def _database(settings: Settings) -> tuple[DatabaseFacts | None, list[Check]]:
             )
         )
     return facts, checks
+
+
+def _free_space(settings: Settings) -> Check | None:
+    """Room left on the file system of the SQLite database (or of the data directory)."""
+    path = _database_path(settings)
+    if path is None:
+        return None
+    where = next((p for p in (path.parent, *path.parents) if p.exists()), None)
+    if where is None:
+        return None
+    info = os.statvfs(where)
+    free = info.f_bavail * info.f_frsize
+    floor = settings.database.min_free_mb * MIB
+    summary = f"{free / MIB:.0f} MiB free under {where}"
+    if free < floor:
+        return Check(
+            "disk",
+            "FAIL",
+            f"{free / MIB:.1f} MiB free under {where}, below database.min_free_mb "
+            f"({settings.database.min_free_mb} MiB): writes will soon fail with 507",
+            "free space on that disk (old backups, logs), or move the data directory to a "
+            "bigger one; the server picks up freed space without a restart",
+        )
+    return Check("disk", "OK", summary)
 
 
 def _readable_fix(path: Path) -> str:
