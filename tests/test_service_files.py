@@ -6,6 +6,7 @@ Dockerfile is also built and run step by step in tests/test_packaging.py.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -13,21 +14,35 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 import yaml
 
 from staterelay.hosts import HostRouter
 from staterelay.settings import load_settings
-from tests.deployfiles import ROOT, env_of, parse_dockerfile, stages, unit_directives
+from staterelay.store import open_store
+from tests.deployfiles import (
+    ROOT,
+    compose_variables,
+    env_of,
+    interpolate,
+    parse_dockerfile,
+    stages,
+    unit_directives,
+)
+from tests.postgres_support import ADMIN_URL, require_postgres
 
 UNIT = ROOT / "staterelay.service"
 CADDYFILE = ROOT / "Caddyfile.example"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "docker-compose.example.yml"
+INIT_SCRIPT = ROOT / "deploy" / "postgres" / "init-staterelay.sh"
 ROLES = ("app", "api", "auth", "alexa", "ifttt")
 
 
@@ -261,8 +276,18 @@ def test_dockerignore_lets_in_only_what_the_build_copies() -> None:
     assert {"pyproject.toml", "README.md", "staterelay"} <= copied
 
 
+# What a .env next to the compose file sets (docs/hosting.md): made-up values.
+COMPOSE_ENV = {
+    "POSTGRES_PASSWORD": "superuser-secret-123",
+    "STATERELAY_OWNER_PASSWORD": "owner-secret-4567",
+    "STATERELAY_APP_PASSWORD": "app-secret-89012",
+    "STATERELAY_METRICS_TOKEN": "metrics-token-0123456789",
+}
+
+
 def _compose() -> dict[str, Any]:
-    document = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    """The compose file as ``docker compose config`` would see it with ``COMPOSE_ENV``."""
+    document = yaml.safe_load(interpolate(COMPOSE.read_text(encoding="utf-8"), COMPOSE_ENV))
     assert isinstance(document, dict)
     return document
 
@@ -301,6 +326,221 @@ def test_compose_example_has_the_hosted_layout() -> None:
     assert services["redis"]["image"].startswith("redis:")
     assert services["caddy"]["image"].startswith("caddy:")
     assert {"80:80", "443:443"} <= set(services["caddy"]["ports"])
+
+
+def test_compose_secrets_have_no_defaults() -> None:
+    """Every value the file takes from .env is required: none of them has a fallback."""
+    used = compose_variables(COMPOSE.read_text(encoding="utf-8"))
+    assert {name for name, _ in used} == set(COMPOSE_ENV)
+    assert all(kind == "?" for _, kind in used), used
+    with pytest.raises(AssertionError, match="compose would refuse to start"):
+        interpolate(COMPOSE.read_text(encoding="utf-8"), {})
+
+
+def _replica_env() -> dict[str, str]:
+    env: dict[str, str] = _compose()["services"]["staterelay-1"]["environment"]
+    return env
+
+
+def _init_script_sql() -> str:
+    return INIT_SCRIPT.read_text(encoding="utf-8").split("<<'SQL'", 1)[1]
+
+
+def test_compose_app_role_is_neither_superuser_nor_owner() -> None:
+    """The replicas connect as the app role; migrations run as the owner; the superuser is
+    neither. The init script makes both roles without superuser or BYPASSRLS, and the owner,
+    not the app role, owns the database."""
+    document = _compose()
+    env = _replica_env()
+    app = urlsplit(env["STATERELAY_DATABASE_URL"])
+    owner = urlsplit(env["STATERELAY_DATABASE_MIGRATE_URL"])
+    superuser = document["services"]["postgres"]["environment"]["POSTGRES_USER"]
+    assert app.username == "staterelay_app"
+    assert owner.username == "staterelay_owner"
+    assert superuser not in (app.username, owner.username)
+    assert app.password == COMPOSE_ENV["STATERELAY_APP_PASSWORD"]
+    assert owner.password == COMPOSE_ENV["STATERELAY_OWNER_PASSWORD"]
+    assert (app.hostname, app.path) == (owner.hostname, owner.path) == ("postgres", "/staterelay")
+    sql = " ".join(_init_script_sql().split())
+    for role in ("owner", "app"):
+        assert f'CREATE ROLE :"{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS' in sql
+    assert 'CREATE DATABASE :"db" OWNER :"owner";' in sql
+    script = INIT_SCRIPT.read_text(encoding="utf-8")
+    assert "STATERELAY_OWNER_ROLE:-staterelay_owner" in script
+    assert "STATERELAY_APP_ROLE:-staterelay_app" in script
+    assert "STATERELAY_DB:-staterelay" in script
+    mounts = document["services"]["postgres"]["volumes"]
+    assert f"./{INIT_SCRIPT.relative_to(ROOT)}:/docker-entrypoint-initdb.d/10-staterelay.sh:ro" in (
+        mounts
+    )
+    settings = load_settings(environ={**env, "STATERELAY_DATA_DIR": "/data"})
+    assert settings.database.migrate_url == env["STATERELAY_DATABASE_MIGRATE_URL"]
+
+
+def test_compose_trusts_only_the_proxy_and_sets_a_metrics_token() -> None:
+    """X-Forwarded-For counts only from Caddy's fixed address, inside the compose network."""
+    document = _compose()
+    settings = load_settings(environ={**_replica_env(), "STATERELAY_DATA_DIR": "/data"})
+    caddy = document["services"]["caddy"]["networks"]["staterelay"]["ipv4_address"]
+    assert settings.server.trusted_proxies == (f"{caddy}/32",)
+    (subnet,) = [c["subnet"] for c in document["networks"]["staterelay"]["ipam"]["config"]]
+    assert ipaddress.ip_address(caddy) in ipaddress.ip_network(subnet)
+    assert settings.metrics.token == COMPOSE_ENV["STATERELAY_METRICS_TOKEN"]
+    assert settings.redis.url == "redis://redis:6379/0"
+
+
+def test_compose_names_only_services_and_resources_it_defines() -> None:
+    """depends_on, host names in URLs, proxy upstreams, scrape targets, volumes, configs,
+    secrets and networks all point at something the file defines; bind mounts exist."""
+    document = _compose()
+    services = document["services"]
+    named: set[str] = set()
+    for service in services.values():
+        named |= set(service.get("depends_on", {}))
+        for name in ("configs", "secrets"):
+            for entry in service.get(name, []):
+                source = entry["source"] if isinstance(entry, dict) else entry
+                assert source in document[name], source
+        networks = service.get("networks", {})
+        for network in networks if isinstance(networks, list) else list(networks):
+            assert network in document["networks"], network
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), source
+            else:
+                assert source in document["volumes"], source
+    env = _replica_env()
+    for key in (
+        "STATERELAY_DATABASE_URL",
+        "STATERELAY_DATABASE_MIGRATE_URL",
+        "STATERELAY_REDIS_URL",
+    ):
+        named.add(urlsplit(env[key]).hostname or "")
+    caddyfile = document["configs"]["caddyfile"]["content"]
+    named |= set(re.findall(r"\b([a-z0-9-]+):8080\b", caddyfile))
+    prometheus = yaml.safe_load(document["configs"]["prometheus"]["content"])
+    for job in prometheus["scrape_configs"]:
+        for group in job["static_configs"]:
+            named |= {target.split(":")[0] for target in group["targets"]}
+    assert named - set(services) == set()
+    assert {"staterelay-1", "staterelay-2", "postgres", "redis"} <= named
+
+
+def test_compose_prometheus_config_scrapes_both_replicas_and_loads_the_alerts(
+    tmp_path: Path,
+) -> None:
+    """``promtool check config`` accepts the inlined config (paths pointed at this checkout)."""
+    document = _compose()
+    prometheus = document["services"]["prometheus"]
+    (rules_mount,) = [v for v in prometheus["volumes"] if v.startswith("./")]
+    source, target = rules_mount.split(":")[:2]
+    token = tmp_path / "metrics_token"
+    token.write_text(COMPOSE_ENV["STATERELAY_METRICS_TOKEN"], encoding="utf-8")
+    text = document["configs"]["prometheus"]["content"]
+    text = text.replace(target, str(ROOT / source)).replace(
+        "/run/secrets/metrics_token", str(token)
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    (job,) = yaml.safe_load(text)["scrape_configs"]
+    assert job["job_name"] == "staterelay"  # the job the alert rules and dashboard name
+    assert document["secrets"]["metrics_token"] == {"environment": "STATERELAY_METRICS_TOKEN"}
+
+
+async def test_compose_init_script_makes_roles_row_level_security_holds(tmp_path: Path) -> None:
+    """The init script, run for real on this machine's PostgreSQL (with names of the test's
+    own), makes a database the app migrates as the owner and serves as a role that is no
+    superuser, has no BYPASSRLS and owns nothing."""
+    require_postgres()
+    suffix = uuid.uuid4().hex[:10]
+    names = {
+        "STATERELAY_DB": f"srcompose_{suffix}",
+        "STATERELAY_OWNER_ROLE": f"srcompose_owner_{suffix}",
+        "STATERELAY_APP_ROLE": f"srcompose_app_{suffix}",
+    }
+    env = {
+        **os.environ,
+        **names,
+        "PGHOST": "127.0.0.1",
+        "PGPORT": "5432",
+        "POSTGRES_USER": "postgres",
+        "STATERELAY_OWNER_PASSWORD": COMPOSE_ENV["STATERELAY_OWNER_PASSWORD"],
+        "STATERELAY_APP_PASSWORD": COMPOSE_ENV["STATERELAY_APP_PASSWORD"],
+    }
+    tool("psql")
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        result = subprocess.run(
+            ["sh", str(INIT_SCRIPT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        db, owner, app = (
+            names[k] for k in ("STATERELAY_DB", "STATERELAY_OWNER_ROLE", "STATERELAY_APP_ROLE")
+        )
+        url = f"postgresql://{{}}:{{}}@127.0.0.1:5432/{db}"
+        store = open_store(
+            url.format(app, COMPOSE_ENV["STATERELAY_APP_PASSWORD"]),
+            migrate_url=url.format(owner, COMPOSE_ENV["STATERELAY_OWNER_PASSWORD"]),
+        )
+        await store.open()
+        try:
+            report = await store.settings_report()
+        finally:
+            await store.close()
+        assert report["row_level_security"] == "enforced"
+        roles = {
+            row["rolname"]: row
+            for row in await admin.fetch(
+                "SELECT rolname, rolsuper, rolbypassrls, rolcreatedb, rolcreaterole FROM pg_roles"
+                " WHERE rolname = ANY($1::text[])",
+                [owner, app],
+            )
+        }
+        for role in (owner, app):
+            assert not any(roles[role][k] for k in ("rolsuper", "rolbypassrls", "rolcreatedb")), (
+                role
+            )
+        assert (
+            await admin.fetchval(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", db
+            )
+            == owner
+        )
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}")
+        try:
+            owned_by_app = await conn.fetchval(
+                "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles"
+                " WHERE rolname = $1)",
+                app,
+            )
+            tables = await conn.fetchval(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+                " AND relkind = 'r' AND relrowsecurity AND relforcerowsecurity"
+            )
+        finally:
+            await conn.close()
+        assert owned_by_app == 0
+        assert tables >= 10
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{names["STATERELAY_DB"]}" WITH (FORCE)')
+        for key in ("STATERELAY_APP_ROLE", "STATERELAY_OWNER_ROLE"):
+            await admin.execute(f'DROP ROLE IF EXISTS "{names[key]}"')
+        await admin.close()
 
 
 def test_compose_caddyfile_is_valid_and_balances_both_replicas(tmp_path: Path) -> None:
