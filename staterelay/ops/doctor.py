@@ -14,10 +14,8 @@ import sqlite3
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from staterelay.ops.backup import (
@@ -29,11 +27,11 @@ from staterelay.ops.backup import (
     open_read_only,
     parse_secret,
 )
+from staterelay.ops.checks import Check, span
+from staterelay.ops.doctor_postgres import postgres_checks
 from staterelay.ops.lock import running_pid
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
 from staterelay.store.sqlite_engine import SQLiteEngine, migration_files
-
-Status = Literal["OK", "WARN", "FAIL"]
 
 # A system clock before this is certainly wrong (a board without a battery-backed clock).
 EARLIEST_PLAUSIBLE_TIME = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
@@ -46,16 +44,6 @@ ALEXA_REQUIRED = ("relay_secret", "messaging_client_id", "messaging_client_secre
 IFTTT_REQUIRED = ("service_key",)
 _LOCAL_HOSTS = {"localhost", "localhost.localdomain"}
 MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: OK, WARN (works, but look) or FAIL (broken); ``fix`` says what to do."""
-
-    name: str
-    status: Status
-    message: str
-    fix: str | None = None
 
 
 def format_check(check: Check) -> str:
@@ -83,7 +71,7 @@ def run_checks(
         ),
         _data_dir(settings),
     ]
-    facts, database_checks = _database(settings)
+    facts, database_checks = _database(settings, clock)
     checks += database_checks
     disk = _free_space(settings)
     if disk is not None:
@@ -137,17 +125,12 @@ def _database_path(settings: Settings) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def _database(settings: Settings) -> tuple[DatabaseFacts | None, list[Check]]:
+def _database(
+    settings: Settings, clock: Callable[[], float]
+) -> tuple[DatabaseFacts | None, list[Check]]:
     path = _database_path(settings)
     if path is None:
-        return None, [
-            Check(
-                "database",
-                "WARN",
-                "not SQLite; doctor checks SQLite databases only",
-                "check PostgreSQL with its own tools (pg_isready, pg_amcheck)",
-            )
-        ]
+        return None, postgres_checks(settings, clock=clock)
     if not path.exists():
         return None, [
             Check(
@@ -422,7 +405,7 @@ def _clock(settings: Settings, now: float) -> Check:
         return Check(
             "clock",
             "WARN",
-            f"the database has activity from {_when(newest)}, {_span(newest - now)} after "
+            f"the database has activity from {_when(newest)}, {span(newest - now)} after "
             f"the system clock ({_when(now)}): the clock has gone back",
             "fix the system time (timedatectl set-ntp true); tokens and sessions depend on it",
         )
@@ -430,7 +413,7 @@ def _clock(settings: Settings, now: float) -> Check:
         return Check(
             "clock",
             "WARN",
-            f"the newest activity is from {_when(newest)}, {_span(now - newest)} ago "
+            f"the newest activity is from {_when(newest)}, {span(now - newest)} ago "
             f"(system clock: {_when(now)})",
             "if the instance was in use since then, the system clock is wrong",
         )
@@ -450,7 +433,7 @@ def _outbox(settings: Settings, now: float) -> Check:
         return Check(
             "outbox",
             "WARN",
-            f"{summary}; the oldest pending delivery is {_span(now - float(oldest))} old",
+            f"{summary}; the oldest pending delivery is {span(now - float(oldest))} old",
             "is the server running? Check the destinations' delivery history "
             "(GET /api/v1/webhooks/{id}/deliveries) for their errors",
         )
@@ -462,7 +445,7 @@ def _outbox(settings: Settings, now: float) -> Check:
             "see the failing webhooks' delivery history (GET /api/v1/webhooks/{id}/deliveries)",
         )
     if pending:
-        return Check("outbox", "OK", f"{summary}; oldest {_span(now - float(oldest))} old")
+        return Check("outbox", "OK", f"{summary}; oldest {span(now - float(oldest))} old")
     return Check("outbox", "OK", summary)
 
 
@@ -475,11 +458,3 @@ def _server(settings: Settings) -> Check:
 
 def _when(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} seconds"
