@@ -64,7 +64,15 @@ def test_unit_has_the_required_directives() -> None:
     assert service["StateDirectory"] == "staterelay"
     assert "STATERELAY_DATA_DIR=%S/staterelay" in unit["Service"]["Environment"]
     assert service["ExecStart"].endswith("/staterelay serve")
-    assert service["Restart"] == "on-failure"
+    # Restarts forever, with a pause: no start limit that gives up for good.
+    assert service["Restart"] == "always"
+    assert int(service["RestartSec"]) >= 2
+    assert unit["Unit"]["StartLimitIntervalSec"] == ["0"]
+    assert "StartLimitBurst" not in unit["Unit"]
+    # Up only once the network is and the clock has been set (a Pi has no RTC).
+    for key in ("After", "Wants"):
+        targets = " ".join(unit["Unit"][key]).split()
+        assert {"network-online.target", "time-sync.target"} <= set(targets), key
     assert service["KillSignal"] == "SIGTERM"
     # The stop budget covers the server's own shutdown_timeout (10 s) with room to spare.
     assert int(service["TimeoutStopSec"]) >= 20
