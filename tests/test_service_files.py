@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from staterelay.hosts import HostRouter
 from staterelay.settings import load_settings
 from staterelay.store import open_store
+from tests.constraints import runtime_requirements
 from tests.deployfiles import (
     ROOT,
     compose_variables,
@@ -43,6 +45,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "docker-compose.example.yml"
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "init-staterelay.sh"
+CONSTRAINTS = ROOT / "constraints.txt"
 ROLES = ("app", "api", "auth", "alexa", "ifttt")
 
 
@@ -233,12 +236,11 @@ def test_caddy_layouts_match_staterelay_hosts(tmp_path: Path) -> None:
 
 
 def test_dockerfile_runs_as_non_root_with_a_data_volume() -> None:
-    """python:3.11-slim, a non-root user, /data as volume and data dir, port 8080, serve."""
+    """python:3.11 slim, a non-root user, /data as volume and data dir, port 8080, serve."""
     instructions = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
     final = stages(instructions)[-1]
-    assert final[0].args.split()[0] == "python:3.11-slim"
     for stage in stages(instructions):
-        assert stage[0].args.split()[0].startswith("python:3.11-slim")
+        assert stage[0].args.split()[0].startswith("python:3.11.")
     users = [i.args for i in final if i.keyword == "USER"]
     assert users
     assert users[-1] not in ("root", "0")
@@ -249,6 +251,63 @@ def test_dockerfile_runs_as_non_root_with_a_data_volume() -> None:
     assert [i.args for i in final if i.keyword == "EXPOSE"] == ["8080"]
     cmd = [i for i in final if i.keyword == "CMD"][-1].exec_form()
     assert cmd == ["staterelay", "serve", "--host", "0.0.0.0"]
+
+
+def test_dockerfile_pins_its_base_image_to_one_release() -> None:
+    """Every stage starts from the same python:3.11.<patch>-slim-bookworm: no floating tag."""
+    instructions = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+    bases = {stage[0].args.split()[0] for stage in stages(instructions)}
+    assert len(bases) == 1, bases
+    (base,) = bases
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base), base
+    assert [i for i in instructions if i.keyword == "ARG" and "PYTHON" in i.args] == []
+
+
+def test_dockerfile_installs_with_the_constraints_file() -> None:
+    """The final stage copies constraints.txt from the context and every pip install in it
+    uses the file."""
+    final = stages(parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8")))[-1]
+    copies = {
+        instruction.words()[-1]: instruction.words()[0]
+        for instruction in final
+        if instruction.keyword == "COPY" and "from" not in instruction.flags()
+    }
+    assert copies == {"/wheels/constraints.txt": "constraints.txt"}
+    installs = [
+        part
+        for instruction in final
+        if instruction.keyword == "RUN"
+        for part in re.split(r"&&|;", instruction.args)
+        if re.search(r"\bpip install\b", part)
+    ]
+    assert len(installs) == 2  # the wheel, and the extras when EXTRAS is set
+    for command in installs:
+        assert "--constraint /wheels/constraints.txt" in command, command
+
+
+def test_constraints_pin_every_runtime_dependency_and_nothing_else() -> None:
+    """Each distribution staterelay[postgres,redis] needs is pinned with ==, to a version its
+    dependents accept; no test tool and not the project itself."""
+    lines = [
+        line
+        for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    pins: dict[str, str] = {}
+    for line in lines:
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+==[A-Za-z0-9_.+!-]+", line), line
+        name, _, version = line.partition("==")
+        pins[canonicalize_name(name)] = version
+    needed = runtime_requirements()
+    assert set(pins) == set(needed)
+    assert "staterelay" not in pins
+    assert {"pytest", "mypy", "ruff", "hypothesis", "playwright", "build"}.isdisjoint(pins)
+    assert {"asyncpg", "redis", "aiohttp", "cryptography", "argon2-cffi-bindings"} <= set(pins)
+    for name, requirements in needed.items():
+        for requirement in requirements:
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"{name}=={pins[name]} breaks {requirement}"
+            )
 
 
 def test_dockerfile_healthcheck_asks_readyz_with_python() -> None:
@@ -570,8 +629,12 @@ def test_compose_caddyfile_is_valid_and_balances_both_replicas(tmp_path: Path) -
     assert sorted(upstreams) == ["staterelay-1:8080", "staterelay-2:8080"]
 
 
-@pytest.mark.parametrize("path", [UNIT, CADDYFILE, DOCKERFILE, COMPOSE, DOCKERIGNORE])
+@pytest.mark.parametrize(
+    "path", [UNIT, CADDYFILE, DOCKERFILE, COMPOSE, DOCKERIGNORE, CONSTRAINTS, INIT_SCRIPT]
+)
 def test_deployment_files_ship_in_the_sdist(path: Path) -> None:
-    """MANIFEST.in names each deployment file, so the source release carries it."""
-    manifest = (ROOT / "MANIFEST.in").read_text(encoding="utf-8")
-    assert path.name in manifest.split()
+    """MANIFEST.in names each deployment file (or grafts its folder), so the source release
+    carries it."""
+    words = (ROOT / "MANIFEST.in").read_text(encoding="utf-8").split()
+    top = path.relative_to(ROOT).parts[0]
+    assert path.name in words or ("graft" in words and top in words)
