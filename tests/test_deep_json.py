@@ -11,15 +11,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from staterelay.alexa.lwa import HttpSession, LoginWithAmazon, LwaError
 from staterelay.api.openapi import build_document
 from staterelay.core import Core
-from staterelay.settings import IftttSettings, Settings
+from staterelay.settings import AlexaSettings, IftttSettings, Settings
 from tests.ifttt.conftest import SERVICE_KEY, link
 
 Client = TestClient[web.Request, web.Application]
@@ -170,3 +171,33 @@ def test_the_walk_finds_routes_of_every_surface(app: web.Application) -> None:
     routes = set(body_routes(app))
     prefixes = {path.split("/")[1] for _, path in routes}
     assert {"api", "alexa", "ifttt", "oauth", "dashboard"} <= prefixes
+
+
+async def test_a_deep_answer_from_login_with_amazon_is_no_token_answer(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> None:
+    """Answers from outside are measured too: Login with Amazon answering 200 with JSON
+    nested 1,100 deep is a bad answer (an ``LwaError``), not a RecursionError."""
+
+    async def deep(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=DEEP, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/auth/o2/token", deep)
+    server = await aiohttp_server(app)
+    http = HttpSession()
+    lwa = LoginWithAmazon(
+        http,
+        AlexaSettings(
+            messaging_client_id="amzn1.application-oa2-client.x",
+            messaging_client_secret="messaging-secret",
+            lwa_token_url=str(server.make_url("/auth/o2/token")),
+        ),
+    )
+    try:
+        with pytest.raises(LwaError) as refused:
+            await lwa.exchange_code("grant-code")
+    finally:
+        await http.close()
+    assert refused.value.code == "bad_answer"
