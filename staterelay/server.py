@@ -283,7 +283,7 @@ def _request_boundary(
             response = web.Response(status=CLIENT_CLOSED_REQUEST)
             status = CLIENT_CLOSED_REQUEST
         except StateRelayError as error:
-            # A domain error no adapter translated (a body timeout on /alexa, say).
+            # A domain error no adapter translated (on an operations path, say).
             response = _problem(error)
             status = error.status
         except Exception:
