@@ -28,7 +28,6 @@ from staterelay.ops.backup import (
     parse_secret,
 )
 from staterelay.ops.checks import Check, span
-from staterelay.ops.doctor_postgres import postgres_checks
 from staterelay.ops.lock import running_pid
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
 from staterelay.store.sqlite_engine import SQLiteEngine, migration_files
@@ -130,6 +129,9 @@ def _database(
 ) -> tuple[DatabaseFacts | None, list[Check]]:
     path = _database_path(settings)
     if path is None:
+        # Imported here: asyncpg has no place in a SQLite server (the CLI module imports this).
+        from staterelay.ops.doctor_postgres import postgres_checks
+
         return None, postgres_checks(settings, clock=clock)
     if not path.exists():
         return None, [
