@@ -111,3 +111,19 @@ class Unavailable(StateRelayError):
     status = 503
     code = "unavailable"
     title = "Service unavailable"
+
+
+class RequestTimeout(StateRelayError):
+    """The request body did not arrive in time (``server.body_timeout_seconds``)."""
+
+    status = 408
+    code = "request_timeout"
+    title = "Request timeout"
+
+
+class StorageFull(StateRelayError):
+    """The database has no room for a write; nothing of it was kept."""
+
+    status = 507
+    code = "storage_full"
+    title = "Insufficient storage"

@@ -6,14 +6,52 @@ also stricter on input: ``NaN``, ``Infinity``, numbers beyond the range of a dou
 invalid UTF-8 are not JSON (RFC 8259) and are refused with ``ValueError`` (``decode_lenient``
 reads them as the standard library does). Text comes out as UTF-8, compact, never
 ASCII-escaped. API request bodies keep their own stricter I-JSON parser (api/bodies.py).
+
+Whatever arrives from outside is measured with ``check_depth`` before any parser sees it:
+the standard library's parser recurses once per level and runs out of stack on a body of
+brackets a few kilobytes long (orjson stops at 1024 levels, the fallback did not).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from itertools import accumulate
+from typing import Any, Final
 
 import orjson
+
+MAX_DEPTH: Final = 32
+"""How deeply a JSON text from outside may nest arrays and objects (no message needs 10)."""
+
+# A JSON string (skipped: brackets inside it do not nest) or one structural bracket.
+_STRINGS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_OPENING: Final = frozenset(b"[{")
+
+
+class TooDeep(ValueError):
+    """A JSON text nests arrays and objects deeper than allowed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the JSON nests deeper than {limit} levels")
+        self.limit = limit
+
+
+def check_depth(data: bytes | bytearray | memoryview, limit: int = MAX_DEPTH) -> None:
+    """Raise ``TooDeep`` when ``data`` opens more than ``limit`` arrays or objects in a row.
+
+    A text with no more brackets than ``limit`` cannot nest deeper, so the usual message
+    costs two ``count`` calls; only one with more brackets is scanned (in C, but for the
+    running total), strings taken out first.
+    """
+    raw = bytes(data)
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    brackets = _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    deepest = max(accumulate(1 if b in _OPENING else -1 for b in brackets), default=0)
+    if deepest > limit:
+        raise TooDeep(limit)
 
 
 def encode(value: Any) -> bytes:
@@ -36,14 +74,16 @@ def decode(data: bytes | bytearray | memoryview | str) -> Any:
     return orjson.loads(data)
 
 
-def decode_lenient(data: bytes) -> Any:
+def decode_lenient(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Like ``decode``, but what only the standard library reads is read its way.
 
     For a document that is well formed but out of orjson's range (``NaN``, ``1e400``, a
     lone surrogate escape) the value the standard library gives (``nan``, ``inf``, the
     surrogate), so a handler can refuse the one field with an answer of its own instead of
-    refusing the whole body; ``ValueError`` only for what is not JSON at all.
+    refusing the whole body; ``ValueError`` only for what is not JSON at all, ``TooDeep``
+    (a ``ValueError``) for a document nested deeper than ``max_depth``.
     """
+    check_depth(data, max_depth)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -1,10 +1,13 @@
-"""The Prometheus ``/metrics`` endpoint: HTTP traffic, what core counted, outbox and pool gauges.
+"""The Prometheus ``/metrics`` endpoint: HTTP traffic, what core counted, outbox, pool, disk
+and Redis gauges.
 
 Every application gets a registry of its own, so applications built in one process (tests,
 benches) never share a count. HTTP requests are observed by the request middleware under
 their route template (``/api/v1/devices/{id}``) or ``unmatched``, never the raw path, so the
-number of series stays bounded. Core's ``Counters`` and the outbox and database gauges are
-read when Prometheus scrapes.
+number of series stays bounded. Core's ``Counters`` and the outbox, database and readiness
+gauges are read when Prometheus scrapes. A labelled counter shows every label value it knows
+of from the start, at 0, so a fresh replica's ``rate()`` and alert expressions have series
+to work on before the first event.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import accumulate
-from typing import Final
+from typing import Final, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
@@ -28,9 +31,15 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from staterelay.core import Core
-from staterelay.core.counters import DELIVERY_OUTCOMES, Counters
-from staterelay.core.models import OutboxStats
+from staterelay.core import Core, Readiness
+from staterelay.core.counters import (
+    DELIVERY_OUTCOMES,
+    KNOWN_SINKS,
+    LIVE_CAPS,
+    OAUTH_TOKEN_ERRORS,
+    Counters,
+)
+from staterelay.core.models import SOURCES, OutboxStats
 from staterelay.settings import MetricsSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,15 +55,33 @@ BUCKETS: Final = tuple(b for b in Histogram.DEFAULT_BUCKETS if b != float("inf")
 BUCKET_LABELS: Final = (*(repr(bound) for bound in BUCKETS), "+Inf")  # the ``le`` values
 
 
+class RedisHealth(Protocol):
+    """What the Redis link of a process tells about itself (``staterelay.fanout``)."""
+
+    @property
+    def connected(self) -> bool:
+        """True while Redis answers."""
+
+    @property
+    def reconnects(self) -> int:
+        """Times Redis answered again after it had failed."""
+
+    @property
+    def publish_failures(self) -> int:
+        """Events that could not be published to the other replicas."""
+
+
 class AppMetrics:
     """One application's registry: HTTP metrics it observes and the collectors it reads."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, redis: RedisHealth | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.http = HttpCollector()
         self.registry.register(self.http)
         self.core_collector = CoreCollector(core)
         self.registry.register(self.core_collector)
+        if redis is not None:
+            self.registry.register(RedisCollector(redis))
         ProcessCollector(registry=self.registry)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -137,13 +164,20 @@ class CoreCollector(Collector):
         self._core = core
         self._outbox: OutboxStats | None = None
         self._outbox_read_at = 0.0
+        self._readiness = Readiness(False)
 
     def describe(self) -> Iterable[Metric]:
         """Nothing up front: the families are made afresh at each scrape."""
         return []
 
     async def refresh(self) -> None:
-        """Query the outbox; a database that does not answer leaves its gauges out."""
+        """Query the outbox and readiness; a database that does not answer leaves the
+        outbox gauges out and counts as not ready."""
+        try:
+            self._readiness = await self._core.readiness()
+        except Exception:
+            _LOGGER.warning("metrics: readiness could not be read", exc_info=True)
+            self._readiness = Readiness(False)
         try:
             self._outbox = await self._core.outbox.stats()
             self._outbox_read_at = self._core.clock()
@@ -154,9 +188,16 @@ class CoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Every family core and the store can tell."""
         counters = self._core.counters
+        yield GaugeMetricFamily(
+            "staterelay_ready",
+            "1 when /readyz would answer 200 (database answers, migrated, disk has room).",
+            value=1 if self._readiness.ready else 0,
+        )
         yield from _counter_families(counters)
+        yield from _live_families(counters)
         yield from self._outbox_families()
         yield from self._pool_families()
+        yield from self._storage_families()
 
     def _outbox_families(self) -> Iterator[Metric]:
         stats = self._outbox
@@ -200,6 +241,25 @@ class CoreCollector(Collector):
                 value=pool.waiting,
             )
 
+    def _storage_families(self) -> Iterator[Metric]:
+        storage = self._core.store.storage_stats()
+        if storage.free_bytes is not None:
+            yield GaugeMetricFamily(
+                "database_free_bytes",
+                "Bytes free on the file system holding the database (SQLite).",
+                value=storage.free_bytes,
+            )
+            yield GaugeMetricFamily(
+                "database_min_free_bytes",
+                "database.min_free_mb in bytes: below it the process reports not ready.",
+                value=self._core.config.min_free_bytes,
+            )
+        yield CounterMetricFamily(
+            "database_storage_full_errors",
+            "Writes refused because the database had no room (answered 507 storage_full).",
+            value=storage.full_errors,
+        )
+
 
 def _counter_families(counters: Counters) -> Iterator[Metric]:
     changes = CounterMetricFamily(
@@ -207,8 +267,8 @@ def _counter_families(counters: Counters) -> Iterator[Metric]:
         "Device state changes made in this process, by the surface they came from.",
         labels=("source",),
     )
-    for source, count in sorted(counters.state_changes.items()):
-        changes.add_metric((source,), count)
+    for source in sorted(set(SOURCES) | set(counters.state_changes)):
+        changes.add_metric((source,), counters.state_changes.get(source, 0))
     yield changes
 
     generic = CounterMetricFamily(
@@ -216,7 +276,9 @@ def _counter_families(counters: Counters) -> Iterator[Metric]:
         "Outbox delivery attempts, by sink and outcome (delivered, retry, dead).",
         labels=("sink", "outcome"),
     )
-    by_sink: dict[tuple[str, str], int] = {}
+    by_sink: dict[tuple[str, str], int] = {
+        (sink, outcome): 0 for sink in KNOWN_SINKS for outcome in DELIVERY_OUTCOMES
+    }
     for key, count in counters.deliveries.items():
         by_sink[(key.sink, key.outcome)] = by_sink.get((key.sink, key.outcome), 0) + count
     for labels, count in sorted(by_sink.items()):
@@ -262,9 +324,55 @@ def _counter_families(counters: Counters) -> Iterator[Metric]:
         "OAuth token endpoint refusals, by OAuth error code.",
         labels=("error",),
     )
-    for error, count in sorted(counters.oauth_token_errors.items()):
-        errors.add_metric((error,), count)
+    known = OAUTH_TOKEN_ERRORS | {"other"} | set(counters.oauth_token_errors)
+    for error in sorted(known):
+        errors.add_metric((error,), counters.oauth_token_errors.get(error, 0))
     yield errors
+
+
+def _live_families(counters: Counters) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "live_connections",
+        "Live feeds (dashboard WebSockets) open on this process.",
+        value=counters.live_connections,
+    )
+    refused = CounterMetricFamily(
+        "live_connections_refused",
+        "Live feeds refused at a cap (limits.websockets_per_credential or _per_household).",
+        labels=("cap",),
+    )
+    for cap in sorted(LIVE_CAPS | set(counters.live_refusals)):
+        refused.add_metric((cap,), counters.live_refusals.get(cap, 0))
+    yield refused
+
+
+class RedisCollector(Collector):
+    """The Redis link's health: connected now, reconnects and publish failures so far."""
+
+    def __init__(self, redis: RedisHealth) -> None:
+        self._redis = redis
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing up front: the families are made afresh at each scrape."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Three families, read from the link."""
+        yield GaugeMetricFamily(
+            "redis_connected",
+            "1 while Redis answers this process, 0 while it does not (or before it has).",
+            value=1 if self._redis.connected else 0,
+        )
+        yield CounterMetricFamily(
+            "redis_reconnects",
+            "Times Redis answered again after failing.",
+            value=self._redis.reconnects,
+        )
+        yield CounterMetricFamily(
+            "redis_publish_failures",
+            "Events that did not reach the other replicas (Redis down, slow or refusing).",
+            value=self._redis.publish_failures,
+        )
 
 
 # the endpoint ---------------------------------------------------------------------------------
@@ -272,11 +380,17 @@ METRICS_KEY: Final = web.AppKey("staterelay.metrics", AppMetrics)
 BEARER_CHALLENGE: Final = 'Bearer realm="metrics"'
 
 
-def setup_metrics(app: web.Application, core: Core, settings: MetricsSettings) -> None:
+def setup_metrics(
+    app: web.Application,
+    core: Core,
+    settings: MetricsSettings,
+    *,
+    redis: RedisHealth | None = None,
+) -> None:
     """Serve ``/metrics`` when enabled; without it the path is unknown (404)."""
     if not settings.enabled:
         return
-    app[METRICS_KEY] = AppMetrics(core)
+    app[METRICS_KEY] = AppMetrics(core, redis)
     app.router.add_get(METRICS_PATH, _metrics_view(settings.token))
 
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.typedefs import Middleware
 
 from staterelay.alexa import ALEXA_KEY, setup_alexa
@@ -25,6 +25,7 @@ from staterelay.core.events import OutboxEnqueued
 from staterelay.core.ratelimit import MemoryRateLimiter
 from staterelay.core.request_tenant import close_slot, open_slot
 from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
+from staterelay.errors import RequestTimeout, StateRelayError, StorageFull
 from staterelay.fanout import Fanout, open_fanout
 from staterelay.hosts import HostRouter
 from staterelay.ifttt import IFTTT_KEY, setup_ifttt
@@ -48,6 +49,8 @@ _REQUEST_ID_PREFIX = uuid.uuid4().hex[:12]
 _REQUEST_IDS = (f"{_REQUEST_ID_PREFIX}-{n}" for n in itertools.count(1))
 
 HSTS: Final = "max-age=31536000"
+# nginx's code for "the client closed the connection before the answer": access log, metrics.
+CLIENT_CLOSED_REQUEST: Final = 499
 PRUNE_INTERVAL = 3600.0
 FLUSH_INTERVAL = 10.0
 
@@ -83,6 +86,7 @@ def create_app(
                     ifttt_token_per_minute=settings.ifttt_token_per_minute,
                 ),
                 strict_transport=settings.public_url.startswith("https://"),
+                body_timeout=settings.server.body_timeout_seconds,
             )
         ],
     )
@@ -95,7 +99,7 @@ def create_app(
     app.cleanup_ctx.append(_maintenance_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    setup_metrics(app, core, settings.metrics)
+    setup_metrics(app, core, settings.metrics, redis=fanout)
     setup_ui(app)
     tools = _alexa_tools(settings)
     if tools is not None:
@@ -128,11 +132,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and every migration is applied."""
-    core = request.app[CORE_KEY]
-    if await core.ready():
+    """Readiness: the database answers, every migration is applied, the disk has room."""
+    readiness = await request.app[CORE_KEY].readiness()
+    if readiness.ready:
         return web.json_response({"status": "ready"})
-    return web.json_response({"status": "not ready"}, status=503)
+    return web.json_response({"status": "not ready", "reason": readiness.reason}, status=503)
 
 
 async def _store_context(app: web.Application) -> AsyncIterator[None]:
@@ -141,7 +145,10 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await core.auth.flush_last_used(force=True)
+        try:
+            await core.auth.flush_last_used(force=True)
+        except StorageFull:
+            _LOGGER.warning("API keys' last-used times were not saved: the disk is full")
         await core.bus.close()
         await core.store.close()
 
@@ -225,17 +232,19 @@ async def _maintenance(core: Core) -> None:
 
 
 def _request_boundary(
-    router: HostRouter, gate: RateLimitGate, *, strict_transport: bool
+    router: HostRouter, gate: RateLimitGate, *, strict_transport: bool, body_timeout: float
 ) -> Middleware:
     """The one root middleware: every server-wide concern of a request, in this order.
 
     A request id (the client's ``X-Request-ID`` when sane), the host filter (only when role
-    hosts split the URL space), the rate limits, the HTML layer (sessions, origin checks,
-    error pages) for browser paths only, and a last line of defence that logs an unexpected
-    error and answers it without a traceback. Afterwards the request is counted for
-    ``/metrics``, logged, and the answer gets ``X-Request-ID`` (and ``Strict-Transport-Security``
-    behind https). One middleware rather than a stack of them: every JSON request, the busy
-    part of the URL space, then costs one frame here instead of five.
+    hosts split the URL space), the rate limits, a deadline for the request body (see
+    ``_BodyDeadline``), the HTML layer (sessions, origin checks, error pages) for browser
+    paths only, and a last line of defence that logs an unexpected error and answers it
+    without a traceback; a client that went away is one INFO line. Afterwards the request
+    is counted for ``/metrics``, logged, and the answer gets ``X-Request-ID`` (and
+    ``Strict-Transport-Security`` behind https). One middleware rather than a stack of them:
+    every JSON request, the busy part of the URL space, then costs one frame here instead
+    of five.
     """
 
     @web.middleware
@@ -248,6 +257,7 @@ def _request_boundary(
         status = 500
         tenant, slot_token = open_slot()
         path = request.path
+        deadline: _BodyDeadline | None = None
         try:
             response: web.StreamResponse | None = None
             if router.split and not router.allows(request.host, path):
@@ -255,6 +265,8 @@ def _request_boundary(
             elif gate.counts(path):
                 response = await gate.refusal(request)
             if response is None:
+                if request.body_exists and not request.content.is_eof():
+                    deadline = _BodyDeadline(request.content, body_timeout)
                 if is_html_path(path):
                     response = await html_layer(request, handler)
                 else:
@@ -265,15 +277,29 @@ def _request_boundary(
             exc.headers["X-Request-ID"] = request_id
             if strict_transport:
                 exc.headers["Strict-Transport-Security"] = HSTS
+            if deadline is not None and deadline.expired:
+                exc.force_close()
             raise
         except asyncio.CancelledError:
             raise
+        except ConnectionResetError:
+            # aiohttp hands this to a handler reading the body of a client that hung up:
+            # nobody is left to answer, and nothing went wrong here.
+            _LOGGER.info("client went away during %s %s", request.method, path)
+            response = web.Response(status=CLIENT_CLOSED_REQUEST)
+            status = CLIENT_CLOSED_REQUEST
+        except StateRelayError as error:
+            # A domain error no adapter translated (on an operations path, say).
+            response = _problem(error)
+            status = error.status
         except Exception:
             _LOGGER.exception("unhandled error on %s %s", request.method, path)
             response = _internal_error()
             status = 500
         finally:
             close_slot(slot_token)
+            if deadline is not None:
+                deadline.cancel()
             seconds = time.perf_counter() - started
             # The root app (this middleware's): cheaper than building ``request.config_dict``.
             metrics = request.app.get(METRICS_KEY)
@@ -284,9 +310,50 @@ def _request_boundary(
         response.headers["X-Request-ID"] = request_id
         if strict_transport:
             response.headers["Strict-Transport-Security"] = HSTS
+        if deadline is not None and deadline.expired and not response.prepared:
+            # The rest of a stalled body may never come: do not wait for it to reuse the
+            # connection.
+            response.force_close()
         return response
 
     return request_boundary
+
+
+class _BodyTimedOut(RequestTimeout, TimeoutError):
+    """``RequestTimeout`` for the adapters; a ``TimeoutError`` for aiohttp.
+
+    Once the answer is out, aiohttp reads what is left of an unfinished body before it
+    would reuse the connection; a ``TimeoutError`` there makes it stop and close instead of
+    logging an unhandled error.
+    """
+
+
+class _BodyDeadline:
+    """Fails the body stream of a request whose body has not all arrived in time.
+
+    The handler's next read (or the one it is waiting in) raises ``RequestTimeout``, which
+    each adapter answers in its own format (408); the request boundary then closes the
+    connection. A body that arrived in time is left alone, however long the handler takes.
+    """
+
+    __slots__ = ("_handle", "_stream", "expired")
+
+    def __init__(self, stream: StreamReader, seconds: float) -> None:
+        self._stream = stream
+        self.expired = False
+        self._handle = asyncio.get_running_loop().call_later(seconds, self._expire, seconds)
+
+    def _expire(self, seconds: float) -> None:
+        if self._stream.is_eof():
+            return
+        self.expired = True
+        self._stream.set_exception(
+            _BodyTimedOut(f"the request body did not arrive within {seconds:g} seconds")
+        )
+
+    def cancel(self) -> None:
+        """The request is over: no deadline any more."""
+        self._handle.cancel()
 
 
 def _not_found() -> web.Response:
@@ -294,6 +361,15 @@ def _not_found() -> web.Response:
     return web.json_response(
         {"title": "Not found", "status": 404, "code": "not_found"},
         status=404,
+        content_type="application/problem+json",
+    )
+
+
+def _problem(error: StateRelayError) -> web.Response:
+    body = {"title": error.title, "status": error.status, "code": error.code}
+    return web.json_response(
+        {**body, "detail": error.detail},
+        status=error.status,
         content_type="application/problem+json",
     )
 

@@ -64,6 +64,8 @@ class ServerSettings:
     hosts: HostsSettings = field(default_factory=HostsSettings)
     shutdown_timeout: float = 10.0
     max_body_bytes: int = 65536
+    # Seconds a request body may take to arrive, counted from its headers.
+    body_timeout_seconds: float = 30.0
     trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
 
 
@@ -75,6 +77,8 @@ class DatabaseSettings:
     durability: Durability = "full"
     # PostgreSQL: the table owner's URL; migrations run as it and grant the role of ``url``.
     migrate_url: str | None = None
+    # SQLite: below this much free space under the database, /readyz and doctor fail.
+    min_free_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,16 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class LimitsSettings:
-    """Request rate limits per minute (0 turns one off); shared through Redis when set."""
+    """Request rate limits per minute (0 turns one off), shared through Redis when set, and
+    caps on open live feeds (WebSockets) per replica."""
 
     api_key_per_minute: int = 600
     ip_per_minute: int = 1200
     # Per IFTTT access token on /ifttt/v1. Null: 300 on a hosted instance (PostgreSQL or
     # open sign-up), off at home; 0 turns it off.
     ifttt_token_per_minute: int | None = None
+    websockets_per_credential: int = 20
+    websockets_per_household: int = 100
 
 
 @dataclass(frozen=True)
@@ -603,6 +610,8 @@ def _validate(settings: Settings) -> None:
             ) from None
     if server.shutdown_timeout <= 0:
         raise SettingsError("server.shutdown_timeout", "must be positive")
+    if server.body_timeout_seconds <= 0:
+        raise SettingsError("server.body_timeout_seconds", "must be positive")
     url = settings.database.url
     if url is not None and not (
         (url.startswith("sqlite:///") and len(url) > len("sqlite:///"))
@@ -617,6 +626,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(
             "database.migrate_url", "must be a postgresql:// URL, with a postgresql:// database.url"
         )
+    if settings.database.min_free_mb < 0:
+        raise SettingsError("database.min_free_mb", "must not be negative (0 turns the check off)")
     redis_url = settings.redis.url
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("redis.url", "must start with redis://, rediss:// or unix://")
@@ -625,6 +636,9 @@ def _validate(settings: Settings) -> None:
     for name in ("api_key_per_minute", "ip_per_minute", "ifttt_token_per_minute"):
         if (getattr(settings.limits, name) or 0) < 0:
             raise SettingsError(f"limits.{name}", "must not be negative (0 turns it off)")
+    for name in ("websockets_per_credential", "websockets_per_household"):
+        if getattr(settings.limits, name) < 1:
+            raise SettingsError(f"limits.{name}", "must be at least 1")
     token = settings.metrics.token
     if token is not None and len(token) < 16:
         raise SettingsError("metrics.token", "must be at least 16 characters")

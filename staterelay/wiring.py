@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from staterelay.core import AddressPolicy, Core, CoreConfig, InProcessBus
+from staterelay.core import MIB, AddressPolicy, Core, CoreConfig, InProcessBus
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.throttle import LoginThrottle
@@ -21,6 +21,7 @@ def core_config(settings: Settings) -> CoreConfig:
         accounts=settings.accounts,
         oauth=settings.oauth,
         ifttt=settings.ifttt,
+        min_free_bytes=settings.database.min_free_mb * MIB,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,3 +113,28 @@ def unit_directives(text: str) -> dict[str, dict[str, list[str]]]:
         assert sep, f"not a directive: {line}"
         current.setdefault(key.strip(), []).append(value.strip())
     return sections
+
+
+_COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::([?-])([^}]*))?\}")
+
+
+def compose_variables(text: str) -> list[tuple[str, str | None]]:
+    """Every ``${NAME...}`` a compose file uses: (name, "?" for required, "-" for a default)."""
+    return [(m.group(1), m.group(2)) for m in _COMPOSE_VARIABLE.finditer(text) if m.group(1)]
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """A compose file's text with ``${NAME}``, ``${NAME:?message}`` and ``${NAME:-default}``
+    replaced as ``docker compose`` does (``$$`` is a literal ``$``)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, kind, default = match.group(1), match.group(2), match.group(3)
+        if name is None:
+            return "$"
+        if values.get(name):
+            return values[name]
+        if kind == "-":
+            return default
+        raise AssertionError(f"compose would refuse to start: {name} is not set ({default})")
+
+    return _COMPOSE_VARIABLE.sub(replace, text)

@@ -70,10 +70,20 @@ class ScratchDatabase:
 
 async def _ensure_role(admin: asyncpg.Connection, role: str) -> None:
     # LOGIN, and none of the attributes that would let a role past row-level security.
+    # The roles are shared by every test run on the server: they are altered only when
+    # wrong, since two runs altering one role at once fail ("tuple concurrently updated").
+    attributes = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB"
+    row = await admin.fetchrow(
+        "SELECT rolcanlogin AND NOT rolsuper AND NOT rolbypassrls AND NOT rolcreatedb AS right"
+        " FROM pg_roles WHERE rolname = $1",
+        role,
+    )
+    if row is not None and row["right"]:
+        return
     try:
-        await admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB")
+        await admin.execute(f"CREATE ROLE {role} {attributes}")
     except asyncpg.DuplicateObjectError:
-        await admin.execute(f"ALTER ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB")
+        await admin.execute(f"ALTER ROLE {role} {attributes}")
 
 
 @asynccontextmanager

@@ -35,10 +35,11 @@ class Receiver:
         return web.Response(status=204)
 
 
-async def test_kill_minus_nine_loses_nothing_acknowledged(
+async def test_checklist_27_kill_minus_nine_loses_nothing_acknowledged(
     tmp_path: Path, aiohttp_server: Callable[..., Any]
 ) -> None:
-    """Every acknowledged write is stored and its webhook event arrives after a restart."""
+    """security.md section 10, item 27: every acknowledged write is stored and its webhook
+    event arrives after a restart."""
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)

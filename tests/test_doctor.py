@@ -78,6 +78,7 @@ def test_a_healthy_instance_is_all_ok_and_exits_0(data_dir: Path) -> None:
         "data",
         "database",
         "journal",
+        "disk",
         "secret",
         "durability",
         "public",
@@ -166,14 +167,6 @@ def test_database_from_a_newer_release_fails_and_pending_migrations_warn(data_di
     found = check(settings_for(data_dir), "database")
     assert found.status == "WARN"
     assert "migrations 3 not applied yet" in found.message
-
-
-def test_postgresql_is_not_checked_here(tmp_path: Path) -> None:
-    """Doctor says what it cannot check instead of pretending."""
-    settings = load_settings(
-        data_dir=tmp_path, environ={"STATERELAY_DATABASE_URL": "postgresql://db/staterelay"}
-    )
-    assert check(settings, "database").status == "WARN"
 
 
 def test_journal_mode_other_than_wal_warns(data_dir: Path, tmp_path: Path) -> None:

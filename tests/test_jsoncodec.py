@@ -7,7 +7,15 @@ import math
 
 import pytest
 
-from staterelay.jsoncodec import decode, decode_lenient, encode, encode_sorted_text, encode_text
+from staterelay.jsoncodec import (
+    TooDeep,
+    check_depth,
+    decode,
+    decode_lenient,
+    encode,
+    encode_sorted_text,
+    encode_text,
+)
 
 
 def test_encoding_is_compact_utf8_and_sorted_on_request() -> None:
@@ -38,3 +46,34 @@ def test_lenient_decoding_reads_numbers_as_the_standard_library_does() -> None:
     for broken in (b"{", b"", b'{"a": nope}'):
         with pytest.raises(json.JSONDecodeError):
             decode_lenient(broken)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[" * 32 + b"]" * 32,
+        b'{"a":' * 32 + b"1" + b"}" * 32,
+        b'["' + b"[" * 100 + b'"]',  # brackets inside a string do not nest
+        b'["\\"' + b"{" * 100 + b'"]',  # nor after an escaped quote
+        b"[" + b"[1]," * 5000 + b"1]",  # many brackets, shallow
+    ],
+)
+def test_depth_check_lets_shallow_documents_through(text: bytes) -> None:
+    check_depth(text)
+    assert decode_lenient(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[" * 33 + b"]" * 33,
+        b'{"a":' * 33 + b"1" + b"}" * 33,
+        b"[" * 1100 + b"]" * 1100,
+        b"[" * 100000,
+    ],
+)
+def test_depth_check_refuses_deep_documents_before_parsing(text: bytes) -> None:
+    with pytest.raises(TooDeep, match="deeper than 32 levels"):
+        check_depth(text)
+    with pytest.raises(TooDeep):
+        decode_lenient(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from staterelay.core import Core
+from staterelay.core.models import SOURCES
 from staterelay.keys import CORE_KEY
 from staterelay.metrics import is_loopback
 from staterelay.server import create_app
@@ -331,3 +333,34 @@ async def test_label_values_stay_bounded(core: Core) -> None:
     assert counters.deliveries_of("webhook") == {"other": 1}
     assert len(counters.state_changes) <= 65
     assert counters.state_changes["other"] > 0
+
+
+async def test_a_fresh_process_shows_every_known_label_at_zero(client: Client) -> None:
+    """Before anything happened, each labelled counter has its known series, all 0, so rate()
+    and the alert rules have something to work on from the first scrape."""
+    text = await scrape(client)
+    for source in SOURCES:
+        assert value(text, "device_state_changes_total", source=source) == 0, source
+    for sink in ("webhook", "alexa", "ifttt"):
+        for outcome in ("delivered", "retry", "dead"):
+            assert value(text, "outbox_deliveries_total", sink=sink, outcome=outcome) == 0
+    for error in ("invalid_grant", "invalid_client", "invalid_request", "other"):
+        assert value(text, "oauth_token_errors_total", error=error) == 0, error
+    for outcome in ("retry", "dead"):
+        assert value(text, "alexa_changereport_failures_total", outcome=outcome) == 0
+    for cap in ("credential", "household"):
+        assert value(text, "live_connections_refused_total", cap=cap) == 0
+    assert value(text, "live_connections") == 0
+    assert value(text, "database_storage_full_errors_total") == 0
+
+
+async def test_readiness_and_free_space_are_exported(client: Client, settings: Settings) -> None:
+    """``staterelay_ready`` is 1 while /readyz is 200; free bytes are those of the data dir's
+    file system, beside the configured floor."""
+    text = await scrape(client)
+    assert value(text, "staterelay_ready") == 1
+    free = value(text, "database_free_bytes")
+    assert free is not None
+    info = os.statvfs(settings.data_dir)
+    assert abs(free - info.f_bavail * info.f_frsize) < 64 * 1024 * 1024
+    assert value(text, "database_min_free_bytes") == 64 * 1024 * 1024

@@ -43,7 +43,12 @@ SDIST_EXTRAS = (
     "docker-compose.example.yml",
     "staterelay.service",
     "Caddyfile.example",
+    "constraints.txt",
     "docs/install.md",
+    "deploy/prometheus/alerts.yml",
+    "deploy/prometheus/alerts_test.yml",
+    "deploy/grafana/staterelay.json",
+    "deploy/postgres/init-staterelay.sh",
 )
 # pip reads --no-* options from the environment inverted: "0" turns isolation off.
 OFFLINE_PIP = {"PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_INPUT": "1"}

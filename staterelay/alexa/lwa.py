@@ -18,6 +18,7 @@ import aiohttp
 
 from staterelay.core import Core
 from staterelay.core.alexa import AlexaLink
+from staterelay.jsoncodec import check_depth
 from staterelay.settings import AlexaSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class LoginWithAmazon:
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
+        check_depth(raw)  # an answer nested absurdly deep is no token answer either
         value = json.loads(raw)
     except ValueError:
         return {}

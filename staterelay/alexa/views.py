@@ -33,8 +33,8 @@ from staterelay.alexa.errors import (
 from staterelay.alexa.handlers import HANDLERS, HandlerContext
 from staterelay.alexa.lwa import LoginWithAmazon
 from staterelay.core import Core
-from staterelay.errors import NotAuthenticated, StateRelayError
-from staterelay.jsoncodec import decode_lenient, encode
+from staterelay.errors import NotAuthenticated, RequestTimeout, StateRelayError
+from staterelay.jsoncodec import TooDeep, decode_lenient, encode
 from staterelay.settings import AlexaSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,11 +69,16 @@ class SmartHomeView:
                     "refused a directive without the relay secret from %s", request.remote
                 )
                 return _json({"error": "the relay secret is missing or wrong"}, 401)
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except RequestTimeout as exc:
+            return _json(_unparseable(exc.detail), exc.status)
         try:
             # A number Alexa could never send (NaN, 1e400) is the directive's INVALID_VALUE
             # rather than a body refused whole, as the standard library would read it.
             body = decode_lenient(raw)
+        except TooDeep as exc:
+            return _json(_unparseable(str(exc)), 400)
         except ValueError:
             return _json(_unparseable("the body is not JSON"), 400)
         try:

@@ -57,6 +57,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         allow = exc.headers.get("Allow")
         return problem_response(error_for_http(exc), headers={"Allow": allow} if allow else None)
+    except ConnectionResetError:
+        raise  # the client hung up mid-body; the request boundary notes it
     except Exception:
         _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(InternalError("an unexpected error occurred and was logged"))

@@ -16,10 +16,10 @@ from aiohttp import web
 
 from staterelay.api.problems import PayloadTooLarge, UnsupportedMediaType
 from staterelay.errors import BadRequest, InvalidInput, UnknownField
+from staterelay.jsoncodec import MAX_DEPTH, TooDeep, check_depth
 from staterelay.keys import SETTINGS_KEY
 
 JSON_MEDIA_TYPE: Final = "application/json"
-MAX_DEPTH: Final = 32
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
 JSONKind = Literal["string", "integer", "number", "boolean", "object", "array", "null"]
@@ -72,6 +72,10 @@ async def read_json_object(request: web.Request, *, max_bytes: int) -> dict[str,
 def parse_json(raw: bytes) -> Any:
     """Parse a JSON text under the I-JSON rules; ``BadRequest`` for anything else."""
     try:
+        check_depth(raw)
+    except TooDeep:
+        raise BadRequest(f"the request body nests deeper than {MAX_DEPTH} levels") from None
+    try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the request body is not valid UTF-8") from None
@@ -85,8 +89,6 @@ def parse_json(raw: bytes) -> Any:
         )
     except _InvalidJSON as exc:
         raise BadRequest(f"the request body is not acceptable JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest(f"the request body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:
         raise BadRequest("the request body is not valid JSON") from None
     _check_tree(value)
@@ -121,21 +123,21 @@ def _finite_float(text: str) -> float:
 
 
 def _check_tree(value: Any) -> None:
-    """Refuse deep nesting and strings that are not valid Unicode (lone surrogates)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    """Refuse strings that are not valid Unicode (lone surrogates), keys included.
+
+    ``check_depth`` has bounded the nesting before parsing, so the walk is short.
+    """
+    stack: list[Any] = [value]
     while stack:
-        item, depth = stack.pop()
+        item = stack.pop()
         if isinstance(item, str):
             _check_text(item)
-        elif isinstance(item, dict | list):
-            if depth >= MAX_DEPTH:
-                raise BadRequest(f"the request body nests deeper than {MAX_DEPTH} levels")
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    _check_text(key)
-                    stack.append((child, depth + 1))
-            else:
-                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key)
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _check_text(text: str) -> None:

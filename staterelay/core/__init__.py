@@ -25,6 +25,8 @@ from staterelay.core.webhooks import WebhookService
 from staterelay.settings import AccountsSettings, IftttSettings, OAuthSettings
 from staterelay.store.base import Store
 
+MIB = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class CoreConfig:
@@ -37,6 +39,15 @@ class CoreConfig:
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     ifttt: IftttSettings = field(default_factory=IftttSettings)
+    min_free_bytes: int = 64 * MIB
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether this process should get traffic, and if not, why (for ``/readyz``)."""
+
+    ready: bool
+    reason: str | None = None
 
 
 class Core:
@@ -109,5 +120,24 @@ class Core:
         if client is not None and is_ifttt_client(client, self.config.ifttt.client_id):
             await self.ifttt.forget_user(app.tenant_id, app.user_id)
 
+    async def readiness(self) -> Readiness:
+        """Ready when the store answers, is migrated and has room to write.
 
-__all__ = ["AddressPolicy", "Core", "CoreConfig", "EventBus", "InProcessBus"]
+        A disk below ``database.min_free_mb`` makes the process not ready before writes
+        start to fail, so a load balancer, Docker or an alert notices while it is still
+        cheap to fix.
+        """
+        if not await self.store.ready():
+            return Readiness(False, "the database does not answer, or a migration is pending")
+        free = self.store.storage_stats().free_bytes
+        wanted = self.config.min_free_bytes
+        if free is not None and free < wanted:
+            return Readiness(
+                False,
+                f"{free / MIB:.1f} MiB free under the database, below database.min_free_mb "
+                f"({wanted // MIB} MiB)",
+            )
+        return Readiness(True)
+
+
+__all__ = ["AddressPolicy", "Core", "CoreConfig", "EventBus", "InProcessBus", "Readiness"]

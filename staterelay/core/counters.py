@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 # Label values come from code, never from a request, so the label sets stay small; anything
 # else is counted as "other".
 DELIVERY_OUTCOMES = frozenset({"delivered", "merged", "retry", "dead"})
+KNOWN_SINKS = frozenset({"webhook", "alexa", "ifttt"})
 OAUTH_TOKEN_ERRORS = frozenset(
     {
         "invalid_request",
@@ -26,6 +27,7 @@ OAUTH_TOKEN_ERRORS = frozenset(
         "insecure_transport",
     }
 )
+LIVE_CAPS = frozenset({"credential", "household"})
 MAX_LABEL_VALUES = 64
 
 
@@ -45,6 +47,9 @@ class Counters:
     state_changes: Counter[str] = field(default_factory=Counter)
     deliveries: Counter[DeliveryKey] = field(default_factory=Counter)
     oauth_token_errors: Counter[str] = field(default_factory=Counter)
+    live_refusals: Counter[str] = field(default_factory=Counter)
+    live_connections: int = 0
+    """Live feeds open right now (a gauge, kept here so metrics need not know the UI)."""
 
     def state_changed(self, source: str) -> None:
         """A committed change of a device's state, made from ``source`` (api, alexa, ...)."""
@@ -61,6 +66,10 @@ class Counters:
     def oauth_token_error(self, error: str) -> None:
         """The token endpoint answered an OAuth error (``invalid_grant``, ...)."""
         self.oauth_token_errors[error if error in OAUTH_TOKEN_ERRORS else "other"] += 1
+
+    def live_refused(self, cap: str) -> None:
+        """A live feed was refused at a cap (``credential`` or ``household``)."""
+        self.live_refusals[cap if cap in LIVE_CAPS else "other"] += 1
 
     def deliveries_of(self, sink: str) -> Mapping[str, int]:
         """Attempts of one sink by outcome."""

@@ -2,7 +2,10 @@
 
 Only public unicast addresses are allowed unless the operator allows private networks for a
 homelab, instance-wide. Tricky forms are unwrapped first: IPv4-mapped and IPv4-compatible
-IPv6, NAT64 and 6to4 all embed an IPv4 address that decides.
+IPv6, NAT64 and 6to4 all embed an IPv4 address that decides. Any other IPv6 address must be
+global unicast (``2000::/3``), outside the special ranges carved from it: ``ipaddress``
+calls much of the unassigned and deprecated space "global" (``fec0::/10``, ``::/8``,
+``::ffff:0:0:0/96``), and a host's stack may still route those somewhere local.
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ _ALWAYS_REFUSED = tuple(
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _SIXTO4 = ipaddress.ip_network("2002::/16")
-_TEREDO = ipaddress.ip_network("2001::/32")
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+_IPV6_REFUSED = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "2001::/23",  # IETF protocol assignments: Teredo, benchmarking, ORCHID, AS112, AMT
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637)
+    )
+)
 
 URL_MAX = 2048
 STANDARD_PORTS = frozenset({80, 443})
@@ -58,7 +68,7 @@ def is_public(address: IPAddress) -> bool:
     if inner is not None:
         return is_public(inner)
     if isinstance(address, ipaddress.IPv6Address) and (
-        address in _NAT64_LOCAL or address in _TEREDO
+        address not in _GLOBAL_UNICAST or any(address in network for network in _IPV6_REFUSED)
     ):
         return False
     if address.is_multicast or not address.is_global:

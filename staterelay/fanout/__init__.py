@@ -27,6 +27,21 @@ class Fanout:
     rate_limiter: RedisRateLimiter
     login_throttle: RedisLoginThrottle
 
+    @property
+    def connected(self) -> bool:
+        """True while Redis answers (for ``/metrics``)."""
+        return self.link.up
+
+    @property
+    def reconnects(self) -> int:
+        """Times Redis answered again after failing."""
+        return self.link.reconnects
+
+    @property
+    def publish_failures(self) -> int:
+        """Bus events that did not reach the other replicas."""
+        return self.bus.publish_failures
+
     async def start(self) -> None:
         """Start relaying bus events (returns even when Redis is down)."""
         await self.bus.start()

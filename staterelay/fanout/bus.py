@@ -53,6 +53,7 @@ class RedisBus:
         self._unreadable = 0
         self._last_warning: dict[str, float] = {}
         self.received = 0  # events from other replicas handed to local subscribers
+        self.publish_failures = 0  # events that did not go out to the other replicas
 
     # EventBus ----------------------------------------------------------------------------
     def publish(self, event: object) -> None:
@@ -167,6 +168,7 @@ class RedisBus:
         self._local.publish(event)
 
     def _drop(self) -> None:
+        self.publish_failures += 1
         self._dropped += 1
         self._warn(
             "dropped",

@@ -55,11 +55,17 @@ class RedisLink:
         self._up: bool | None = None  # None until the first answer or failure
         self._next_try = 0.0
         self._backoff = MIN_BACKOFF
+        self.reconnects = 0  # times Redis answered again after a failure
 
     @property
     def down(self) -> bool:
         """True since a failure, until something reaches Redis again."""
         return self._up is False
+
+    @property
+    def up(self) -> bool:
+        """True since Redis last answered (False before it has, and while it is down)."""
+        return self._up is True
 
     def retry_in(self) -> float:
         """Seconds the reconnecting subscriber waits before its next try (0 when up)."""
@@ -70,6 +76,7 @@ class RedisLink:
         if self._up is True:
             return
         if self._up is False:
+            self.reconnects += 1
             _LOGGER.warning(
                 "Redis at %s answers again: sharing live updates and rate limits with the "
                 "other replicas",

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from staterelay.core.ifttt import ActionSkipped
 from staterelay.errors import BadRequest, NotAuthenticated, StateRelayError
+from staterelay.jsoncodec import MAX_DEPTH, TooDeep, check_depth
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,8 +24,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 COMPRESS_ABOVE: Final = 1024
 # IFTTT documents 400, 401, 404, 500 and 503; a domain error with another status (422 for
-# a bad value, 409, 412) is "something wrong with incoming data": 400.
-_KEPT_STATUSES: Final = frozenset({400, 401, 403, 404, 405, 413, 500, 503})
+# a bad value, 409, 412) is "something wrong with incoming data": 400. A full disk is
+# "our fault, try later" (500); a body that never arrived is the plain 408.
+_KEPT_STATUSES: Final = frozenset({400, 401, 403, 404, 405, 408, 413, 500, 503})
+_SERVER_STATUSES: Final = frozenset({507})
 _HTTP_MESSAGES: Final = {
     404: "there is nothing at this address",
     405: "this address does not accept that method",
@@ -63,8 +66,11 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
+        check_depth(raw)
         value = json.loads(raw)
-    except (ValueError, RecursionError):
+    except TooDeep:
+        raise BadRequest(f"the request body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
@@ -84,6 +90,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return response
     except StateRelayError as error:
         status = error.status if error.status in _KEPT_STATUSES else 400
+        if error.status in _SERVER_STATUSES:
+            status = 500
         return errors_response(status, _sentence(error.detail))
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -93,6 +101,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except ConnectionResetError:
+        raise  # the client hung up mid-body; the request boundary notes it
     except Exception:
         _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
         return errors_response(500, "something went wrong on the server; it was logged.")

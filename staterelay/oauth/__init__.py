@@ -17,6 +17,7 @@ from aiohttp import web
 
 from staterelay.core import Core
 from staterelay.core.oauth_clients import issuer_url
+from staterelay.errors import StorageFull
 from staterelay.keys import CORE_KEY
 from staterelay.oauth import consent, views
 from staterelay.oauth.views import ISSUER_KEY
@@ -55,7 +56,10 @@ async def _oauth_context(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await core.oauth.flush_last_used(force=True)
+        try:
+            await core.oauth.flush_last_used(force=True)
+        except StorageFull:
+            _LOGGER.warning("linked apps' last-used times were not saved: the disk is full")
 
 
 async def _housekeeping(core: Core) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -19,7 +21,7 @@ from multidict import MultiMapping
 
 from staterelay.core import Core
 from staterelay.core.oauth_clients import AUTH_METHODS, KNOWN_SCOPES
-from staterelay.errors import CredentialExpired, NotFound
+from staterelay.errors import CredentialExpired, NotFound, StateRelayError
 from staterelay.keys import CORE_KEY
 from staterelay.oauth.requests import Snapshot, form_snapshot
 from staterelay.oauth.server import OAuthResponse, Prefetched, StateRelayAuthorizationServer
@@ -39,7 +41,28 @@ routes = web.RouteTableDef()
 
 
 # token and revocation endpoints -------------------------------------------------------------
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _json_errors(handler: Handler) -> Handler:
+    """Answer a domain error (a full disk, a body that never came) as OAuth error JSON.
+
+    Token and revocation clients read JSON, never the HTML page the browser paths get.
+    """
+
+    @functools.wraps(handler)
+    async def answered(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except StateRelayError as error:
+            body = {"error": error.code, "error_description": error.detail}
+            return web.json_response(body, status=error.status, headers=NO_STORE)
+
+    return answered
+
+
 @routes.post(TOKEN_PATH)
+@_json_errors
 async def token(request: web.Request) -> web.Response:
     """Exchange a code, or refresh; commit what validation decided in one transaction."""
     core = request.app[CORE_KEY]
@@ -107,6 +130,7 @@ async def _commit_token(
 
 
 @routes.post(REVOKE_PATH)
+@_json_errors
 async def revoke(request: web.Request) -> web.Response:
     """RFC 7009 revocation: 200 for unknown tokens too."""
     core = request.app[CORE_KEY]

@@ -14,10 +14,8 @@ import sqlite3
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from staterelay.ops.backup import (
@@ -29,11 +27,10 @@ from staterelay.ops.backup import (
     open_read_only,
     parse_secret,
 )
+from staterelay.ops.checks import Check, span
 from staterelay.ops.lock import running_pid
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
 from staterelay.store.sqlite_engine import SQLiteEngine, migration_files
-
-Status = Literal["OK", "WARN", "FAIL"]
 
 # A system clock before this is certainly wrong (a board without a battery-backed clock).
 EARLIEST_PLAUSIBLE_TIME = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
@@ -45,16 +42,7 @@ SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 ALEXA_REQUIRED = ("relay_secret", "messaging_client_id", "messaging_client_secret")
 IFTTT_REQUIRED = ("service_key",)
 _LOCAL_HOSTS = {"localhost", "localhost.localdomain"}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: OK, WARN (works, but look) or FAIL (broken); ``fix`` says what to do."""
-
-    name: str
-    status: Status
-    message: str
-    fix: str | None = None
+MIB = 1024 * 1024
 
 
 def format_check(check: Check) -> str:
@@ -82,8 +70,11 @@ def run_checks(
         ),
         _data_dir(settings),
     ]
-    facts, database_checks = _database(settings)
+    facts, database_checks = _database(settings, clock)
     checks += database_checks
+    disk = _free_space(settings)
+    if disk is not None:
+        checks.append(disk)
     checks.append(_secret_key(settings, facts))
     checks.append(_durability(settings))
     checks.append(_public_url(settings))
@@ -133,17 +124,15 @@ def _database_path(settings: Settings) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def _database(settings: Settings) -> tuple[DatabaseFacts | None, list[Check]]:
+def _database(
+    settings: Settings, clock: Callable[[], float]
+) -> tuple[DatabaseFacts | None, list[Check]]:
     path = _database_path(settings)
     if path is None:
-        return None, [
-            Check(
-                "database",
-                "WARN",
-                "not SQLite; doctor checks SQLite databases only",
-                "check PostgreSQL with its own tools (pg_isready, pg_amcheck)",
-            )
-        ]
+        # Imported here: asyncpg has no place in a SQLite server (the CLI module imports this).
+        from staterelay.ops.doctor_postgres import postgres_checks
+
+        return None, postgres_checks(settings, clock=clock)
     if not path.exists():
         return None, [
             Check(
@@ -200,6 +189,30 @@ def _database(settings: Settings) -> tuple[DatabaseFacts | None, list[Check]]:
             )
         )
     return facts, checks
+
+
+def _free_space(settings: Settings) -> Check | None:
+    """Room left on the file system of the SQLite database (or of the data directory)."""
+    path = _database_path(settings)
+    if path is None:
+        return None
+    where = next((p for p in (path.parent, *path.parents) if p.exists()), None)
+    if where is None:
+        return None
+    info = os.statvfs(where)
+    free = info.f_bavail * info.f_frsize
+    floor = settings.database.min_free_mb * MIB
+    summary = f"{free / MIB:.0f} MiB free under {where}"
+    if free < floor:
+        return Check(
+            "disk",
+            "FAIL",
+            f"{free / MIB:.1f} MiB free under {where}, below database.min_free_mb "
+            f"({settings.database.min_free_mb} MiB): writes will soon fail with 507",
+            "free space on that disk (old backups, logs), or move the data directory to a "
+            "bigger one; the server picks up freed space without a restart",
+        )
+    return Check("disk", "OK", summary)
 
 
 def _readable_fix(path: Path) -> str:
@@ -394,7 +407,7 @@ def _clock(settings: Settings, now: float) -> Check:
         return Check(
             "clock",
             "WARN",
-            f"the database has activity from {_when(newest)}, {_span(newest - now)} after "
+            f"the database has activity from {_when(newest)}, {span(newest - now)} after "
             f"the system clock ({_when(now)}): the clock has gone back",
             "fix the system time (timedatectl set-ntp true); tokens and sessions depend on it",
         )
@@ -402,7 +415,7 @@ def _clock(settings: Settings, now: float) -> Check:
         return Check(
             "clock",
             "WARN",
-            f"the newest activity is from {_when(newest)}, {_span(now - newest)} ago "
+            f"the newest activity is from {_when(newest)}, {span(now - newest)} ago "
             f"(system clock: {_when(now)})",
             "if the instance was in use since then, the system clock is wrong",
         )
@@ -422,7 +435,7 @@ def _outbox(settings: Settings, now: float) -> Check:
         return Check(
             "outbox",
             "WARN",
-            f"{summary}; the oldest pending delivery is {_span(now - float(oldest))} old",
+            f"{summary}; the oldest pending delivery is {span(now - float(oldest))} old",
             "is the server running? Check the destinations' delivery history "
             "(GET /api/v1/webhooks/{id}/deliveries) for their errors",
         )
@@ -434,7 +447,7 @@ def _outbox(settings: Settings, now: float) -> Check:
             "see the failing webhooks' delivery history (GET /api/v1/webhooks/{id}/deliveries)",
         )
     if pending:
-        return Check("outbox", "OK", f"{summary}; oldest {_span(now - float(oldest))} old")
+        return Check("outbox", "OK", f"{summary}; oldest {span(now - float(oldest))} old")
     return Check("outbox", "OK", summary)
 
 
@@ -447,11 +460,3 @@ def _server(settings: Settings) -> Check:
 
 def _when(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} seconds"

@@ -27,6 +27,7 @@ from staterelay.store.records import (
     OutboxItem,
     OutboxStats,
     PoolStats,
+    StorageStats,
     Tenant,
     User,
     Webhook,
@@ -226,3 +227,6 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
 
     def pool_stats(self) -> PoolStats:
         """This process's database connections right now (no query: cheap to scrape)."""
+
+    def storage_stats(self) -> StorageStats:
+        """Free space under the database where the store can see it, and refused writes."""

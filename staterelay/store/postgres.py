@@ -45,6 +45,7 @@ from staterelay.store.records import (
     NewOutboxEvent,
     PoolStats,
     PropertyState,
+    StorageStats,
     Tenant,
     User,
     Webhook,
@@ -117,6 +118,11 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
     def pool_stats(self) -> PoolStats:
         """The asyncpg pool's size, limit and borrowed connections."""
         return self.engine.pool_stats()
+
+    def storage_stats(self) -> StorageStats:
+        """Writes the server refused for lack of space; its free space is the database
+        host's to watch (this process cannot see that disk)."""
+        return StorageStats(free_bytes=None, full_errors=self.engine.storage_full_errors)
 
     async def ready(self) -> bool:
         """True when a query answers and no migration is pending."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from staterelay.errors import StorageFull
 from staterelay.jsoncodec import decode, encode_sorted_text
 from staterelay.store.records import PoolStats
 
@@ -41,6 +42,7 @@ POOL_MAX_SIZE = 10
 # Any constant works; it only has to be the same in every replica ("srmigrat" in ASCII).
 MIGRATION_LOCK = 0x7372_6D69_6772_6174
 SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
+FULL_LOG_EVERY = 60.0
 
 _NUL_ESCAPE = re.compile(r"(\\+)u0000")
 
@@ -192,6 +194,8 @@ class PostgresEngine:
         self.pool_size = pool_size
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self.role: str = ""
+        self.storage_full_errors = 0
+        self._full_logged_at = -FULL_LOG_EVERY
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -259,14 +263,36 @@ class PostgresEngine:
         # BEGIN and the tenant travel in one round trip: the simple query protocol takes
         # several statements but no parameters, so the id goes as a quoted literal.
         begin = f"{_BEGIN[readonly]}; SELECT set_config('app.tenant_id', {quote(tenant_id)}, true)"
-        async with self.pool.acquire() as conn, _transaction(conn, begin):
-            yield conn
+        try:
+            async with self.pool.acquire() as conn, _transaction(conn, begin):
+                yield conn
+        except asyncpg.DiskFullError as exc:
+            raise self._disk_full(exc) from exc
 
     @asynccontextmanager
     async def instance(self, *, readonly: bool = False) -> AsyncIterator[Connection]:
         """A transaction with no tenant: instance tables and ``sr_*`` functions only."""
-        async with self.pool.acquire() as conn, _transaction(conn, _BEGIN[readonly]):
-            yield conn
+        try:
+            async with self.pool.acquire() as conn, _transaction(conn, _BEGIN[readonly]):
+                yield conn
+        except asyncpg.DiskFullError as exc:
+            raise self._disk_full(exc) from exc
+
+    def _disk_full(self, error: asyncpg.DiskFullError) -> StorageFull:
+        """SQLSTATE 53100: the transaction was rolled back; callers get a domain error."""
+        self.storage_full_errors += 1
+        now = time.monotonic()
+        if now - self._full_logged_at >= FULL_LOG_EVERY:
+            # Once a minute at most: a full disk fails every write until space returns.
+            self._full_logged_at = now
+            _LOGGER.error(
+                "writes fail for lack of disk space on the database server (%d so far): %s",
+                self.storage_full_errors,
+                error,
+            )
+        return StorageFull(
+            "the database has no room for this change (its disk is full); nothing of it was kept"
+        )
 
 
 _BEGIN = {False: "BEGIN", True: "BEGIN READ ONLY"}

@@ -229,6 +229,15 @@ class PoolStats:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageStats:
+    """Room for the database: free bytes where the store can tell (None for a server the
+    store reaches over the network), and writes refused for lack of space so far."""
+
+    free_bytes: int | None
+    full_errors: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceChange:
     """What a mutator decided: new property values, activity rows and outbox events."""
 

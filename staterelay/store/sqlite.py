@@ -24,6 +24,7 @@ from staterelay.store.records import (
     OutboxStats,
     PoolStats,
     PropertyState,
+    StorageStats,
     Tenant,
     User,
     Webhook,
@@ -101,6 +102,10 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     def pool_stats(self) -> PoolStats:
         """The reader and writer connections, the writer's state and its queue."""
         return self.engine.pool_stats()
+
+    def storage_stats(self) -> StorageStats:
+        """Free bytes on the database's file system; writes the disk refused."""
+        return self.engine.storage_stats()
 
     async def ready(self) -> bool:
         """True when a query answers and no migration is pending."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Hashable
@@ -26,7 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from staterelay.store.records import PoolStats
+from staterelay.errors import StorageFull
+from staterelay.store.records import PoolStats, StorageStats
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ READ_CACHE_MAX = 4096
 _DATA_VERSION = "PRAGMA data_version"
 _MISSING: Any = object()
 BUSY_TIMEOUT_MS = 5000
+# Primary result codes of a write the disk refused: full, or an I/O error (which is what a
+# full disk looks like to SQLite while it grows the WAL or syncs it).
+STORAGE_CODES = frozenset({13, 10})  # SQLITE_FULL, SQLITE_IOERR
+FULL_LOG_EVERY = 60.0
 # A reader only waits while a crashed writer's WAL is recovered; never block the loop long.
 READER_BUSY_TIMEOUT_MS = 200
 
@@ -137,6 +143,8 @@ class SQLiteEngine:
         self._closing = False
         self._cache: dict[Hashable, Any] = {}
         self._cache_version = -1
+        self.storage_full_errors = 0
+        self._full_logged_at = -FULL_LOG_EVERY
         self.written: dict[Hashable, Any] = {}
         """Records write functions remember between transactions, keyed as they choose.
 
@@ -199,6 +207,41 @@ class SQLiteEngine:
             in_use=int(writer is not None and writer.in_transaction),
             waiting=len(self._pending),
         )
+
+    def storage_stats(self) -> StorageStats:
+        """Free bytes on the file system of the database (None when it cannot be read)."""
+        try:
+            info = os.statvfs(self.path.parent)
+        except OSError:
+            free = None
+        else:
+            free = info.f_bavail * info.f_frsize
+        return StorageStats(free_bytes=free, full_errors=self.storage_full_errors)
+
+    def _refused_by_disk(self, error: BaseException) -> BaseException:
+        """``StorageFull`` for a write the disk refused; any other error unchanged."""
+        if not isinstance(error, sqlite3.Error):
+            return error
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is None or code & 0xFF not in STORAGE_CODES:
+            return error
+        self.storage_full_errors += 1
+        now = time.monotonic()
+        if now - self._full_logged_at >= FULL_LOG_EVERY:
+            # Once a minute at most: a full disk fails every write until space returns.
+            self._full_logged_at = now
+            _LOGGER.error(
+                "writes fail for lack of disk space under %s (%d so far): %s",
+                self.path.parent,
+                self.storage_full_errors,
+                error,
+            )
+        refused = StorageFull(
+            "the database has no room for this change (the disk is full or failing); "
+            "nothing of it was kept"
+        )
+        refused.__cause__ = error
+        return refused
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the reader connection; it sees only committed data."""
@@ -280,17 +323,18 @@ class SQLiteEngine:
                 # The statements themselves take microseconds: run them here, then wait
                 # for the COMMIT (and its fsync) on the writer thread.
                 outcomes = _run_writes(self._writer, fns, self.written)
-                failure = await loop.run_in_executor(self._write_pool, _commit, self._writer)
-                if failure is not None:
-                    self.written.clear()
-                    outcomes = [(False, failure)] * len(fns)
+                if self._writer.in_transaction:
+                    failure = await loop.run_in_executor(self._write_pool, _commit, self._writer)
+                    if failure is not None:
+                        self.written.clear()
+                        outcomes = [(False, failure)] * len(fns)
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if ok:
                     future.set_result(value)
                 else:
-                    future.set_exception(value)
+                    future.set_exception(self._refused_by_disk(value))
 
 
 def _read_in_snapshot(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
@@ -334,14 +378,27 @@ def _run_writes(
     failure is confined to its own write. Writes are functions of the database alone, so
     running one again after a rollback is the same as running it once. ``written`` (the
     engine's remembered records) is emptied whenever work is rolled back.
+
+    SQLite rolls the whole transaction back by itself after some errors (a full disk, an
+    I/O error): then every write of the batch fails with that error, and no transaction is
+    left open to commit.
     """
     conn.execute("SAVEPOINT batch")
     try:
         outcomes = [(True, fn(conn)) for fn in fns]
-    except Exception:  # noqa: BLE001 - the isolated rerun below reports it to its caller
-        conn.execute("ROLLBACK TO batch")
+    except Exception as exc:  # noqa: BLE001 - the isolated rerun below reports it to its caller
         written.clear()
-        outcomes = [_isolated(conn, fn, written) for fn in fns]
+        if not conn.in_transaction:
+            return [(False, exc)] * len(fns)
+        conn.execute("ROLLBACK TO batch")
+        outcomes = []
+        for fn in fns:
+            outcome = _isolated(conn, fn, written)
+            outcomes.append(outcome)
+            if not conn.in_transaction:
+                # Rolled back whole: the writes that seemed done are undone too.
+                failure = outcome[1]
+                return [(False, failure)] * len(fns)
     conn.execute("RELEASE batch")
     return outcomes
 
@@ -353,7 +410,8 @@ def _commit(conn: sqlite3.Connection) -> sqlite3.Error | None:
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        _LOGGER.error("commit failed: %s", exc)
+        if exc.sqlite_errorcode & 0xFF not in STORAGE_CODES:  # those are reported by the engine
+            _LOGGER.error("commit failed: %s", exc)
         return exc
     return None
 
@@ -365,9 +423,10 @@ def _isolated(
     try:
         value = fn(conn)
     except Exception as exc:  # noqa: BLE001 - handed to the caller, not swallowed
-        conn.execute("ROLLBACK TO write_op")
         written.clear()
-        conn.execute("RELEASE write_op")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO write_op")
+            conn.execute("RELEASE write_op")
         return False, exc
     conn.execute("RELEASE write_op")
     return True, value

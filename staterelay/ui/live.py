@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -29,7 +30,7 @@ from staterelay.core.events import (
 from staterelay.core.models import ActivityEntry, Principal
 from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
 from staterelay.errors import NotAuthenticated
-from staterelay.keys import CORE_KEY
+from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui.present import activity_view, device_view, webhook_name
 from staterelay.web.middleware import origin_allowed
 from staterelay.web.principal import session_principal
@@ -45,6 +46,9 @@ RECHECK: Final = 60.0  # seconds between checks that the session or token is sti
 CLOSE_TIMEOUT: Final = 5.0
 ACTIVITY_BATCH: Final = 50
 SLOW_CLIENT: Final = 4000  # private close code telling the page it missed messages
+PER_CREDENTIAL: Final = 20  # limits.websockets_per_credential
+PER_HOUSEHOLD: Final = 100  # limits.websockets_per_household
+CAP_RETRY_AFTER: Final = 30  # seconds a refused client is asked to wait
 
 Validity = Callable[[], Awaitable[bool]]
 
@@ -95,11 +99,18 @@ class LiveHub:
         queue_size: int = QUEUE_SIZE,
         heartbeat: float = HEARTBEAT,
         recheck: float = RECHECK,
+        per_credential: int = PER_CREDENTIAL,
+        per_household: int = PER_HOUSEHOLD,
     ) -> None:
         self._core = core
         self.queue_size = queue_size
         self.heartbeat = heartbeat
         self.recheck = recheck
+        self.per_credential = per_credential
+        self.per_household = per_household
+        # Sockets held (upgrading or open) per credential and per tenant, for the caps.
+        self._held_by_credential: Counter[str] = Counter()
+        self._held_by_tenant: Counter[str] = Counter()
         self._tenants: dict[str, set[LiveClient]] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._last_activity: dict[str, int] = {}
@@ -146,10 +157,42 @@ class LiveHub:
         return sum(len(group) for group in self._tenants.values())
 
     # serving ---------------------------------------------------------------------------------
+    def refusal(self, principal: Principal) -> tuple[str, str] | None:
+        """(cap, reason) when one more socket for ``principal`` would pass a cap, else None.
+
+        Call it right before ``serve`` with nothing awaited in between: ``serve`` counts
+        the socket before its first ``await``, so concurrent upgrades cannot both slip in.
+        """
+        if self._held_by_credential[principal.actor] >= self.per_credential:
+            return "credential", (
+                f"This sign-in already has {self.per_credential} live feeds open; close one "
+                "(another tab or device) and try again."
+            )
+        if self._held_by_tenant[principal.tenant_id] >= self.per_household:
+            return "household", (
+                f"Your household already has {self.per_household} live feeds open; close "
+                "one and try again."
+            )
+        return None
+
     async def serve(
         self, request: web.Request, principal: Principal, still_valid: Validity
     ) -> web.WebSocketResponse:
         """Upgrade the request and push the tenant's events until either side closes."""
+        credential, tenant_id = principal.actor, principal.tenant_id
+        self._held_by_credential[credential] += 1
+        self._held_by_tenant[tenant_id] += 1
+        self._core.counters.live_connections += 1
+        try:
+            return await self._serve(request, principal, still_valid)
+        finally:
+            self._core.counters.live_connections -= 1
+            _release(self._held_by_credential, credential)
+            _release(self._held_by_tenant, tenant_id)
+
+    async def _serve(
+        self, request: web.Request, principal: Principal, still_valid: Validity
+    ) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(
             heartbeat=self.heartbeat, max_msg_size=MAX_MESSAGE, compress=False
         )
@@ -334,12 +377,23 @@ class LiveHub:
         )
 
 
+def _release(held: Counter[str], key: str) -> None:
+    held[key] -= 1
+    if held[key] <= 0:
+        del held[key]
+
+
 LIVE_KEY: Final = web.AppKey("staterelay.ui.live", LiveHub)
 
 
 async def live_context(app: web.Application) -> AsyncIterator[None]:
     """Create the hub and subscribe it for the life of the app."""
-    hub = LiveHub(app[CORE_KEY])
+    limits = app[SETTINGS_KEY].limits
+    hub = LiveHub(
+        app[CORE_KEY],
+        per_credential=limits.websockets_per_credential,
+        per_household=limits.websockets_per_household,
+    )
     app[LIVE_KEY] = hub
     hub.start()
     try:
@@ -392,6 +446,16 @@ async def live_socket(request: web.Request) -> web.StreamResponse:
         return _refusal(403, "A device-scoped API key cannot open the household's live feed.")
     if not web.WebSocketResponse().can_prepare(request).ok:
         return _refusal(400, "This is a WebSocket endpoint.")
+    refused = hub.refusal(principal)
+    if refused is not None:
+        cap, reason = refused
+        core.counters.live_refused(cap)
+        _LOGGER.info(
+            "refused a live connection of %s: the %s cap is reached", principal.tenant_id, cap
+        )
+        response = _refusal(429, reason)
+        response.headers["Retry-After"] = str(CAP_RETRY_AFTER)
+        return response
     return await hub.serve(request, principal, still_valid)
 
 

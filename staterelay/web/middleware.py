@@ -95,8 +95,8 @@ async def html_boundary(request: web.Request, handler: Handler) -> web.StreamRes
             harden(exc)
             raise
         response = _page_for_http_error(request, exc)
-    except asyncio.CancelledError:
-        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise  # a client that hung up mid-body is noted by the request boundary
     except Exception:
         _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
         response = error_page(

@@ -158,6 +158,10 @@ async def strict_client(
         "http://127.0.0.1:9/",
         "http://[::1]/",
         "http://[::ffff:10.0.0.1]/",
+        # IPv6 outside global unicast that ``ipaddress`` still calls global (issue 15).
+        "http://[::ffff:0:7f00:1]/",
+        "http://[::1:7f00:1]/",
+        "http://[fec0::1]/",
         "http://localhost/",
         "http://169.254.169.254/latest/meta-data",
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,11 +17,12 @@ from typing import Any
 import aiohappyeyeballs
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from hypothesis import given, strategies as st
 from yarl import URL
 
 from staterelay.core import Core
 from staterelay.core.models import OutboxItem, Webhook
-from staterelay.core.netpolicy import AddressPolicy
+from staterelay.core.netpolicy import AddressPolicy, embedded_ipv4, is_public
 from staterelay.dispatch import AddressRefused, GuardedResolver, WebhookSink, check_url
 from staterelay.dispatch.ssrf import refusal
 from tests.dispatch.conftest import HookFactory, Receiver
@@ -41,6 +43,12 @@ FORBIDDEN = [
     "2002:7f00:1::",
     "::127.0.0.1",
 ]
+# IPv6 outside 2000::/3 that ``ipaddress`` calls global: IPv4-translated 127.0.0.1
+# (::ffff:0:0:0/96), reserved ::/8, deprecated site-local fec0::/10; and special ranges
+# inside 2000::/3 (documentation, IETF protocol assignments).
+NOT_GLOBAL_UNICAST_V6 = ["::ffff:0:7f00:1", "::1:7f00:1", "fec0::1"]
+SPECIAL_V6 = ["2001:db8::1", "3fff::1", "2001:2::1", "2001:20::1", "5f00::1", "4000::1"]
+FORBIDDEN += NOT_GLOBAL_UNICAST_V6 + SPECIAL_V6
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
 LAN = AddressPolicy.from_settings(False, ["192.168.1.0/24"])
@@ -134,6 +142,20 @@ def test_default_policy_refuses(address: str) -> None:
     assert refusal(AddressPolicy(), _ip(address), 443) is not None
 
 
+@given(st.ip_addresses(v=6))
+def test_ipv6_is_allowed_only_in_global_unicast(address: ipaddress.IPv6Address) -> None:
+    """Whatever IPv6 address the default policy lets through is in 2000::/3 and global,
+    unless it carries an IPv4 address that is public itself (NAT64, 6to4, mapped)."""
+    if not AddressPolicy().allows(address):
+        return
+    inner = embedded_ipv4(address)
+    if inner is not None:
+        assert is_public(inner)
+    else:
+        assert address in ipaddress.ip_network("2000::/3")
+        assert address.is_global
+
+
 def test_allow_list_lets_its_network_through_on_any_port() -> None:
     """192.168.1.0/24 allow-listed: its addresses (and IPv4-mapped forms) pass, others not."""
     assert LAN.allows(_ip("192.168.1.20"))
@@ -219,6 +241,13 @@ def test_literal_urls_are_refused(url: str) -> None:
         check_url(URL(url), AddressPolicy())
 
 
+@pytest.mark.parametrize("address", NOT_GLOBAL_UNICAST_V6)
+def test_literal_ipv6_outside_global_unicast_is_refused(address: str) -> None:
+    """The three forms issue 15 found open are refused as URL literals too."""
+    with pytest.raises(AddressRefused):
+        check_url(URL(f"http://[{address}]/hook"), AddressPolicy())
+
+
 @pytest.mark.parametrize(
     "url", ["https://hooks.example.com/x", "http://8.8.8.8/", "https://[2606:4700::1111]/"]
 )
@@ -282,6 +311,26 @@ async def test_sink_refuses_literal_urls_before_connecting(
     assert receiver.requests == []
 
 
+@pytest.mark.parametrize("address", NOT_GLOBAL_UNICAST_V6)
+async def test_sink_refuses_ipv6_names_outside_global_unicast_without_connecting(
+    core: Core, make_hook: HookFactory, connects: list[tuple[Any, ...]], address: str
+) -> None:
+    """The DNS forms: a name whose AAAA answer is one of them is refused before any connect."""
+    webhook, _ = await make_hook("https://receiver6.test/hook")
+    stub = StubResolver({"receiver6.test": [address]})
+    sink = WebhookSink(
+        core, timeout_seconds=1.0, max_response_bytes=1024, policy=AddressPolicy(), resolver=stub
+    )
+    try:
+        result = await sink.deliver(_item(webhook))
+    finally:
+        await sink.close()
+    assert not result.delivered
+    assert result.error == "refused: the host name resolves to a private, local or reserved address"
+    assert stub.asked == ["receiver6.test"]
+    assert connects == []
+
+
 async def test_sink_connects_to_allow_listed_lan_address(
     core: Core, make_hook: HookFactory, connects: list[tuple[Any, ...]]
 ) -> None:
@@ -303,6 +352,4 @@ async def test_sink_connects_to_allow_listed_lan_address(
 
 
 def _ip(text: str) -> Any:
-    import ipaddress
-
     return ipaddress.ip_address(text)
