@@ -392,7 +392,8 @@ async def test_checklist_28_each_row_goes_to_one_worker_and_a_dead_workers_rows_
 
 
 async def _queue_deliveries(settings: Settings, tmp_path: Path, count: int) -> None:
-    """``count`` outbox rows for webhooks of several destinations."""
+    """``count`` outbox rows for webhooks of several destinations, each row the head of its
+    own ordering key (one change of each of ``count / 6`` devices), so all are claimable."""
     core = build_core(settings, instance_secret=load_or_create_secret(tmp_path / "key"))
     await core.store.open()
     try:
@@ -403,10 +404,11 @@ async def _queue_deliveries(settings: Settings, tmp_path: Path, count: int) -> N
                 principal,
                 {"url": f"https://hooks{n}.example.com/x", "event_types": ["state.changed"]},
             )
-        lamp = await core.devices.create(principal, type="switch", name="Lamp", source="api")
         for n in range(count // 6):
-            power = "ON" if n % 2 == 0 else "OFF"
-            await core.devices.set_state(principal, lamp.id, {"power": power}, source="api")
+            lamp = await core.devices.create(
+                principal, type="switch", name=f"Lamp {n}", source="api"
+            )
+            await core.devices.set_state(principal, lamp.id, {"power": "ON"}, source="api")
     finally:
         await core.bus.close()
         await core.store.close()
