@@ -44,6 +44,7 @@ from staterelay.settings import (
     load_settings,
 )
 from staterelay.store import open_store
+from staterelay.web.addresses import reachable_urls
 from staterelay.wiring import build_core
 
 _LOGGER = logging.getLogger(__name__)
@@ -241,6 +242,15 @@ def serve(
         {"server.host": host, "server.port": port, "server.public_url": public_url},
     )
     configure_logging(settings.log)
+    try:
+        _serve(settings)
+    except KeyboardInterrupt:
+        # Ctrl-C before the server's own signal handling is in place (while it starts).
+        _LOGGER.info("StateRelay stopped before it finished starting")
+
+
+def _serve(settings: Settings) -> None:
+    """Start the server and run it until it is stopped."""
     # The SQLite writer thread hands the GIL back and forth with the event loop on every
     # statement; Python's default 5 ms switch interval would make it queue behind request
     # handling for milliseconds each time.
@@ -259,13 +269,34 @@ def serve(
     instance_lock = _lock_data_dir(settings)
     app.on_startup.append(_freeze_startup_objects)
 
+    started = False
+
     def announce(*_banner: object) -> None:
         # aiohttp calls this once every site is bound; its own banner text is dropped.
+        nonlocal started
+        started = True
+        where = _address(server.host, server.port)
+        urls = reachable_urls(settings)
+        if urls == [settings.public_url]:
+            _LOGGER.info(
+                "StateRelay is serving %s (listening on %s, data in %s)",
+                settings.public_url,
+                where,
+                settings.data_dir,
+            )
+            return
         _LOGGER.info(
             "StateRelay is serving %s (listening on %s, data in %s)",
-            settings.public_url,
-            _address(server.host, server.port),
+            ", ".join(urls),
+            where,
             settings.data_dir,
+        )
+        _LOGGER.info(
+            "No public URL is set: links StateRelay makes (invites, password resets, Alexa and "
+            "IFTTT setup) use %s; set server.public_url, or serve --public-url %s, to the "
+            "address people should use",
+            settings.public_url,
+            urls[0],
         )
 
     try:
@@ -286,6 +317,11 @@ def serve(
     finally:
         if instance_lock is not None:
             instance_lock.release()
+    # run_app returns (rather than raising) after SIGINT or SIGTERM, also while starting.
+    if started:
+        _LOGGER.info("StateRelay stopped")
+    else:
+        _LOGGER.info("StateRelay stopped before it finished starting")
 
 
 async def _freeze_startup_objects(app: web.Application) -> None:

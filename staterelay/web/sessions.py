@@ -57,6 +57,19 @@ def safe_next(value: object, default: str = DEFAULT_NEXT) -> str:
     return value
 
 
+def from_trusted_proxy(request: web.Request) -> bool:
+    """True when the socket peer is inside ``server.trusted_proxies``."""
+    networks = _trusted_networks(request.config_dict[SETTINGS_KEY].server.trusted_proxies)
+    return _inside(request.remote or "", networks)
+
+
+def forwarded_value(request: web.Request, header: str) -> str | None:
+    """The right-most value of an ``X-Forwarded-*`` header (what the nearest proxy set)."""
+    values = ",".join(request.headers.getall(header, []))
+    parts = [part.strip() for part in values.split(",") if part.strip()]
+    return parts[-1] if parts else None
+
+
 def client_ip(request: web.Request) -> str:
     """The client's address: the socket peer, or what a trusted proxy says it forwarded.
 

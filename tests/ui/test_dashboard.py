@@ -135,7 +135,7 @@ async def test_create_errors_sit_next_to_their_fields(
     [
         ("warm", "Temperature must be a number."),
         ("", "Enter a temperature."),
-        ("999", "Temperature must be from -90 to 150 celsius."),
+        ("999", "Temperature must be from -90 to 150 °C."),
         ("nan", "Temperature must be a number."),
     ],
 )
