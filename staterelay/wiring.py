@@ -6,6 +6,7 @@ from staterelay.core import AddressPolicy, Core, CoreConfig, InProcessBus
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.throttle import LoginThrottle
+from staterelay.mailer import SmtpMailer
 from staterelay.settings import Settings
 from staterelay.store import open_store
 
@@ -21,6 +22,7 @@ def core_config(settings: Settings) -> CoreConfig:
         accounts=settings.accounts,
         oauth=settings.oauth,
         ifttt=settings.ifttt,
+        alexa=settings.alexa,
     )
 
 
@@ -48,4 +50,5 @@ def build_core(
         clock=clock,
         config=core_config(settings),
         login_throttle=login_throttle,
+        mailer=SmtpMailer(settings.email) if settings.email.enabled else None,
     )

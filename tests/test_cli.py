@@ -246,7 +246,10 @@ def test_duplicate_email_is_one_line_and_exit_1(data_dir: Path) -> None:
     assert invoke(*args).exit_code == 0
     again = invoke(*args)
     assert again.exit_code == 1
-    assert one_line(again.stderr) == "staterelay: a user with this email exists"
+    assert one_line(again.stderr) == (
+        "staterelay: a user with the email twice@example.com exists; to give it a new "
+        "password, run staterelay user set-password --email twice@example.com --password-stdin"
+    )
     assert again.stdout == ""
     assert "Traceback" not in again.output
 

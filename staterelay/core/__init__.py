@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from staterelay.core.accounts import AccountService
+from staterelay.core.accounts import AccountService, PasswordWork
 from staterelay.core.activity import ActivityService
 from staterelay.core.alexa import AlexaLinkService
 from staterelay.core.auth import AuthService
@@ -13,15 +13,18 @@ from staterelay.core.clock import Clock, system_clock
 from staterelay.core.counters import Counters
 from staterelay.core.crypto import SecretBox
 from staterelay.core.devices import DeviceService
+from staterelay.core.facts import InstanceFacts
 from staterelay.core.ifttt import IftttService
+from staterelay.core.mail import Mailer
 from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.oauth import OAuthService
 from staterelay.core.outbox import OutboxService
+from staterelay.core.recovery import RecoveryService
 from staterelay.core.sessions import SessionService
 from staterelay.core.throttle import LoginThrottle
 from staterelay.core.users import UserService
 from staterelay.core.webhooks import WebhookService
-from staterelay.settings import AccountsSettings, IftttSettings, OAuthSettings
+from staterelay.settings import AccountsSettings, AlexaSettings, IftttSettings, OAuthSettings
 from staterelay.store.base import Store
 
 
@@ -36,6 +39,7 @@ class CoreConfig:
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     ifttt: IftttSettings = field(default_factory=IftttSettings)
+    alexa: AlexaSettings = field(default_factory=AlexaSettings)
 
 
 class Core:
@@ -50,6 +54,7 @@ class Core:
         config: CoreConfig | None = None,
         clock: Clock = system_clock,
         login_throttle: LoginThrottle | None = None,
+        mailer: Mailer | None = None,
     ) -> None:
         config = config or CoreConfig()
         self.store = store
@@ -61,7 +66,12 @@ class Core:
         self.sessions = SessionService(
             store, clock, config.accounts, instance_secret=instance_secret
         )
-        self.accounts = AccountService(store, clock, config.accounts, throttle=login_throttle)
+        work = PasswordWork()
+        self.accounts = AccountService(
+            store, clock, config.accounts, throttle=login_throttle, work=work
+        )
+        self.recovery = RecoveryService(store, clock, work, mailer=mailer)
+        self.facts = InstanceFacts(store, clock)
         self.auth = AuthService(store, clock)
         self.devices = DeviceService(
             store, bus, clock, max_devices=config.max_devices, counters=self.counters
@@ -88,7 +98,13 @@ class Core:
             config.ifttt,
             public_url=config.public_url,
         )
-        self.alexa = AlexaLinkService(store, clock, SecretBox(instance_secret, "alexa-tokens"))
+        self.alexa = AlexaLinkService(
+            store,
+            clock,
+            SecretBox(instance_secret, "alexa-tokens"),
+            settings=config.alexa,
+            facts=self.facts,
+        )
 
     async def ready(self) -> bool:
         """True when the store answers and is migrated."""

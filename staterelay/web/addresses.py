@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from urllib.parse import urlsplit
 
 import ifaddr
 
@@ -84,3 +85,19 @@ def reachable_urls(settings: Settings) -> list[str]:
     if not (is_wildcard(server.host) and public_url_is_default(public, server.port)):
         return [public]
     return [*network_base_urls(server.host, server.port), public]
+
+
+def unreachable_reason(url: str) -> str | None:
+    """Why a cloud service (Amazon, IFTTT) could not use ``url``; None when it could."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "it points at this machine (localhost)"
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return "it points at this machine (a loopback address)"
+    except ValueError:
+        pass
+    if parts.scheme != "https":
+        return "it is not https"
+    return None

@@ -12,6 +12,7 @@ from aiohttp import web
 from staterelay.core.models import User
 from staterelay.core.sessions import SignedIn
 from staterelay.keys import SETTINGS_KEY
+from staterelay.web.addresses import reachable_urls
 from staterelay.web.state import (
     clear_session_cookie,
     core_of,
@@ -55,6 +56,19 @@ def safe_next(value: object, default: str = DEFAULT_NEXT) -> str:
     if parts.scheme or parts.netloc:
         return default
     return value
+
+
+def link_base(request: web.Request) -> str:
+    """The base URL of links StateRelay hands out (invites, reset links).
+
+    The public URL, unless the request came to one of this machine's own network addresses
+    while no public URL is set (a Pi on the LAN): then that address, which the person can
+    open. Any other ``Host`` is ignored, so a forged one cannot aim a mailed link elsewhere.
+    """
+    settings = request.config_dict[SETTINGS_KEY]
+    known = reachable_urls(settings)
+    origin = f"{request.scheme}://{request.host}"
+    return origin if origin in known else settings.public_url
 
 
 def from_trusted_proxy(request: web.Request) -> bool:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
+import zipfile
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.core.webhooks import EVENT_TYPES
+from staterelay.keys import SETTINGS_KEY
 from staterelay.errors import NotFound
 from staterelay.server import create_app
 from staterelay.settings import Settings
 from tests.ui.homes import Browse, Home, MakeApp, sign_in_home
+from tests.web.support import add_user
+from tests.web.test_cookies import set_cookies, sign_in_by_hand
 
 MAIN_PAGES = (
     "/dashboard",
@@ -356,14 +362,36 @@ async def test_the_relay_package_is_for_admins(make_app: MakeApp, browse: Browse
     admin = await sign_in_home(browse, app, "sam@example.com")
     member = await sign_in_home(browse, app, "kim@example.com", is_admin=False)
     path = "/dashboard/integrations/alexa/staterelay-alexa.zip"
-    download = await admin.browser.get(path)
+    refused = await admin.browser.get(path)  # the public URL is http://localhost:8080
+    assert refused.status == 409
+    assert "points at this machine (localhost)" in await refused.text()
+    assert (await member.browser.get(path)).status == 404
+    guide = "/dashboard/integrations/alexa"
+    assert "The package cannot be built yet" in await admin.browser.page(guide)
+    assert "The package cannot be built yet" not in await member.browser.page(guide)
+
+
+async def test_the_relay_package_downloads_for_an_https_address(
+    make_app: MakeApp, browse: Browse
+) -> None:
+    """Behind https the admin gets the zip, with the instance's relay secret baked in."""
+    browser = await browse(make_app(public_url="https://home.example.com"))
+    await add_user(browser.core, "alice@example.com", is_admin=True)
+    session = set_cookies(await sign_in_by_hand(browser))
+    cookie = {"Cookie": f"__Host-sr_session={session['__Host-sr_session'].value}"}
+    guide = await browser.client.get("/dashboard/integrations/alexa", headers=cookie)
+    assert "Download staterelay-alexa.zip" in await guide.text()
+    download = await browser.client.get(
+        "/dashboard/integrations/alexa/staterelay-alexa.zip", headers=cookie
+    )
     assert download.status == 200
     assert download.content_type == "application/zip"
-    assert (await download.read()).startswith(b"PK")
     assert download.headers["Cache-Control"] == "no-store"
-    assert (await member.browser.get(path)).status == 404
-    assert "Download the Lambda relay" in await admin.browser.page("/dashboard/integrations")
-    assert "Download the Lambda relay" not in await member.browser.page("/dashboard/integrations")
+    with zipfile.ZipFile(io.BytesIO(await download.read())) as archive:
+        code = archive.read("lambda_function.py").decode()
+    assert "https://home.example.com" in code
+    settings = browser.app[SETTINGS_KEY]
+    assert relay_secret(load_or_create_secret(settings.secret_key_path)) in code
 
 
 async def test_alexa_and_ifttt_show_their_link_health(home: Home) -> None:

@@ -31,3 +31,18 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$ SELECT * FROM password_resets WHERE digest = p_digest $$;
 
 REVOKE ALL ON FUNCTION sr_password_reset_by_digest(text) FROM PUBLIC;
+
+-- `staterelay user list`: every user of the instance, whatever the tenant (the command line
+-- only; the app role may call it, as it may read any user by email to sign in).
+CREATE FUNCTION sr_list_users()
+RETURNS TABLE (
+    id text, tenant_id text, email text, is_admin boolean, created_at double precision,
+    password_hash text
+)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+    SELECT id, tenant_id, email, is_admin, created_at, password_hash FROM users
+    ORDER BY created_at, id
+$$;
+
+REVOKE ALL ON FUNCTION sr_list_users() FROM PUBLIC;
