@@ -10,7 +10,7 @@ from staterelay.api.auth import principal_of
 from staterelay.api.responses import json_response
 from staterelay.core.alexa import AlexaStatus
 from staterelay.core.clock import iso
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.keys import CORE_KEY
 
 routes = web.RouteTableDef()
 

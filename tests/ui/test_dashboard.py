@@ -13,8 +13,8 @@ from aiohttp import web
 
 from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.core.webhooks import EVENT_TYPES
-from staterelay.keys import SETTINGS_KEY
 from staterelay.errors import NotFound
+from staterelay.keys import SETTINGS_KEY
 from staterelay.server import create_app
 from staterelay.settings import Settings
 from tests.ui.homes import Browse, Home, MakeApp, sign_in_home
