@@ -511,3 +511,49 @@ async def test_the_ifttt_webhooks_preset_and_webhook_form_errors(home: Home) -> 
         text = await response.text()
         assert f'class="field-error" id="{field}-error"' in text, field
     assert len((await home.core.webhooks.list(home.principal)).items) == 1
+    # Human labels, and nothing typed is lost (the key included).
+    bad = await home.post(
+        "/dashboard/integrations/webhooks",
+        {
+            "format": "ifttt_webhooks",
+            "ifttt_event": "door opened!",
+            "ifttt_key": "dL3kXq9vQw",
+            "description": "Door to IFTTT",
+            "event:state.changed": "on",
+        },
+    )
+    text = await bad.text()
+    assert "IFTTT event name must be 1 to 64 letters, digits or underscores." in text
+    assert "Ifttt_event" not in text
+    assert 'value="door opened!"' in text
+    assert 'value="dL3kXq9vQw"' in text
+    assert 'value="Door to IFTTT"' in text
+
+
+async def test_a_taken_name_keeps_the_form_and_says_so_next_to_the_name(home: Home) -> None:
+    """Create and rename: 409 with the form as typed, not a page of its own."""
+    await home.add_device("switch", "Porch")
+    lamp = await home.add_device("dimmer", "Lamp")
+    taken = await home.post(
+        "/dashboard/devices/new",
+        {"type": "switch", "name": "porch", "room": "Garden", "description": "by the gate"},
+    )
+    assert taken.status == 409
+    text = await taken.text()
+    assert "There is a device called “porch” already. Choose another name." in text
+    for kept in ('value="porch"', 'value="Garden"', 'value="by the gate"'):
+        assert kept in text
+    renamed = await home.post(
+        f"/dashboard/devices/{lamp}/settings", {"name": "Porch", "room": "Study"}
+    )
+    assert renamed.status == 409
+    text = await renamed.text()
+    assert 'id="name-error">There is a device called “Porch” already.' in text
+    assert 'value="Study"' in text
+    assert (await home.core.devices.get(home.principal, lamp)).name == "Lamp"
+
+
+async def test_billing_shows_only_when_billing_is_on(home: Home) -> None:
+    page = await home.browser.page("/dashboard/settings")
+    assert 'href="/dashboard/billing"' not in page
+    assert "Plan and billing" not in page
