@@ -242,6 +242,8 @@ def webhooks_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return {"state": "off", "label": "All off", "count": len(rows)}
     worst = worst_health(on)
     failing = sum(1 for row in on if row["health"]["state"] == "error")
+    troubled = worst["state"] in ("error", "attention")
+    detail = f"{worst['name']}: {worst['detail']}" if troubled else ""
     if failing:
         label = f"{failing} failing"
     elif worst["state"] == "attention":
@@ -250,15 +252,16 @@ def webhooks_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         label = f"{len(on)} delivering"
     else:
         label = f"{len(on)} waiting"
-    return {"state": worst["state"], "label": label, "count": len(rows)}
+    return {"state": worst["state"], "label": label, "count": len(rows), "detail": detail}
 
 
 _SEVERITY: Final = {"error": 3, "attention": 2, "off": 1, "linked": 0}
 
 
 def worst_health(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The health of the row in the worst state."""
-    return dict(max((row["health"] for row in rows), key=lambda h: _SEVERITY[h["state"]]))
+    """The health of the row in the worst state, with that webhook's name."""
+    row = max(rows, key=lambda r: _SEVERITY[r["health"]["state"]])
+    return {**row["health"], "name": row.get("name", "")}
 
 
 FAILING_RUN: Final = 3  # this many failed deliveries in a row, and a webhook shows red

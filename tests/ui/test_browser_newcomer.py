@@ -242,3 +242,25 @@ async def test_the_guided_pages_on_a_phone_and_a_desktop(
     await desk.goto(f"{lan.url}/dashboard/integrations/alexa")
     assert await desk.locator("#step-skill").get_attribute("data-done") == "yes"
     assert "(shown only now)" not in await desk.content()
+
+
+async def test_a_refused_toggle_shows_the_servers_reason(
+    lan: LanInstance,
+    browser: Browser,  # noqa: F811 - the fixture imported above
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A form the server refuses (here: its CSRF token went stale) says why on the card,
+    instead of a generic "That did not work"."""
+    page = await browser.new_page()
+    await set_up_at(page, lan, caplog)
+    me = await lan.principal()
+    porch = await lan.app[CORE_KEY].devices.create(me, type="switch", name="Porch", source="ui")
+    await page.reload()
+    await live(page)
+    card = page.locator(f'[data-device="{porch.id}"]')
+    await card.locator('input[name="csrf_token"]').evaluate("input => { input.value = 'stale'; }")
+    await card.get_by_role("switch", name="Porch: power").click()
+    error = card.locator('[data-error-for="form"]')
+    await expect(error).to_be_visible()
+    await expect(error).to_contain_text("The form was not sent from this page")
+    assert (await lan.app[CORE_KEY].devices.get(me, porch.id)).properties["power"].value == "OFF"

@@ -139,10 +139,23 @@ def test_health_reads_the_last_deliveries() -> None:
     assert webhook_health(hook(), [attempt(2, 500, "boom")], 20)["detail"] == "answered 500: boom"
     assert webhook_health(hook(enabled=False), [attempt(1, 204)], 20)["state"] == "off"
     rows = [
-        {"enabled": True, "health": {"state": "linked", "label": "Delivered"}},
-        {"enabled": True, "health": {"state": "error", "label": "Failing"}},
+        {
+            "name": "Home Assistant",
+            "enabled": True,
+            "health": {"state": "linked", "label": "Delivered", "detail": ""},
+        },
+        {
+            "name": "Node-RED",
+            "enabled": True,
+            "health": {"state": "error", "label": "Failing", "detail": "answered 500"},
+        },
     ]
-    assert webhooks_summary(rows) == {"state": "error", "label": "1 failing", "count": 2}
+    assert webhooks_summary(rows) == {
+        "state": "error",
+        "label": "1 failing",
+        "count": 2,
+        "detail": "Node-RED: answered 500",
+    }
     assert webhooks_summary(rows[:1])["label"] == "1 delivering"
 
 
@@ -201,10 +214,16 @@ async def test_an_ifttt_webhooks_webhook_shows_as_ifttt_with_its_health(
     clock.advance(60)
     await wait_until(lambda: says("Last error: answered 500"), timeout=15)
     assert done(await home.browser.page("/dashboard/integrations/ifttt"), "maker-test") == "no"
+    chips = (await home.browser.page("/dashboard")).split('href="/dashboard/integrations#webhooks"')
+    assert "IFTTT lamp_changed: answered 500" in chips[1].split("</a>")[0]
     receiver.default = 200
     await home.post(f"/dashboard/integrations/webhooks/{hook_id}/test")
     clock.advance(60)
-    await wait_until(lambda: says('data-done="yes"'), timeout=15)
+
+    async def delivered() -> bool:
+        return done(await home.browser.page("/dashboard/integrations/ifttt"), "maker-test") == "yes"
+
+    await wait_until(delivered, timeout=15)
     dashboard, integrations, guide = await delivered_pages(home)
     assert done(guide, "maker-test") == "yes"
     chip = dashboard.split('href="/dashboard/integrations#ifttt"')[1].split("</a>")[0]
