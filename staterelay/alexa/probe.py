@@ -82,5 +82,6 @@ async def send_test_event(
         link.tenant_id, link.grant_id, status, None if accepted else f"Alexa {status}"
     )
     if accepted:
-        return True, f"Alexa accepted the test event ({status}): {len(found)} devices announced."
+        count = f"{len(found)} device{'s' if len(found) != 1 else ''}"
+        return True, f"Alexa accepted the test event ({status}): {count} announced."
     return False, f"Alexa answered {status} to the test event."
