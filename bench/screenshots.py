@@ -20,6 +20,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from staterelay.core.models import Principal
+from staterelay.core.oauth_clients import alexa_preset
 from staterelay.keys import CORE_KEY
 from staterelay.server import create_app
 from staterelay.settings import (
@@ -110,15 +111,34 @@ async def populate(app: web.Application, hook_url: str) -> None:
     _, key = await core.auth.create_api_key(user, name="Home Assistant", scope="write")
     devices = core.devices
     movie = await devices.create(
-        me, type="switch", name="Movie mode", options={"routine_trigger": True}, source="ui"
+        me,
+        type="switch",
+        name="Movie mode",
+        options={"routine_trigger": True},
+        room="Living room",
+        source="ui",
     )
-    lamp = await devices.create(me, type="dimmer", name="Living room lamp", source="ui")
-    door = await devices.create(me, type="contact_sensor", name="Front door", source="api")
-    await devices.create(me, type="motion_sensor", name="Hallway motion", source="api")
+    lamp = await devices.create(
+        me, type="dimmer", name="Living room lamp", room="Living room", source="ui"
+    )
+    door = await devices.create(
+        me, type="contact_sensor", name="Front door", room="Hallway", source="api"
+    )
+    await devices.create(
+        me, type="motion_sensor", name="Hallway motion", room="Hallway", source="api"
+    )
     greenhouse = await devices.create(
-        me, type="temperature_sensor", name="Greenhouse", source="api"
+        me, type="temperature_sensor", name="Greenhouse", room="Garden", source="api"
     )
-    bell = await devices.create(me, type="button", name="Doorbell", source="ui")
+    bell = await devices.create(me, type="button", name="Doorbell", room="Hallway", source="ui")
+    alexa = alexa_preset("M2DEMOVENDOR")
+    await core.oauth.create_client(
+        client_id="alexa-demo",
+        name=alexa.name,
+        redirect_uris=alexa.redirect_uris,
+        token_endpoint_auth_method=alexa.token_endpoint_auth_method,
+        scopes=alexa.scopes,
+    )
     api = dataclasses.replace(me, credential="api_key", credential_id="key_demo")
     await devices.set_state(me, movie.id, {"power": "ON"}, source="alexa", cause="voice")
     await devices.set_state(me, lamp.id, {"power": "ON", "brightness": 60}, source="ui")
@@ -146,8 +166,13 @@ PAGES = {
     "device": "/dashboard/devices/{device}",
     "activity": "/dashboard/activity",
     "integrations": "/dashboard/integrations",
+    "alexa-setup": "/dashboard/integrations/alexa",
+    "ifttt-setup": "/dashboard/integrations/ifttt",
+    "webhooks-setup": "/dashboard/integrations/webhooks",
     "settings": "/dashboard/settings",
 }
+# Photographed on a phone only: the dashboard scrolled to its cards, grouped by room.
+ROOMS = "rooms"
 
 
 async def shoot(browser: Browser, base: str, out: Path, device: str) -> list[Path]:
@@ -155,7 +180,7 @@ async def shoot(browser: Browser, base: str, out: Path, device: str) -> list[Pat
     written: list[Path] = []
     runs = [
         ("desktop", DESKTOP, "light", ["landing", *PAGES]),
-        ("phone", PHONE, "light", ["landing", *PAGES]),
+        ("phone", PHONE, "light", ["landing", *PAGES, ROOMS]),
         ("desktop", DESKTOP, "dark", ["dashboard"]),
         ("phone", PHONE, "dark", ["dashboard"]),
     ]
@@ -176,9 +201,15 @@ async def shoot(browser: Browser, base: str, out: Path, device: str) -> list[Pat
             else:
                 if "/dashboard" not in page.url:
                     await sign_in(page, base)
-                await page.goto(base + PAGES[name].format(device=device))
+                await page.goto(base + PAGES.get(name, "/dashboard").format(device=device))
                 if await page.get_attribute("body", "data-live"):
                     await page.wait_for_selector("[data-live-status][data-state=live]")
+                if name == ROOMS:
+                    await page.locator("[data-device-grid]").scroll_into_view_if_needed()
+                    await page.evaluate(
+                        "window.scrollBy(0, document.querySelector('[data-device-grid]')"
+                        ".getBoundingClientRect().top - 64)"
+                    )
             path = out / f"{name}-{suffix}.png"
             if phone:
                 await page.screenshot(path=str(path))

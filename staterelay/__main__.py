@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from staterelay.cli import main
+from staterelay.launch import main
 
 main()

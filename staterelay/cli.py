@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import gc
 import json
@@ -21,7 +22,9 @@ from aiohttp import web
 
 from staterelay import __version__
 from staterelay.core import Core
-from staterelay.core.crypto import load_or_create_secret
+from staterelay.core.clock import iso
+from staterelay.core.crypto import load_or_create_secret, relay_secret
+from staterelay.core.models import User
 from staterelay.core.oauth import OAuthClient
 from staterelay.core.oauth_clients import (
     KNOWN_SCOPES,
@@ -30,10 +33,10 @@ from staterelay.core.oauth_clients import (
     ifttt_preset,
     issuer_url,
 )
-from staterelay.errors import StateRelayError
+from staterelay.errors import Conflict, StateRelayError
 from staterelay.logs import configure_logging
 from staterelay.ops import backup as backups, doctor as doctors, transfer
-from staterelay.ops.lock import InstanceLock, InstanceRunning
+from staterelay.ops.lock import InstanceLock, InstanceRunning, running_public_url
 from staterelay.server import create_app
 from staterelay.settings import (
     CONFIG_ENV,
@@ -44,6 +47,7 @@ from staterelay.settings import (
     load_settings,
 )
 from staterelay.store import open_store
+from staterelay.web.addresses import public_url_is_default, reachable_urls, unreachable_reason
 from staterelay.wiring import build_core
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,6 +58,10 @@ TEMPLATE_NAME = "config_template.yaml"
 _LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 SWITCH_INTERVAL = 0.0005
+_ALLOW_INSECURE_HELP = (
+    "Build it for an http:// or loopback URL anyway (a test on this machine; Amazon and IFTTT "
+    "cannot reach such a URL)."
+)
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -241,6 +249,15 @@ def serve(
         {"server.host": host, "server.port": port, "server.public_url": public_url},
     )
     configure_logging(settings.log)
+    try:
+        _serve(settings)
+    except KeyboardInterrupt:
+        # Ctrl-C before the server's own signal handling is in place (while it starts).
+        _LOGGER.info("StateRelay stopped before it finished starting")
+
+
+def _serve(settings: Settings) -> None:
+    """Start the server and run it until it is stopped."""
     # The SQLite writer thread hands the GIL back and forth with the event loop on every
     # statement; Python's default 5 ms switch interval would make it queue behind request
     # handling for milliseconds each time.
@@ -259,13 +276,34 @@ def serve(
     instance_lock = _lock_data_dir(settings)
     app.on_startup.append(_freeze_startup_objects)
 
+    started = False
+
     def announce(*_banner: object) -> None:
         # aiohttp calls this once every site is bound; its own banner text is dropped.
+        nonlocal started
+        started = True
+        where = _address(server.host, server.port)
+        urls = reachable_urls(settings)
+        if urls == [settings.public_url]:
+            _LOGGER.info(
+                "StateRelay is serving %s (listening on %s, data in %s)",
+                settings.public_url,
+                where,
+                settings.data_dir,
+            )
+            return
         _LOGGER.info(
             "StateRelay is serving %s (listening on %s, data in %s)",
-            settings.public_url,
-            _address(server.host, server.port),
+            ", ".join(urls),
+            where,
             settings.data_dir,
+        )
+        _LOGGER.info(
+            "No public URL is set: links StateRelay makes (invites, password resets, Alexa and "
+            "IFTTT setup) use %s; set server.public_url, or serve --public-url %s, to the "
+            "address people should use",
+            settings.public_url,
+            urls[0],
         )
 
     try:
@@ -286,6 +324,11 @@ def serve(
     finally:
         if instance_lock is not None:
             instance_lock.release()
+    # run_app returns (rather than raising) after SIGINT or SIGTERM, also while starting.
+    if started:
+        _LOGGER.info("StateRelay stopped")
+    else:
+        _LOGGER.info("StateRelay stopped before it finished starting")
 
 
 async def _freeze_startup_objects(app: web.Application) -> None:
@@ -306,7 +349,7 @@ def _lock_data_dir(settings: Settings) -> InstanceLock | None:
         return None  # PostgreSQL replicas may share a data directory for the secret key
     lock = InstanceLock(settings.data_dir)
     try:
-        lock.acquire()
+        lock.acquire(settings.public_url)
     except InstanceRunning as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
@@ -372,10 +415,64 @@ def user_create(
     settings = _load(config_file, data_dir)
 
     async def create(core: Core) -> str:
-        created = await core.users.create(email=email, password=password, is_admin=admin)
+        try:
+            created = await core.users.create(email=email, password=password, is_admin=admin)
+        except Conflict:
+            raise CommandError(
+                f"a user with the email {email.strip()} exists; to give it a new password, run "
+                f"staterelay user set-password --email {email.strip()} --password-stdin"
+            ) from None
         return created.id
 
     click.echo(_run(settings, create))
+
+
+@user.command("set-password")
+@click.option("--email", required=True, help="The user's email address.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    required=True,
+    help="Read the new password from stdin (one trailing newline is dropped).",
+)
+@_settings_options
+def user_set_password(
+    email: str, password_stdin: bool, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Give a user a new password (a way back in); every session of the user ends."""
+    password = _strip_newline(sys.stdin.read())
+    settings = _load(config_file, data_dir)
+
+    async def set_password(core: Core) -> int:
+        return await core.recovery.set_password(email, password)
+
+    ended = _run(settings, set_password)
+    sessions = f"{ended} session{'s' if ended != 1 else ''}"
+    click.echo(
+        f"staterelay: set a new password for {email.strip()}; {sessions} signed out", err=True
+    )
+
+
+@user.command("list")
+@_settings_options
+def user_list(config_file: Path | None, data_dir: Path | None) -> None:
+    """List the users: id, email, admin or member, and when they were created."""
+    settings = _load(config_file, data_dir)
+
+    async def listing(core: Core) -> list[User]:
+        return list(await core.recovery.users())
+
+    users = _run(settings, listing)
+    if not users:
+        click.echo(
+            "staterelay: no users yet; open the setup link `staterelay serve` prints, or run "
+            "staterelay user create --email YOU@EXAMPLE.COM --admin --password-stdin",
+            err=True,
+        )
+        return
+    for item in users:
+        role = "admin" if item.is_admin else "member"
+        click.echo(f"{item.id}\t{item.email}\t{role}\t{iso(item.created_at)}")
 
 
 @cli.group()
@@ -473,6 +570,7 @@ _AUTH_SCHEMES = {
 )
 @click.option("--name", help="The name users see on the consent page.")
 @click.option("--id", "client_id", help="The client id. Default: <preset>-<random>.")
+@click.option("--allow-insecure-url", is_flag=True, help=_ALLOW_INSECURE_HELP)
 @_settings_options
 def client_create(
     preset: str,
@@ -483,6 +581,7 @@ def client_create(
     scopes: tuple[str, ...],
     name: str | None,
     client_id: str | None,
+    allow_insecure_url: bool,
     config_file: Path | None,
     data_dir: Path | None,
 ) -> None:
@@ -507,7 +606,10 @@ def client_create(
             )
     except StateRelayError as exc:
         raise CommandError(exc.detail) from None
-    settings = _load(config_file, data_dir)
+    settings = _with_running_url(_load(config_file, data_dir))
+    if preset in ("alexa", "ifttt"):
+        target = issuer_url(settings.public_url, settings.server.hosts.auth)
+        _require_reachable(target, allow_insecure_url, f"the {preset} client")
 
     async def create(core: Core) -> tuple[OAuthClient, str]:
         return await core.oauth.create_client(
@@ -540,12 +642,6 @@ def client_create(
         "The client secret is shown only this once.",
     ]
     click.echo("\n".join(lines))
-    if not base.startswith("https://"):
-        click.echo(
-            f"staterelay: warning: the public URL is {base}; Alexa and IFTTT need an https "
-            "URL they can reach (set server.public_url)",
-            err=True,
-        )
 
 
 @client.command("list")
@@ -557,7 +653,15 @@ def client_list(config_file: Path | None, data_dir: Path | None) -> None:
     async def listing(core: Core) -> list[OAuthClient]:
         return list(await core.oauth.list_clients())
 
-    for item in _run(settings, listing):
+    clients = _run(settings, listing)
+    if not clients:
+        click.echo(
+            "staterelay: no OAuth clients yet; `staterelay alexa setup --vendor-id ...` or "
+            "`staterelay client create --preset ...` registers one",
+            err=True,
+        )
+        return
+    for item in clients:
         click.echo(
             f"{item.id}\t{item.name}\t{item.token_endpoint_auth_method}\t"
             f"{' '.join(item.scopes)}\t{item.source}\t{' '.join(item.redirect_uris)}"
@@ -731,32 +835,36 @@ def alexa() -> None:
 @click.option(
     "--no-secret",
     is_flag=True,
-    help="Do not bake alexa.relay_secret into the code; set STATERELAY_RELAY_SECRET in Lambda.",
+    help="Leave the relay secret out of the code; set STATERELAY_RELAY_SECRET in Lambda.",
 )
+@click.option("--allow-insecure-url", is_flag=True, help=_ALLOW_INSECURE_HELP)
 @_settings_options
 def alexa_lambda(
-    out: Path, no_secret: bool, config_file: Path | None, data_dir: Path | None
+    out: Path,
+    no_secret: bool,
+    allow_insecure_url: bool,
+    config_file: Path | None,
+    data_dir: Path | None,
 ) -> None:
     """Write the Lambda relay that forwards Alexa's directives to this instance."""
     from staterelay.alexa.console import relay_url
     from staterelay.alexa.relay import HANDLER, write_lambda_zip
 
-    settings = _load(config_file, data_dir)
-    secret = None if no_secret else settings.alexa.relay_secret
+    settings = _with_running_url(_load(config_file, data_dir))
+    target = relay_url(settings)
+    _require_reachable(target, allow_insecure_url, "the Lambda relay")
+    secret = _relay_secret(settings)
     try:
-        write_lambda_zip(out, relay_url(settings), secret)
+        write_lambda_zip(out, target, None if no_secret else secret)
     except OSError as exc:
         raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
     click.echo(f"wrote {out}: upload it as a Python function with handler {HANDLER}")
-    click.echo(f"it forwards directives to {relay_url(settings)}/alexa/smart_home")
-    if not settings.alexa.relay_secret:
+    click.echo(f"it forwards directives to {target}/alexa/smart_home")
+    if no_secret:
         click.echo(
-            "staterelay: warning: alexa.relay_secret is not set; `staterelay alexa setup` "
-            "suggests one",
-            err=True,
+            "set STATERELAY_RELAY_SECRET on the function to the relay secret "
+            "(`staterelay alexa setup` shows it)"
         )
-    elif no_secret:
-        click.echo("set STATERELAY_RELAY_SECRET on the function to alexa.relay_secret")
 
 
 @alexa.command("setup")
@@ -770,26 +878,46 @@ def alexa_lambda(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the Lambda relay package here (as `staterelay alexa lambda` does).",
 )
+@click.option("--allow-insecure-url", is_flag=True, help=_ALLOW_INSECURE_HELP)
 @_settings_options
 def alexa_setup(
-    vendor_id: str | None, out: Path | None, config_file: Path | None, data_dir: Path | None
+    vendor_id: str | None,
+    out: Path | None,
+    allow_insecure_url: bool,
+    config_file: Path | None,
+    data_dir: Path | None,
 ) -> None:
-    """Print every value to paste into the Alexa developer console and AWS."""
-    from staterelay.alexa.console import SetupPlan, alexa_clients, relay_url, setup_sheet
+    """Print every value to paste into the Alexa developer console and AWS.
+
+    Run it as often as you like: the values stay the same (the relay secret is kept with
+    the instance's secret key; a client is registered only once per vendor id).
+    """
+    from staterelay.alexa.console import (
+        AlexaProgress,
+        SetupPlan,
+        alexa_clients,
+        relay_url,
+        setup_sheet,
+    )
     from staterelay.alexa.relay import write_lambda_zip
+    from staterelay.core.facts import ALEXA_RELAY_SEEN
 
     if vendor_id is not None:
         try:
             preset = alexa_preset(vendor_id)
         except StateRelayError as exc:
             raise CommandError(exc.detail) from None
-    settings = _load(config_file, data_dir)
+    settings = _with_running_url(_load(config_file, data_dir))
+    if out is not None:
+        _require_reachable(relay_url(settings), allow_insecure_url, "the Lambda relay")
 
-    async def prepare(core: Core) -> tuple[list[tuple[str, str]], str | None]:
+    async def prepare(core: Core) -> tuple[list[tuple[str, str]], str | None, bool, bool]:
         registered = list(await core.oauth.list_clients())
+        messaging = await core.alexa.messaging() is not None
+        relay_seen = await core.facts.first_seen(ALEXA_RELAY_SEEN) is not None
         found = alexa_clients(settings, registered, vendor_id)
         if vendor_id is None or found:
-            return alexa_clients(settings, registered), None
+            return alexa_clients(settings, registered), None, messaging, relay_seen
         client, secret = await core.oauth.create_client(
             client_id=f"alexa-{secrets.token_hex(4)}",
             name=preset.name,
@@ -797,23 +925,73 @@ def alexa_setup(
             token_endpoint_auth_method=preset.token_endpoint_auth_method,
             scopes=preset.scopes,
         )
-        return [(client.id, client.name)], secret
+        return [(client.id, client.name)], secret, messaging, relay_seen
 
-    clients, new_secret = _run(settings, prepare)
-    relay_secret = settings.alexa.relay_secret or secrets.token_urlsafe(32)
+    clients, new_secret, messaging, relay_seen = _run(settings, prepare)
+    secret_value = _relay_secret(settings)
     if out is not None:
         try:
-            write_lambda_zip(out, relay_url(settings), relay_secret)
+            write_lambda_zip(out, relay_url(settings), secret_value)
         except OSError as exc:
             raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
     plan = SetupPlan(
         clients=clients,
         new_client_secret=new_secret,
-        relay_secret=relay_secret,
-        relay_secret_is_new=not settings.alexa.relay_secret,
+        relay_secret=secret_value,
+        relay_secret_from_config=bool(settings.alexa.relay_secret),
         relay_zip=None if out is None else str(out),
+        messaging_configured=messaging,
     )
-    click.echo(setup_sheet(settings, plan))
+    click.echo(setup_sheet(settings, plan, AlexaProgress(relay_seen=relay_seen)))
+
+
+def _relay_secret(settings: Settings) -> str:
+    """``alexa.relay_secret``, else the one kept with this instance's secret key."""
+    if settings.alexa.relay_secret:
+        return settings.alexa.relay_secret
+    _prepare_data_dir(settings)
+    try:
+        return relay_secret(load_or_create_secret(settings.secret_key_path))
+    except OSError as exc:
+        raise CommandError(
+            f"cannot read {settings.secret_key_path}: {exc.strerror or exc}"
+        ) from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _with_running_url(settings: Settings) -> Settings:
+    """The settings, with the running server's public URL when the config sets none.
+
+    ``serve --public-url ... --port ...`` may give the server a URL the config file does not
+    have; what Alexa and IFTTT are given must be the one the server really answers on.
+    """
+    if not public_url_is_default(settings.public_url, settings.server.port):
+        return settings
+    running = running_public_url(settings.data_dir)
+    if not running or running == settings.public_url:
+        return settings
+    server = dataclasses.replace(settings.server, public_url=running)
+    return dataclasses.replace(settings, server=server)
+
+
+class InsecureUrl(CommandError):
+    """A URL Amazon or IFTTT cannot use; exit code 2."""
+
+    exit_code = 2
+
+
+def _require_reachable(url: str, allowed: bool, what: str) -> None:
+    """Refuse to build ``what`` for an http:// or loopback URL unless ``allowed``."""
+    problem = unreachable_reason(url)
+    if problem is None or allowed:
+        return
+    raise InsecureUrl(
+        f"not writing {what} for {url}: {problem}. Amazon and IFTTT need an https:// address "
+        "they can reach from the internet (a tunnel or Caddy in front of StateRelay, see "
+        "docs/install.md). Set server.public_url in the config (or run serve with "
+        "--public-url https://...) and run this again; --allow-insecure-url writes it anyway"
+    )
 
 
 @cli.group()

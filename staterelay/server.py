@@ -8,20 +8,30 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
 from aiohttp import StreamReader, web
 from aiohttp.typedefs import Middleware
 
-from staterelay.alexa import ALEXA_KEY, setup_alexa
-from staterelay.alexa.console import relay_url, setup_text
+from staterelay.alexa import ALEXA_KEY, AlexaIntegration, setup_alexa
+from staterelay.alexa.console import (
+    AlexaProgress,
+    SetupPlan,
+    alexa_clients,
+    relay_url,
+    setup_steps,
+)
+from staterelay.alexa.probe import send_test_event
 from staterelay.alexa.relay import lambda_zip
 from staterelay.api import create_api_app
 from staterelay.core import Core
 from staterelay.core.clock import Clock, system_clock
-from staterelay.core.crypto import load_or_create_secret
+from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.core.events import OutboxEnqueued
+from staterelay.core.guide import GuideStep
+from staterelay.core.models import Principal
+from staterelay.core.oauth import OAuthClient
 from staterelay.core.ratelimit import MemoryRateLimiter
 from staterelay.core.request_tenant import close_slot, open_slot
 from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
@@ -33,7 +43,8 @@ from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.metrics import METRICS_KEY, route_label, setup_metrics
 from staterelay.oauth import setup_oauth
 from staterelay.settings import Settings
-from staterelay.ui import ALEXA_TOOLS_KEY, AlexaTools, setup_ui
+from staterelay.ui import ALEXA_TOOLS_KEY, AlexaTools, GuideProgress, setup_ui
+from staterelay.web.addresses import unreachable_reason
 from staterelay.web.middleware import html_layer, is_html_path
 from staterelay.web.ratelimit import RateLimitGate
 from staterelay.wiring import build_core
@@ -101,28 +112,62 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     setup_metrics(app, core, settings.metrics, redis=fanout)
     setup_ui(app)
-    tools = _alexa_tools(settings)
+    relay = settings.alexa.relay_secret or relay_secret(secret)
+    setup_oauth(app, core, settings)
+    integration = setup_alexa(app, core, settings, relay)
+    tools = _alexa_tools(settings, integration, relay)
     if tools is not None:
         app[ALEXA_TOOLS_KEY] = tools
-    setup_oauth(app, core, settings)
-    setup_alexa(app, core, settings)
     setup_ifttt(app, core, settings)
     app.add_subapp("/api/v1/", create_api_app(core, settings))
     return app
 
 
-def _alexa_tools(settings: Settings) -> AlexaTools | None:
-    """Lend the dashboard the Alexa adapter's relay package and setup sheet.
+def _alexa_tools(
+    settings: Settings, integration: AlexaIntegration, relay: str
+) -> AlexaTools | None:
+    """Lend the dashboard the Alexa adapter's set-up guide, relay package and test event.
 
     The package carries the instance's relay secret, so with open sign-up (a hosted
-    instance, where every household has an admin) the dashboard offers neither: the
+    instance, where every household has an admin) the dashboard offers none of it: the
     operator uses ``staterelay alexa setup``.
     """
     if settings.accounts.registration == "open":
         return None
+    url = relay_url(settings)
+
+    def guide(clients: Sequence[OAuthClient], progress: GuideProgress) -> list[GuideStep]:
+        plan = SetupPlan(
+            clients=alexa_clients(settings, clients),
+            relay_secret=relay,
+            relay_secret_from_config=bool(settings.alexa.relay_secret),
+            new_client_secret=progress.new_client_secret,
+            messaging_configured=progress.messaging,
+        )
+        seen = AlexaProgress(
+            relay_seen=progress.relay_seen,
+            linked=progress.linked,
+            accept_grant=progress.accept_grant,
+            routine_switch=progress.routine_switch,
+            report_accepted=progress.report_accepted,
+        )
+        return setup_steps(settings, plan, seen)
+
+    async def send_test(principal: Principal) -> tuple[bool, str]:
+        return await send_test_event(
+            integration.core,
+            settings.alexa,
+            integration.http,
+            integration.tokens,
+            principal,
+        )
+
     return AlexaTools(
-        lambda_zip=lambda: lambda_zip(relay_url(settings), settings.alexa.relay_secret),
-        setup_sheet=lambda clients: setup_text(settings, clients, None),
+        lambda_zip=lambda: lambda_zip(url, relay),
+        guide=guide,
+        relay_secret=relay,
+        unreachable=unreachable_reason(url),
+        send_test=send_test,
     )
 
 

@@ -180,6 +180,31 @@ class AccountsSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """The mail server StateRelay sends password-reset and invite e-mails through."""
+
+    host: str | None = None
+    port: int = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """E-mail: "Forgot password?" links and invites; off until ``email.smtp.host`` is set."""
+
+    from_address: str | None = None
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+
+    @property
+    def enabled(self) -> bool:
+        """True when a mail server is configured."""
+        return bool(self.smtp.host)
+
+
+@dataclass(frozen=True)
 class OAuthClientSettings:
     """One OAuth client (the Alexa skill, the IFTTT service, a custom app)."""
 
@@ -237,6 +262,7 @@ class Settings:
     ifttt: IftttSettings = field(default_factory=IftttSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -689,3 +715,19 @@ def _validate(settings: Settings) -> None:
             "ifttt.event_retention_days", "must be at least 30 (IFTTT expects a long timeline)"
         )
     _require_http_url("billing.stripe_api_base", settings.billing.stripe_api_base)
+    smtp = settings.email.smtp
+    if smtp.host is not None and not _HOST_NAME.fullmatch(smtp.host):
+        raise SettingsError("email.smtp.host", "must be a bare host name such as mail.example.com")
+    if not 1 <= smtp.port <= 65535:
+        raise SettingsError("email.smtp.port", "must be between 1 and 65535")
+    if smtp.timeout_seconds <= 0:
+        raise SettingsError("email.smtp.timeout_seconds", "must be positive")
+    if (smtp.username is None) != (smtp.password is None):
+        raise SettingsError("email.smtp.password", "set both username and password, or neither")
+    sender = settings.email.from_address
+    if smtp.host and not sender:
+        raise SettingsError("email.from_address", "must be set when email.smtp.host is")
+    if sender is not None and not re.fullmatch(r"(?:[^<>@\r\n]*<)?[^@\s<>]+@[^@\s<>]+>?", sender):
+        raise SettingsError(
+            "email.from_address", "must be an address, e.g. StateRelay <staterelay@example.com>"
+        )

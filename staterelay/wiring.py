@@ -6,6 +6,7 @@ from staterelay.core import MIB, AddressPolicy, Core, CoreConfig, InProcessBus
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.throttle import LoginThrottle
+from staterelay.mailer import SmtpMailer
 from staterelay.settings import Settings
 from staterelay.store import open_store
 
@@ -22,6 +23,7 @@ def core_config(settings: Settings) -> CoreConfig:
         oauth=settings.oauth,
         ifttt=settings.ifttt,
         min_free_bytes=settings.database.min_free_mb * MIB,
+        alexa=settings.alexa,
     )
 
 
@@ -49,4 +51,5 @@ def build_core(
         clock=clock,
         config=core_config(settings),
         login_throttle=login_throttle,
+        mailer=SmtpMailer(settings.email) if settings.email.enabled else None,
     )

@@ -21,7 +21,8 @@ from typing import Final
 # StateRelay's own formats: see staterelay/core/auth.py (API keys), core/oauth.py (access,
 # refresh, code and client-secret prefixes) and core/webhooks.py (signing secrets).
 SECRET_PATTERNS: Final = (
-    re.compile(r"\bsr[arcs]?_[A-Za-z0-9_-]{32,}"),
+    # ...and core/recovery.py (password reset links, srp_).
+    re.compile(r"\bsr[arcsp]?_[A-Za-z0-9_-]{32,}"),
     re.compile(r"\bwhsec_[A-Za-z0-9+/]{20,}"),
     # Login with Amazon access and refresh tokens (the tests' are Atza|access-1, Atzr|...).
     re.compile(r"\bAtz[a-z]\|[^\s\"',;]+"),

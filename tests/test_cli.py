@@ -32,6 +32,7 @@ from staterelay.logs import configure_logging
 from staterelay.settings import LogSettings, Settings, load_settings
 from staterelay.store import open_store
 from staterelay.store.records import User
+from tests.instances import with_core
 
 PASSWORD = "correct horse battery staple"
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,7 +247,10 @@ def test_duplicate_email_is_one_line_and_exit_1(data_dir: Path) -> None:
     assert invoke(*args).exit_code == 0
     again = invoke(*args)
     assert again.exit_code == 1
-    assert one_line(again.stderr) == "staterelay: a user with this email exists"
+    assert one_line(again.stderr) == (
+        "staterelay: a user with the email twice@example.com exists; to give it a new "
+        "password, run staterelay user set-password --email twice@example.com --password-stdin"
+    )
     assert again.stdout == ""
     assert "Traceback" not in again.output
 
@@ -599,3 +603,103 @@ def test_bind_failure_after_the_check_is_still_one_line(
         one_line(result.stderr)
         == f"staterelay: cannot listen on 127.0.0.1:{port}: {os.strerror(98)}"
     )
+
+
+def test_set_password_and_list_users(data_dir: Path) -> None:
+    """A way back in from the shell: a new password, every session ended; `user list`."""
+    empty = invoke("user", "list", "--data-dir", str(data_dir))
+    assert (empty.exit_code, empty.stdout) == (0, "")
+    assert "no users yet" in empty.stderr
+    made = invoke(
+        "user",
+        "create",
+        "--email",
+        "sam@example.com",
+        "--admin",
+        "--password-stdin",
+        "--data-dir",
+        str(data_dir),
+        stdin="first long password\n",
+    )
+    assert made.exit_code == 0, made.output
+    user_id = made.stdout.strip()
+    listed = invoke("user", "list", "--data-dir", str(data_dir))
+    (line,) = listed.stdout.splitlines()
+    assert line.split("\t")[:3] == [user_id, "sam@example.com", "admin"]
+
+    async def sign_in_twice(core: Core) -> None:
+        user = await core.users.by_email("sam@example.com")
+        for agent in ("phone", "laptop"):
+            await core.sessions.create(user, ip="127.0.0.1", user_agent=agent)
+
+    asyncio.run(with_core(data_dir, sign_in_twice))
+    changed = invoke(
+        "user",
+        "set-password",
+        "--email",
+        "sam@example.com",
+        "--password-stdin",
+        "--data-dir",
+        str(data_dir),
+        stdin="second long password\n",
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "set a new password for sam@example.com; 2 sessions signed out" in changed.stderr
+    short = invoke(
+        "user",
+        "set-password",
+        "--email",
+        "sam@example.com",
+        "--password-stdin",
+        "--data-dir",
+        str(data_dir),
+        stdin="short\n",
+    )
+    assert short.exit_code == 1
+    assert "password must be 10 to 1024 characters" in short.stderr
+    missing = invoke(
+        "user",
+        "set-password",
+        "--email",
+        "kim@example.com",
+        "--password-stdin",
+        "--data-dir",
+        str(data_dir),
+        stdin="second long password\n",
+    )
+    assert missing.exit_code == 1
+    assert "no user with the email kim@example.com" in missing.stderr
+
+
+def test_ctrl_c_while_starting_exits_0_with_one_line(tmp_path: Path) -> None:
+    """Interrupted while it waits for its database: exit 0, one log line, no traceback."""
+    with socket.socket() as database:  # accepts the connection and never answers
+        database.bind(("127.0.0.1", 0))
+        database.listen()
+        url = f"postgresql://app:pw@127.0.0.1:{database.getsockname()[1]}/staterelay"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "staterelay",
+                "serve",
+                "--port",
+                str(free_port()),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            env={**os.environ, "STATERELAY_DATABASE_URL": url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A test runner may start children with SIGINT ignored; a terminal does not.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        connection, _ = database.accept()  # the server is starting: it opens its database
+        with connection:
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Traceback" not in stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.endswith("StateRelay stopped before it finished starting")

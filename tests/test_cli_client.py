@@ -66,7 +66,12 @@ def check_secret(data_dir: Path, client_id: str, secret: str) -> bool:
 
 
 def test_alexa_preset_prints_the_account_linking_values(data_dir: Path) -> None:
-    result = invoke(data_dir, "create", "--preset", "alexa", "--vendor-id", "M2ABCDEF")
+    args = ("create", "--preset", "alexa", "--vendor-id", "M2ABCDEF")
+    refused = invoke(data_dir, *args)
+    assert refused.exit_code == 2
+    assert "it points at this machine (localhost)" in refused.stderr
+    assert invoke(data_dir, "list").stdout == ""
+    result = invoke(data_dir, *args, "--allow-insecure-url")
     assert result.exit_code == 0, result.output
     out = result.stdout
     client_id = field(out, "Client ID")
@@ -83,16 +88,17 @@ def test_alexa_preset_prints_the_account_linking_values(data_dir: Path) -> None:
     ):
         assert f"    {uri}\n" in out
     assert "shown only this once" in out
-    assert "need an https" in result.stderr
     assert secret.encode() not in (data_dir / "staterelay.db").read_bytes()
     assert check_secret(data_dir, client_id, secret)
     assert not check_secret(data_dir, client_id, secret + "x")
 
 
 def test_ifttt_preset_uses_body_credentials(data_dir: Path) -> None:
-    result = invoke(
-        data_dir, "create", "--preset", "ifttt", "--service-id", "my_relay", "--id", "ifttt-1"
-    )
+    args = ("create", "--preset", "ifttt", "--service-id", "my_relay", "--id", "ifttt-1")
+    refused = invoke(data_dir, *args)
+    assert refused.exit_code == 2
+    assert "--allow-insecure-url" in refused.stderr
+    result = invoke(data_dir, *args, "--allow-insecure-url")
     assert result.exit_code == 0, result.output
     assert field(result.stdout, "Client ID") == "ifttt-1"
     assert field(result.stdout, "Authentication scheme") == "credentials in the request body"
@@ -161,13 +167,16 @@ def test_bad_values_fail_with_one_line(data_dir: Path, args: list[str], message:
 
 def test_duplicate_id_and_delete(data_dir: Path) -> None:
     args = ["create", "--preset", "ifttt", "--service-id", "relay", "--id", "ifttt-1"]
+    args.append("--allow-insecure-url")
     assert invoke(data_dir, *args).exit_code == 0
     again = invoke(data_dir, *args)
     assert again.exit_code == 1
     assert "exists" in again.stderr
     deleted = invoke(data_dir, "delete", "ifttt-1")
     assert deleted.exit_code == 0, deleted.output
-    assert invoke(data_dir, "list").stdout == ""
+    empty = invoke(data_dir, "list")
+    assert empty.stdout == ""
+    assert "no OAuth clients yet" in empty.stderr
     missing = invoke(data_dir, "delete", "ifttt-1")
     assert missing.exit_code == 1
     assert "no such OAuth client" in missing.stderr

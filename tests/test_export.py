@@ -52,7 +52,13 @@ async def household_with_every_type(data_dir: Path) -> None:
                 await devices.set_state(principal, device.id, state, source="api")
 
         await make("switch", "Movie mode", {"power": "ON"}, options={"routine_trigger": True})
-        await make("dimmer", "Desk lamp", {"power": "ON", "brightness": 35}, description="Desk")
+        await make(
+            "dimmer",
+            "Desk lamp",
+            {"power": "ON", "brightness": 35},
+            description="Desk",
+            room="Study",
+        )
         await make("contact_sensor", "Front door", {"detection": "DETECTED"})
         await make("motion_sensor", "Hall", None)
         await make(
@@ -66,7 +72,8 @@ async def household_with_every_type(data_dir: Path) -> None:
 
 
 def test_export_writes_every_device_with_its_state(tmp_path: Path) -> None:
-    """Version 1, devices in creation order with id, type, name, description, options, state."""
+    """Version 1, devices in creation order with id, type, name, description, room, options,
+    state."""
     source = tmp_path / "source"
     asyncio.run(household_with_every_type(source))
     document = export(source)
@@ -80,8 +87,9 @@ def test_export_writes_every_device_with_its_state(tmp_path: Path) -> None:
         "Doorbell",
     ]
     lamp = document["devices"][1]
-    assert set(lamp) == {"id", "type", "name", "description", "options", "state"}
+    assert set(lamp) == {"id", "type", "name", "description", "room", "options", "state"}
     assert lamp["state"] == {"power": "ON", "brightness": 35}
+    assert (lamp["room"], document["devices"][0]["room"]) == ("Study", "")
     assert lamp["description"] == "Desk"
     assert document["devices"][0]["options"] == {"routine_trigger": True}
     assert document["devices"][4]["state"]["temperature"] == {"value": 50.5, "scale": "FAHRENHEIT"}
@@ -245,3 +253,15 @@ def test_documents_that_are_not_exports_are_refused(
     assert result.exit_code == 1
     assert message in result.stderr
     assert not data.exists()
+
+
+def test_an_export_without_rooms_imports(tmp_path: Path) -> None:
+    """Documents written before rooms existed have no ``room``: the devices get none."""
+    target = tmp_path / "target"
+    path = tmp_path / "old.json"
+    old = {"version": 1, "devices": [{"type": "switch", "name": "Fan", "options": {}}]}
+    path.write_text(json.dumps(old), encoding="utf-8")
+    result = invoke("import", str(path), "--data-dir", str(target))
+    assert result.exit_code == 0, result.output
+    (fan,) = export(target)["devices"]
+    assert (fan["name"], fan["room"]) == ("Fan", "")

@@ -119,7 +119,7 @@ def test_wheel_metadata_declares_the_console_script(dists: tuple[Path, Path]) ->
     assert dists[1].name == f"staterelay-{__version__}-py3-none-any.whl"
     info = f"staterelay-{__version__}.dist-info"
     entry_points = wheel.read(f"{info}/entry_points.txt").decode()
-    assert "staterelay = staterelay.cli:main" in entry_points
+    assert "staterelay = staterelay.launch:main" in entry_points
     metadata = wheel.read(f"{info}/METADATA").decode()
     assert "Requires-Python: >=3.11" in metadata
 

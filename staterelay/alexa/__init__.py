@@ -30,21 +30,28 @@ REPORT_FLUSH_INTERVAL: Final = 10.0
 class AlexaIntegration:
     """Everything the Alexa adapter keeps for the life of the app."""
 
-    def __init__(self, core: Core, settings: Settings) -> None:
+    def __init__(self, core: Core, settings: Settings, relay_secret: str) -> None:
         self.core = core
+        self.settings = settings
         self.http = HttpSession()
-        self.lwa = LoginWithAmazon(self.http, settings.alexa)
+        self.lwa = LoginWithAmazon(self.http, settings.alexa, core.alexa.messaging)
         self.tokens = TokenKeeper(core, self.lwa)
         self.sink = ChangeReportSink(core, settings.alexa, self.http, self.tokens)
-        self.view = SmartHomeView(core, settings.alexa, self.lwa)
+        self.view = SmartHomeView(core, settings.alexa, self.lwa, relay_secret)
 
 
 ALEXA_KEY: Final = web.AppKey("staterelay.alexa", AlexaIntegration)
 
 
-def setup_alexa(app: web.Application, core: Core, settings: Settings) -> AlexaIntegration:
-    """Add the directive endpoint and the periodic write of report results."""
-    integration = AlexaIntegration(core, settings)
+def setup_alexa(
+    app: web.Application, core: Core, settings: Settings, relay_secret: str
+) -> AlexaIntegration:
+    """Add the directive endpoint and the periodic write of report results.
+
+    ``relay_secret`` is what the Lambda relay must send: ``alexa.relay_secret``, or the one
+    derived from the instance's secret key.
+    """
+    integration = AlexaIntegration(core, settings, relay_secret)
     app[ALEXA_KEY] = integration
     app.router.add_post(PATH, integration.view.post, name="alexa-smart-home")
     app.cleanup_ctx.append(_reports_context)

@@ -28,6 +28,7 @@ from staterelay.core.models import Device, PropertyState
 JSON = dict[str, Any]
 MANUFACTURER: Final = "StateRelay"
 MAX_ENDPOINTS: Final = 300  # per Discover.Response and per account
+DESCRIPTION_MAX: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +122,20 @@ class AlexaEndpoint:
             "endpointId": device.id,
             "manufacturerName": MANUFACTURER,
             "friendlyName": device.name,
-            "description": device.description or f"{self.label} by {MANUFACTURER}",
+            "description": self.description(),
             "displayCategories": list(self.categories),
             "additionalAttributes": {"manufacturer": MANUFACTURER, "model": self.label},
             "cookie": {},
             "capabilities": [cap.serialize_discovery() for cap in self.capabilities],
         }
+
+    def description(self) -> str:
+        """What the Alexa app shows under the name: the room first, at most 128 characters."""
+        device = self.device
+        text = device.description or f"{self.label} by {MANUFACTURER}"
+        if device.room:
+            text = f"{device.room} · {text}"
+        return text if len(text) <= DESCRIPTION_MAX else text[: DESCRIPTION_MAX - 1] + "…"
 
     def properties(
         self,

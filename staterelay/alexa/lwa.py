@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 
 from staterelay.core import Core
-from staterelay.core.alexa import AlexaLink
+from staterelay.core.alexa import AlexaLink, MessagingClient
 from staterelay.jsoncodec import check_depth
 from staterelay.settings import AlexaSettings
 
@@ -78,14 +79,15 @@ class LwaTokens:
 class LoginWithAmazon:
     """The token endpoint, with the skill's Alexa Skill Messaging client credentials."""
 
-    def __init__(self, http: HttpSession, settings: AlexaSettings) -> None:
+    def __init__(
+        self,
+        http: HttpSession,
+        settings: AlexaSettings,
+        credentials: Callable[[], Awaitable[MessagingClient | None]],
+    ) -> None:
         self._http = http
         self._settings = settings
-
-    @property
-    def configured(self) -> bool:
-        """True when the messaging client id and secret are set."""
-        return bool(self._settings.messaging_client_id and self._settings.messaging_client_secret)
+        self._credentials = credentials
 
     async def exchange_code(self, code: str) -> LwaTokens:
         """Trade AcceptGrant's authorization code for tokens."""
@@ -96,16 +98,14 @@ class LoginWithAmazon:
         return await self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
 
     async def _token(self, form: dict[str, str]) -> LwaTokens:
-        if not self.configured:
+        client = await self._credentials()
+        if client is None:
             raise LwaError(
-                "alexa.messaging_client_id and alexa.messaging_client_secret are not set",
+                "the Alexa messaging client id and secret are not set (Integrations, Alexa, "
+                "or alexa.messaging_client_id and alexa.messaging_client_secret)",
                 code="not_configured",
             )
-        data = {
-            **form,
-            "client_id": str(self._settings.messaging_client_id),
-            "client_secret": str(self._settings.messaging_client_secret),
-        }
+        data = {**form, "client_id": client.client_id, "client_secret": client.client_secret}
         try:
             async with self._http.get().post(
                 self._settings.lwa_token_url,

@@ -1,6 +1,7 @@
 """``POST /alexa/smart_home``: directives forwarded by the Lambda relay, answered as Alexa expects.
 
-The relay proves itself with a shared secret header (when ``alexa.relay_secret`` is set);
+The relay proves itself with a shared secret header (``alexa.relay_secret``, else the one
+derived from the instance's secret key, which every relay package carries);
 the user is the bearer token inside the directive. Every directive-level failure is an
 ErrorResponse with HTTP 200, which the relay hands to Alexa unchanged; only a body that is
 not a directive at all gets HTTP 400.
@@ -33,6 +34,7 @@ from staterelay.alexa.errors import (
 from staterelay.alexa.handlers import HANDLERS, HandlerContext
 from staterelay.alexa.lwa import LoginWithAmazon
 from staterelay.core import Core
+from staterelay.core.facts import ALEXA_RELAY_SEEN
 from staterelay.errors import NotAuthenticated, RequestTimeout, StateRelayError
 from staterelay.jsoncodec import TooDeep, decode_lenient, encode
 from staterelay.settings import AlexaSettings
@@ -49,11 +51,13 @@ LAMBDA_REGIONS: Final = {"us-east-1": "NA", "eu-west-1": "EU", "us-west-2": "FE"
 class SmartHomeView:
     """Handles directives: authenticate the relay and the user, dispatch, shape the answer."""
 
-    def __init__(self, core: Core, settings: AlexaSettings, lwa: LoginWithAmazon) -> None:
+    def __init__(
+        self, core: Core, settings: AlexaSettings, lwa: LoginWithAmazon, relay_secret: str
+    ) -> None:
         self._core = core
         self._settings = settings
-        secret = settings.relay_secret
-        self._secret = secret.encode("utf-8") if secret else None
+        self._secret = relay_secret.encode("utf-8")
+        self._relay_seen = False
         # One context per region, made once: every directive needs one.
         self._contexts = {
             region: HandlerContext(core=core, lwa=lwa, region=region)
@@ -62,13 +66,14 @@ class SmartHomeView:
 
     async def post(self, request: web.Request) -> web.Response:
         """One directive in, one message out."""
-        if self._secret is not None:
-            sent = request.headers.get(SECRET_HEADER, "").encode("utf-8")
-            if not hmac.compare_digest(sent, self._secret):
-                _LOGGER.warning(
-                    "refused a directive without the relay secret from %s", request.remote
-                )
-                return _json({"error": "the relay secret is missing or wrong"}, 401)
+        sent = request.headers.get(SECRET_HEADER, "").encode("utf-8")
+        if not hmac.compare_digest(sent, self._secret):
+            _LOGGER.warning("refused a directive without the relay secret from %s", request.remote)
+            return _json({"error": "the relay secret is missing or wrong"}, 401)
+        if not self._relay_seen:
+            # The setup page's "the relay reached StateRelay" check; written once.
+            await self._core.facts.note(ALEXA_RELAY_SEEN)
+            self._relay_seen = True
         try:
             raw = await request.read()
         except RequestTimeout as exc:

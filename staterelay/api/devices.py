@@ -22,11 +22,13 @@ CREATE_FIELDS: Final = {
     "name": FieldSpec(("string",), required=True),
     "description": FieldSpec(("string", "null")),
     "options": FieldSpec(("object", "null")),
+    "room": FieldSpec(("string", "null")),
 }
 UPDATE_FIELDS: Final = {
     "name": FieldSpec(("string",)),
     "description": FieldSpec(("string", "null")),
     "options": FieldSpec(("object", "null")),
+    "room": FieldSpec(("string", "null")),
 }
 
 
@@ -55,6 +57,7 @@ async def create_device(request: web.Request) -> web.Response:
         name=fields["name"],
         description=fields.get("description"),
         options=fields.get("options"),
+        room=fields.get("room"),
         source=SOURCE,
     )
     return json_response(
@@ -76,7 +79,7 @@ async def get_device(request: web.Request) -> web.Response:
 
 @routes.patch("/devices/{device_id}", name="device")
 async def update_device(request: web.Request) -> web.Response:
-    """Rename a device or change its description or options."""
+    """Rename a device or change its description, room or options."""
     if_version = if_match_version(request)
     fields = await read_fields(request, UPDATE_FIELDS)
     device = await request.app[CORE_KEY].devices.update(

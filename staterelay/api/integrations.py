@@ -10,7 +10,7 @@ from staterelay.api.auth import principal_of
 from staterelay.api.responses import json_response
 from staterelay.core.alexa import AlexaStatus
 from staterelay.core.clock import iso
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.keys import CORE_KEY
 
 routes = web.RouteTableDef()
 
@@ -101,7 +101,7 @@ def alexa_json(status: AlexaStatus, *, configured: bool) -> dict[str, Any]:
 @routes.get("/integrations/alexa", name="integration-alexa", allow_head=False)
 async def alexa_status(request: web.Request) -> web.Response:
     """The caller's Alexa link: region, token health and the last ChangeReport's result."""
-    status = await request.app[CORE_KEY].alexa.status(principal_of(request))
-    settings = request.app[SETTINGS_KEY].alexa
-    configured = bool(settings.messaging_client_id and settings.messaging_client_secret)
+    core = request.app[CORE_KEY]
+    status = await core.alexa.status(principal_of(request))
+    configured = await core.alexa.messaging() is not None
     return json_response(alexa_json(status, configured=configured))

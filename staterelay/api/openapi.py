@@ -183,7 +183,7 @@ def _paths() -> JSONObject:
             ),
             "patch": _operation(
                 "updateDevice",
-                "Rename a device or change its description or options",
+                "Rename a device or change its description, room or options",
                 "devices",
                 response="Device",
                 parameters=(*device, "IfMatch"),

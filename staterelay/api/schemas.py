@@ -10,6 +10,7 @@ from staterelay.core.device_types import (
     DETECTION_VALUES,
     DEVICE_TYPES,
     POWER_VALUES,
+    ROOM_MAX,
     TEMPERATURE_SCALES,
 )
 from staterelay.core.models import SCOPES, SOURCES
@@ -110,6 +111,12 @@ def component_schemas() -> JSONObject:
     """Every schema of the document's ``components``, by name."""
     device_fields = {
         "description": _nullable("string", maxLength=128),
+        "room": _nullable(
+            "string",
+            maxLength=ROOM_MAX,
+            description="The room it is in; empty or null for none. A room the household "
+            "has already is matched regardless of letter case.",
+        ),
         "options": _nullable(
             "object",
             description="routine_trigger (switch, boolean) or scale (temperature_sensor).",
@@ -190,6 +197,7 @@ def component_schemas() -> JSONObject:
                 "type": {"enum": list(DEVICE_TYPES)},
                 "name": {"type": "string"},
                 "description": {"type": "string"},
+                "room": {"type": "string", "description": "The room it is in; empty for none."},
                 "options": {"type": "object"},
                 **state,
                 "version": {"type": "integer", "minimum": 1},
@@ -201,6 +209,7 @@ def component_schemas() -> JSONObject:
                 "type",
                 "name",
                 "description",
+                "room",
                 "options",
                 "state",
                 "state_changed_at",

@@ -29,6 +29,7 @@ def device_json(device: Device) -> JSONObject:
         "type": device.type,
         "name": device.name,
         "description": device.description,
+        "room": device.room,
         "options": dict(device.options),
         **_state_fields(device),
         "version": device.version,

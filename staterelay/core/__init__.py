@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from staterelay.core.accounts import AccountService
+from staterelay.core.accounts import AccountService, PasswordWork
 from staterelay.core.activity import ActivityService
 from staterelay.core.alexa import AlexaLinkService
 from staterelay.core.auth import AuthService
@@ -13,16 +13,19 @@ from staterelay.core.clock import Clock, system_clock
 from staterelay.core.counters import Counters
 from staterelay.core.crypto import SecretBox
 from staterelay.core.devices import DeviceService
+from staterelay.core.facts import InstanceFacts
 from staterelay.core.ifttt import IftttService
+from staterelay.core.mail import Mailer
 from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.oauth import OAuthService, RevokedApp
 from staterelay.core.oauth_clients import is_alexa_client, is_ifttt_client
 from staterelay.core.outbox import OutboxService
+from staterelay.core.recovery import RecoveryService
 from staterelay.core.sessions import SessionService
 from staterelay.core.throttle import LoginThrottle
 from staterelay.core.users import UserService
 from staterelay.core.webhooks import WebhookService
-from staterelay.settings import AccountsSettings, IftttSettings, OAuthSettings
+from staterelay.settings import AccountsSettings, AlexaSettings, IftttSettings, OAuthSettings
 from staterelay.store.base import Store
 
 MIB = 1024 * 1024
@@ -40,6 +43,7 @@ class CoreConfig:
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     ifttt: IftttSettings = field(default_factory=IftttSettings)
     min_free_bytes: int = 64 * MIB
+    alexa: AlexaSettings = field(default_factory=AlexaSettings)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Core:
         config: CoreConfig | None = None,
         clock: Clock = system_clock,
         login_throttle: LoginThrottle | None = None,
+        mailer: Mailer | None = None,
     ) -> None:
         config = config or CoreConfig()
         self.store = store
@@ -73,7 +78,12 @@ class Core:
         self.sessions = SessionService(
             store, clock, config.accounts, instance_secret=instance_secret
         )
-        self.accounts = AccountService(store, clock, config.accounts, throttle=login_throttle)
+        work = PasswordWork()
+        self.accounts = AccountService(
+            store, clock, config.accounts, throttle=login_throttle, work=work
+        )
+        self.recovery = RecoveryService(store, clock, work, mailer=mailer)
+        self.facts = InstanceFacts(store, clock)
         self.auth = AuthService(store, clock)
         self.devices = DeviceService(
             store, bus, clock, max_devices=config.max_devices, counters=self.counters
@@ -100,7 +110,13 @@ class Core:
             config.ifttt,
             public_url=config.public_url,
         )
-        self.alexa = AlexaLinkService(store, clock, SecretBox(instance_secret, "alexa-tokens"))
+        self.alexa = AlexaLinkService(
+            store,
+            clock,
+            SecretBox(instance_secret, "alexa-tokens"),
+            settings=config.alexa,
+            facts=self.facts,
+        )
         self.oauth.on_revoke(self._linked_app_revoked)
 
     async def ready(self) -> bool:

@@ -68,6 +68,14 @@ class PasswordWork:
             return False
 
 
+class InviteUnusable(NotFound):
+    """An invite link that cannot be used; ``reason`` is used, expired, closed or unknown."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 def _plausible_token(token: object) -> str | None:
     if isinstance(token, str) and TOKEN_MIN <= len(token) <= TOKEN_MAX and token.isascii():
         return token
@@ -206,13 +214,22 @@ class AccountService:
         """The pending invite a link token stands for; ``NotFound`` when it cannot be used."""
         clean = _plausible_token(token)
         invite = None if clean is None else await self._store.find_invite(token_digest(clean))
-        if (
-            invite is None
-            or self.registration == "closed"
-            or invite.used_at is not None
-            or invite.expires_at <= self._clock()
-        ):
-            raise NotFound("this invite link is not valid: it may have expired or been used")
+        if invite is None:
+            raise InviteUnusable(
+                "unknown",
+                "this invite link is not known here: check that the whole link was copied, "
+                "or ask for a new one",
+            )
+        if self.registration == "closed":
+            raise InviteUnusable("closed", "this instance takes no new accounts at the moment")
+        if invite.used_at is not None:
+            raise InviteUnusable(
+                "used", "this invite was used already (each works once): sign in instead"
+            )
+        if invite.expires_at <= self._clock():
+            raise InviteUnusable(
+                "expired", "this invite has expired: ask the person who sent it for a new one"
+            )
         return invite
 
     async def accept_invite(self, token: object, *, email: object, password: object) -> User:

@@ -7,23 +7,40 @@ sent to Alexa fared so users can see it.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, get_args
 
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import SecretBox
-from staterelay.core.devices import require, require_whole_household
+from staterelay.core.devices import require, require_account_access, require_whole_household
+from staterelay.core.facts import InstanceFacts
 from staterelay.core.ids import new_id
 from staterelay.core.models import Principal
 from staterelay.errors import InvalidInput
+from staterelay.settings import AlexaSettings
 from staterelay.store.alexa_records import AlexaGrant, AlexaRegion, AlexaReportNote
 from staterelay.store.base import Store
 from staterelay.store.records import Device
 
+_LOGGER = logging.getLogger(__name__)
+
 REGIONS: Final[tuple[str, ...]] = get_args(AlexaRegion)
 ERROR_MAX: Final = 300
 UNLINKED_IN_STATERELAY: Final = "the Alexa linked app was revoked in StateRelay"
+MESSAGING_KEY: Final = "alexa:messaging"
+MESSAGING_ID: Final = re.compile(r"amzn1\.application-oa2-client\.[A-Za-z0-9]{8,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class MessagingClient:
+    """The skill's Alexa Skill Messaging client (Send Alexa Events)."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    from_config: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +100,60 @@ def check_region(region: str) -> AlexaRegion:
 class AlexaLinkService:
     """Grants from AcceptGrant, token storage and refresh bookkeeping, link status."""
 
-    def __init__(self, store: Store, clock: Clock, box: SecretBox) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        box: SecretBox,
+        *,
+        settings: AlexaSettings | None = None,
+        facts: InstanceFacts | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._box = box
+        self._settings = settings or AlexaSettings()
+        self._facts = facts or InstanceFacts(store, clock)
         self._reports: dict[str, AlexaReportNote] = {}
+
+    # the skill's Alexa Skill Messaging client ------------------------------------------------
+    async def messaging(self) -> MessagingClient | None:
+        """The messaging client id and secret: from the config, else as saved in Settings."""
+        config = self._settings
+        if config.messaging_client_id and config.messaging_client_secret:
+            return MessagingClient(config.messaging_client_id, config.messaging_client_secret, True)
+        sealed = await self._facts.get(MESSAGING_KEY)
+        if sealed is None:
+            return None
+        try:
+            client_id, _, secret = self._box.decrypt(sealed).partition("\n")
+        except ValueError:
+            _LOGGER.warning(
+                "the saved Alexa messaging credentials cannot be read; enter them again"
+            )
+            return None
+        return MessagingClient(client_id, secret, False) if client_id and secret else None
+
+    async def save_messaging(self, principal: Principal, client_id: str, secret: str) -> None:
+        """Keep the messaging client (sealed); the config's, when set, still wins."""
+        require_account_access(principal, "write")
+        clean_id, clean_secret = client_id.strip(), secret.strip()
+        if not MESSAGING_ID.fullmatch(clean_id):
+            raise InvalidInput(
+                "the Alexa Client Id starts with amzn1.application-oa2-client.", field="client_id"
+            )
+        if not 16 <= len(clean_secret) <= 256 or not clean_secret.isprintable():
+            raise InvalidInput(
+                "paste the Alexa Client Secret shown under Send Alexa Events", field="client_secret"
+            )
+        await self._facts.put(MESSAGING_KEY, self._box.encrypt(f"{clean_id}\n{clean_secret}"))
+
+    async def user_link(self, principal: Principal) -> AlexaLink | None:
+        """The principal's user's active link, with its tokens; None when not linked."""
+        grant = await self._store.find_user_alexa_grant(principal.tenant_id, principal.user_id)
+        if grant is None or grant.status != "active":
+            return None
+        return self._open(grant)
 
     async def link(
         self,

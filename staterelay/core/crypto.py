@@ -51,6 +51,16 @@ def derive_key(instance_secret: bytes, purpose: str) -> bytes:
     return hmac.new(prk, f"staterelay:{purpose}".encode() + b"\x01", hashlib.sha256).digest()
 
 
+def relay_secret(instance_secret: bytes) -> str:
+    """The Alexa relay secret this instance uses when ``alexa.relay_secret`` is not set.
+
+    Derived from the instance secret (``secret.key`` in the data directory, mode 0600), it
+    is made once and stays the same across restarts, ``alexa setup`` runs, the dashboard
+    and a restore from backup, so the relay package always matches the server.
+    """
+    return base64.urlsafe_b64encode(derive_key(instance_secret, "alexa-relay")).decode().rstrip("=")
+
+
 class SecretBox:
     """AES-GCM encryption with a key derived from the instance secret for one purpose.
 

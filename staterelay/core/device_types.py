@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +15,11 @@ TEMPERATURE_SCALES = ("CELSIUS", "FAHRENHEIT")
 # Plausible air temperatures: colder than any recorded on Earth is refused, and so is
 # anything hotter than a sauna; both are typos, not readings.
 TEMPERATURE_RANGE = {"CELSIUS": (-90.0, 150.0), "FAHRENHEIT": (-130.0, 302.0)}
+SCALE_SYMBOLS = {"CELSIUS": "°C", "FAHRENHEIT": "°F"}
 
 NAME_MAX = 128
 DESCRIPTION_MAX = 128
+ROOM_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ def normalize_temperature(value: Any, options: Mapping[str, Any]) -> dict[str, A
     low, high = TEMPERATURE_RANGE[scale]
     if not low <= value <= high:
         raise ValueOutOfRange(
-            f"temperature must be from {low:g} to {high:g} {scale.lower()}", field="temperature"
+            f"temperature must be from {low:g} to {high:g} {SCALE_SYMBOLS[scale]}",
+            field="temperature",
         )
     return {"value": round(float(value), 2), "scale": scale}
 
@@ -189,6 +192,24 @@ def validate_description(value: Any) -> str:
     if has_control_characters(text):
         raise InvalidInput("description must not contain control characters", field="description")
     return text
+
+
+def validate_room(value: Any) -> str:
+    """A room name of at most 64 characters, inner spaces collapsed; "" is no room."""
+    if value is None:
+        return ""
+    text = " ".join(require_text(value, "room").split())
+    if len(text) > ROOM_MAX:
+        raise InvalidInput(f"room must be at most {ROOM_MAX} characters", field="room")
+    if has_control_characters(text):
+        raise InvalidInput("room must not contain control characters", field="room")
+    return text
+
+
+def same_room(room: str, rooms: Iterable[str]) -> str:
+    """``room`` spelled as a room the household has already when they differ only in case."""
+    key = room.casefold()
+    return next((known for known in rooms if known.casefold() == key), room)
 
 
 def validate_options(kind: DeviceType, value: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ outbox rows) and is published on the bus only after it commits.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from staterelay.core.bus import EventBus
@@ -18,9 +18,11 @@ from staterelay.core.device_types import (
     default_properties,
     device_type,
     normalize_properties,
+    same_room,
     validate_description,
     validate_name,
     validate_options,
+    validate_room,
 )
 from staterelay.core.events import (
     DeviceAdded,
@@ -144,6 +146,7 @@ class DeviceService:
         options: Any = None,
         source: str,
         device_id: str | None = None,
+        room: Any = None,
     ) -> Device:
         """Create a device with default state.
 
@@ -160,6 +163,7 @@ class DeviceService:
         clean_name = validate_name(name)
         clean_description = validate_description(description)
         clean_options = validate_options(kind, options)
+        clean_room = await self._household_room(principal, validate_room(room))
         if await self._store.count_devices(principal.tenant_id) >= self._max_devices:
             raise LimitReached(f"a household can have at most {self._max_devices} devices")
         now = self._clock()
@@ -178,6 +182,7 @@ class DeviceService:
             version=1,
             created_at=now,
             updated_at=now,
+            room=clean_room,
         )
         activity = NewActivity(
             kind="device.created",
@@ -213,6 +218,11 @@ class DeviceService:
         description = (
             validate_description(fields["description"]) if "description" in fields else None
         )
+        room = (
+            await self._household_room(principal, validate_room(fields["room"]))
+            if "room" in fields
+            else None
+        )
         now = self._clock()
 
         def mutate(current: Device) -> DeviceChange:
@@ -229,7 +239,13 @@ class DeviceService:
                 if description is not None and description != current.description
                 else None
             )
-            if new_name is None and new_description is None and options is None:
+            new_room = room if room is not None and room != current.room else None
+            if (
+                new_name is None
+                and new_description is None
+                and options is None
+                and new_room is None
+            ):
                 return DeviceChange()
             changed = {
                 key: value
@@ -237,6 +253,7 @@ class DeviceService:
                     ("name", new_name),
                     ("description", new_description),
                     ("options", options),
+                    ("room", new_room),
                 )
                 if value is not None
             }
@@ -245,6 +262,7 @@ class DeviceService:
                 name=new_name,
                 description=new_description,
                 options=options,
+                room=new_room,
                 activity=(
                     NewActivity(
                         kind="device.updated",
@@ -489,6 +507,28 @@ class DeviceService:
         self._counters.state_changed(source)
         self._nudge(committed.outbox_rows)
         return committed.after
+
+    async def rooms(self, principal: Principal) -> Sequence[str]:
+        """The rooms of the household's devices, sorted (the list forms suggest)."""
+        require(principal, "read")
+        found = {device.room for device in await self._all(principal) if device.room}
+        return sorted(found, key=str.casefold)
+
+    async def _household_room(self, principal: Principal, room: str) -> str:
+        """``room`` in the spelling the household already uses for it."""
+        if not room:
+            return room
+        return same_room(room, await self.rooms(principal))
+
+    async def _all(self, principal: Principal) -> Sequence[Device]:
+        devices: Sequence[Device] = ()
+        after: int | None = None
+        while True:
+            batch = await _reachable(self._store, principal, after, _SCAN_BATCH)
+            devices = (*devices, *batch)
+            if len(batch) < _SCAN_BATCH:
+                return devices
+            after = batch[-1].seq
 
     def _nudge(self, rows: int) -> None:
         if rows:

@@ -269,7 +269,7 @@ class IftttService:
             raise NotFound(f"{slug} has no field called {field!r}")
         if field == "device":
             devices = await self._devices_of(principal, spec.device_types)
-            return [{"label": device.name, "value": device.id} for device in devices]
+            return [{"label": device_label(device), "value": device.id} for device in devices]
         if field == "direction":
             return [
                 {"label": "rises above", "value": "above"},
@@ -457,3 +457,8 @@ __all__ = [
     "IftttService",
     "ServiceKeyMissing",
 ]
+
+
+def device_label(device: Device) -> str:
+    """A device as IFTTT's dropdowns list it: ``Movie mode (Living room)``."""
+    return f"{device.name} ({device.room})" if device.room else device.name

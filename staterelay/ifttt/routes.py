@@ -10,6 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
+from staterelay.core.facts import IFTTT_STATUS_SEEN
 from staterelay.core.models import Principal
 from staterelay.errors import NotAuthenticated, Unavailable
 from staterelay.ifttt.wire import empty_response, ifttt_json, read_object
@@ -40,10 +41,11 @@ async def user_of(request: web.Request) -> Principal:
 @routes.get("/status", name="status")
 async def status(request: web.Request) -> web.Response:
     """200 with no body when triggers and actions can be served; 503 when not."""
-    ifttt = request.app[CORE_KEY].ifttt
-    ifttt.check_service_key(presented_service_key(request))
-    if not await ifttt.ready():
+    core = request.app[CORE_KEY]
+    core.ifttt.check_service_key(presented_service_key(request))
+    if not await core.ifttt.ready():
         raise Unavailable("the database is not ready; try again shortly")
+    await core.facts.note(IFTTT_STATUS_SEEN)  # the IFTTT set-up page's check
     return empty_response()
 
 

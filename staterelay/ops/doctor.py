@@ -39,7 +39,8 @@ IDLE_WARNING_DAYS = 365
 OUTBOX_STUCK_SECONDS = 3600.0
 SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 # What each integration cannot work without, once any of its keys is set.
-ALEXA_REQUIRED = ("relay_secret", "messaging_client_id", "messaging_client_secret")
+# The relay secret is derived from the instance secret when not set, so it is not required.
+ALEXA_REQUIRED = ("messaging_client_id", "messaging_client_secret")
 IFTTT_REQUIRED = ("service_key",)
 _LOCAL_HOSTS = {"localhost", "localhost.localdomain"}
 MIB = 1024 * 1024

@@ -2,7 +2,8 @@
 
 The lock is an advisory ``flock`` on an open file, so the kernel drops it when the process
 ends, however it ends (``kill -9`` included): a stale lock file never blocks a start. The
-file holds the pid of the holder, for messages only.
+file holds the pid of the holder (for messages) and, on a second line, the public URL it
+serves, which commands such as ``alexa setup`` use when the config sets none.
 """
 
 from __future__ import annotations
@@ -41,14 +42,17 @@ class InstanceLock:
         self.path = lock_path(data_dir)
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock and write our pid into the file; ``InstanceRunning`` if it is held."""
+    def acquire(self, public_url: str | None = None) -> None:
+        """Take the lock and write our pid (and public URL) into the file.
+
+        ``InstanceRunning`` if another process holds it.
+        """
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         if not _try_lock(fd):
             os.close(fd)
             raise InstanceRunning(self.path, holder_pid(self.path))
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()}\n{public_url or ''}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
@@ -72,13 +76,27 @@ class InstanceLock:
         self.release()
 
 
+def _lock_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def holder_pid(path: Path) -> int | None:
     """The pid written in a lock file, if any."""
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
+    lines = _lock_lines(path)
+    text = lines[0].strip() if lines else ""
     return int(text) if text.isdigit() else None
+
+
+def running_public_url(data_dir: Path) -> str | None:
+    """The public URL of the server running on ``data_dir``; None when none runs."""
+    if running_pid(data_dir) is None:
+        return None
+    lines = _lock_lines(lock_path(data_dir))
+    url = lines[1].strip() if len(lines) > 1 else ""
+    return url or None
 
 
 def running_pid(data_dir: Path) -> int | None:

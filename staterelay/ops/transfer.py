@@ -1,10 +1,11 @@
 """Moving devices between instances as JSON: ``staterelay export`` and ``staterelay import``.
 
-The document is ``{"version": 1, "devices": [{id, type, name, description, options,
-state}]}``. Import goes through core like any other client (create, then set the state,
-with source ``cli``), so every rule, activity row and webhook applies. It keeps device ids,
-which are Alexa's endpoint ids, unless asked for new ones, and skips a device whose name the
-household already has, so running the same import twice changes nothing.
+The document is ``{"version": 1, "devices": [{id, type, name, description, room, options,
+state}]}`` (``room`` is optional: exports of older versions have none). Import goes through
+core like any other client (create, then set the state, with source ``cli``), so every
+rule, activity row and webhook applies. It keeps device ids, which are Alexa's endpoint ids,
+unless asked for new ones, and skips a device whose name the household already has, so
+running the same import twice changes nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def device_document(device: Device) -> dict[str, Any]:
         "type": device.type,
         "name": device.name,
         "description": device.description,
+        "room": device.room,
         "options": dict(device.options),
         "state": {name: prop.value for name, prop in device.properties.items()},
     }
@@ -160,6 +162,7 @@ async def _import_one(
             name=entry.get("name"),
             description=entry.get("description"),
             options=entry.get("options"),
+            room=entry.get("room"),
             source="cli",
             device_id=device_id,
         )

@@ -10,6 +10,7 @@
   document.documentElement.classList.add("js");
 
   var SNAPSHOT_URL = "/dashboard/state.json";
+  var LIVE_CHECK_URL = "/dashboard/live/check";
   var MAX_BACKOFF = 15000;
 
   function $all(selector, root) {
@@ -141,11 +142,22 @@
         n.textContent = state.power === "ON" ? "On" : "Off";
       });
       $all('[data-control="brightness"]', box).forEach(function (r) {
-        if (!r.dataset.dragging && state.brightness !== undefined) r.value = state.brightness;
+        if (state.brightness === undefined) return;
+        r.dataset.server = String(state.brightness);
+        /* while the user moves it, the server's echo must not move it back */
+        if (!touched(r)) r.value = state.brightness;
       });
       $all('[data-field="brightness-text"]', box).forEach(function (n) {
+        var range = n.form ? n.form.querySelector('[data-control="brightness"]') : null;
+        if (range && touched(range)) return;
         if (state.brightness !== undefined) n.textContent = state.brightness + " %";
       });
+      $all('[data-field="room"]', box).forEach(function (n) { n.textContent = view.room || ""; });
+      if (box.classList.contains("device-card") && (box.dataset.room || "") !== (view.room || "")) {
+        box.dataset.room = view.room || "";
+        var grid = box.closest("[data-device-grid]");
+        if (grid) placeCard(grid, box, view.room || "");
+      }
       $all('[data-control="detection"]', box).forEach(function (b) {
         b.setAttribute("aria-pressed", String(b.value === state.detection));
       });
@@ -168,6 +180,44 @@
         box.classList.add("flash");
       }
     });
+  }
+
+  /* cards grouped by room: rooms A to Z, then the devices without one */
+
+  function roomGroup(grid, room) {
+    var groups = $all("[data-room-group]", grid);
+    var found = groups.filter(function (g) { return g.getAttribute("data-room-group") === room; })[0];
+    if (found) return found;
+    var section = el("section", "room-group");
+    section.setAttribute("data-room-group", room);
+    if (room) section.setAttribute("aria-label", room);
+    var cards = el("div", "device-grid");
+    cards.setAttribute("data-room-cards", "");
+    section.append(el("h2", "room-title", room || "No room"), cards);
+    var key = room.toLowerCase();
+    var before = groups.filter(function (g) {
+      var other = g.getAttribute("data-room-group");
+      return room && (!other || other.toLowerCase().localeCompare(key) > 0);
+    })[0];
+    grid.insertBefore(section, before || null);
+    return section;
+  }
+
+  function tidyRooms(grid) {
+    $all("[data-room-group]", grid).forEach(function (g) {
+      if (!g.querySelector("[data-device]")) g.parentNode.removeChild(g);
+    });
+    var groups = $all("[data-room-group]", grid);
+    groups.forEach(function (g) {
+      var title = g.querySelector(".room-title");
+      if (title) title.hidden = groups.length === 1 && !g.getAttribute("data-room-group");
+    });
+  }
+
+  function placeCard(grid, card, room) {
+    var cards = roomGroup(grid, room).querySelector("[data-room-cards]");
+    if (card.parentNode !== cards) cards.appendChild(card);
+    tidyRooms(grid);
   }
 
   function updateCount() {
@@ -202,7 +252,7 @@
         holder.innerHTML = html;
         var card = holder.querySelector("[data-device]");
         if (!card) return;
-        grid.appendChild(card);
+        placeCard(grid, card, card.dataset.room || "");
         bindLiveForms(card);
         localizeTimes(card);
         applyDevice(view, false);
@@ -248,7 +298,9 @@
         $all("button, input, select", box).forEach(function (c) { c.disabled = true; });
         return;
       }
+      var grid = box.closest("[data-device-grid]");
       box.parentNode.removeChild(box);
+      if (grid) tidyRooms(grid);
     });
     updateCount();
   }
@@ -338,6 +390,33 @@
     });
   }
 
+  /* the message of an HTML error page, so a refusal says why */
+  function reasonOf(html) {
+    try {
+      var page = new DOMParser().parseFromString(html, "text/html");
+      var text = page.querySelector(".error-page h1 + p");
+      return text ? text.textContent.trim() : "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  /* a range the user is moving, or whose value the server has not confirmed yet */
+  function touched(range) {
+    return Boolean(range.dataset.dragging || range.dataset.wanted !== undefined);
+  }
+
+  function settleRanges(form) {
+    $all('[data-control="brightness"]', form).forEach(function (r) {
+      delete r.dataset.wanted;
+      if (!r.dataset.dragging && r.dataset.server !== undefined) {
+        r.value = r.dataset.server;
+        var output = form.querySelector("output");
+        if (output) output.textContent = r.dataset.server + " %";
+      }
+    });
+  }
+
   function sendForm(form, submitter) {
     if (form.dataset.busy) {
       // A tap while the last one is on its way (the live feed may already show its
@@ -346,6 +425,7 @@
       return;
     }
     var data = new FormData(form, submitter || undefined);
+    $all('[data-control="brightness"]', form).forEach(function (r) { r.dataset.sent = r.value; });
     form.dataset.busy = "1";
     if (submitter) submitter.setAttribute("aria-busy", "true");
     fetch(form.action, {
@@ -361,8 +441,9 @@
       }
       var json = (response.headers.get("Content-Type") || "").indexOf("application/json") === 0;
       if (!json) {
-        showError(form, "form", "That did not work; reload the page and try again.");
-        return null;
+        return response.text().then(function (html) {
+          showError(form, "form", reasonOf(html) || "That did not work (" + response.status + "); reload the page and try again.");
+        });
       }
       return response.json().then(function (body) {
         if (response.ok && body.device) {
@@ -381,6 +462,8 @@
       if (queued) {
         form._queued = null;
         sendForm(form, queued === form ? undefined : queued);
+      } else {
+        settleRanges(form);
       }
     });
   }
@@ -396,13 +479,24 @@
       if (form.getAttribute("data-submit-on") === "change") {
         $all('input[type="range"]', form).forEach(function (range) {
           var output = form.querySelector("output");
+          /* Every step is sent: one request at a time, and a step made meanwhile is sent
+           * with the value of that moment when it answers (the latest wins, the last is
+           * never lost). Until the last answer, echoes do not move the control. */
+          range.addEventListener("pointerdown", function () { range.dataset.dragging = "1"; });
+          function release() {
+            if (!range.dataset.dragging) return;
+            delete range.dataset.dragging;
+            if (!form.dataset.busy && !form._queued) settleRanges(form);
+          }
+          range.addEventListener("pointerup", release);
+          range.addEventListener("pointercancel", release);
           range.addEventListener("input", function () {
-            range.dataset.dragging = "1";
+            range.dataset.wanted = range.value;
             if (output) output.textContent = range.value + " %";
+            sendForm(form, null);
           });
           range.addEventListener("change", function () {
-            delete range.dataset.dragging;
-            sendForm(form, null);
+            if (range.value !== range.dataset.sent) sendForm(form, null);
           });
         });
       }
@@ -418,6 +512,30 @@
       var label = n.querySelector("[data-live-text]");
       if (label) label.textContent = text;
     });
+  }
+
+  function showLiveProblem(text) {
+    $all("[data-live-problem]").forEach(function (n) {
+      n.hidden = !text;
+      n.textContent = text ? "Live updates are refused: " + text : "";
+    });
+  }
+
+  function explainRefusal() {
+    var token = document.querySelector('input[name="csrf_token"]');
+    if (!token) return;
+    var body = new FormData();
+    body.append("csrf_token", token.value);
+    fetch(LIVE_CHECK_URL, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    }).then(function (response) {
+      return response.json().then(function (answer) {
+        showLiveProblem(response.ok ? "" : answer.error || "the server said " + response.status);
+      });
+    }).catch(function () {});
   }
 
   function resync() {
@@ -492,6 +610,7 @@
       socket.addEventListener("open", function () {
         openedAt = Date.now();
         setStatus("live", "Live");
+        showLiveProblem("");
       });
       socket.addEventListener("message", function (event) {
         var message;
@@ -511,9 +630,11 @@
           return;
         }
         if (openedAt < attemptAt) {
-          /* refused before it opened: if the session is gone, show the sign-in page */
+          /* refused before it opened: if the session is gone, show the sign-in page;
+           * otherwise ask the server why (a browser hides a refused socket's answer) */
           fetch(SNAPSHOT_URL, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
             if (r.status === 401) window.location.reload();
+            else explainRefusal();
           }, function () {});
         } else if (Date.now() - openedAt > 30000) {
           backoff = 500;

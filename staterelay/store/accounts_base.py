@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from staterelay.store.accounts_records import Invite, Session
+from staterelay.store.accounts_records import Invite, PasswordReset, Session
 from staterelay.store.records import Tenant, User
 
 
@@ -64,6 +64,34 @@ class AccountStore(Protocol):
         stored user carries that tenant's id. ``NotFound`` when ``digest`` is not the stored
         setup token's or any user exists already.
         """
+
+    # instance facts ------------------------------------------------------------------------
+    async def instance_fact(self, key: str) -> str | None:
+        """An instance-wide fact (no tenant): a first-seen time, a sealed credential."""
+
+    async def set_instance_fact(self, key: str, value: str | None) -> None:
+        """Keep an instance-wide fact (None forgets it)."""
+
+    # password resets -----------------------------------------------------------------------
+    async def create_password_reset(self, reset: PasswordReset, digest: str) -> PasswordReset:
+        """Insert a reset link whose token has this digest."""
+
+    async def find_password_reset(self, digest: str) -> PasswordReset | None:
+        """Cross-tenant: the reset with this digest, used or expired included."""
+
+    async def use_password_reset(
+        self, digest: str, tenant_id: str, new_hash: str, now: float
+    ) -> User:
+        """Use a reset link up: set the user's password and end every session of the user.
+
+        One transaction; ``NotFound`` when the link is unknown, used, or expired at ``now``.
+        """
+
+    async def list_users(self, tenant_id: str | None = None) -> Sequence[User]:
+        """Every user (of one tenant, or of the instance), oldest first."""
+
+    async def set_password(self, tenant_id: str, user_id: str, new_hash: str) -> int:
+        """Set a user's password and end every session; returns how many ended."""
 
     # invites -------------------------------------------------------------------------------
     async def create_invite(self, invite: Invite, digest: str) -> Invite:

@@ -30,3 +30,16 @@ class Invite:
     expires_at: float
     used_at: float | None = None
     used_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordReset:
+    """A one-time link that sets a user's password; only its token's digest is stored."""
+
+    id: str
+    tenant_id: str
+    user_id: str
+    created_by: str | None
+    created_at: float
+    expires_at: float
+    used_at: float | None = None

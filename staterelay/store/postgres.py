@@ -61,7 +61,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _DEVICE_SELECT = (
     "SELECT d.seq, d.id, d.tenant_id, d.type, d.name, d.description, d.options, d.version,"
-    " d.created_at, d.updated_at, p.names, p.vals, p.times FROM devices d"
+    " d.created_at, d.updated_at, d.room, p.names, p.vals, p.times FROM devices d"
     " LEFT JOIN LATERAL (SELECT array_agg(name ORDER BY name) AS names,"
     "  array_agg(value::text ORDER BY name) AS vals,"
     "  array_agg(changed_at ORDER BY name) AS times"
@@ -306,8 +306,8 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
             try:
                 seq = await conn.fetchval(
                     "INSERT INTO devices (id, tenant_id, type, name, name_key, description,"
-                    " options, version, created_at, updated_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+                    " options, version, created_at, updated_at, room)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
                     device.id,
                     device.tenant_id,
                     device.type,
@@ -318,6 +318,7 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
                     device.version,
                     device.created_at,
                     device.updated_at,
+                    device.room,
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "devices_name_unique":
@@ -386,6 +387,7 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
                     before.description if change.description is None else change.description
                 ),
                 options=before.options if options is None else options,
+                room=before.room if change.room is None else change.room,
                 properties=properties,
                 version=before.version + 1,
                 updated_at=now,
@@ -405,6 +407,7 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
                     change.description,
                     options,
                     *_activity_columns(activity),
+                    change.room,
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict("a device with this name exists", field="name") from None
@@ -590,7 +593,8 @@ _APPLY_CHANGE = (
     "), device AS ("
     " UPDATE devices SET version = $6, updated_at = $5, name = coalesce($7, name),"
     " name_key = coalesce($8, name_key), description = coalesce($9, description),"
-    " options = coalesce($10::jsonb, options) WHERE tenant_id = $1 AND id = $2"
+    " options = coalesce($10::jsonb, options), room = coalesce($21::text, room)"
+    " WHERE tenant_id = $1 AND id = $2"
     ") INSERT INTO activity_log (tenant_id, device_id, device_name, kind, source, actor, cause,"
     " property, old_value, new_value, detail, created_at)"
     " SELECT $1, a.device_id, a.device_name, a.kind, a.source, a.actor, a.cause, a.property,"
@@ -676,6 +680,7 @@ def _device(row: asyncpg.Record) -> Device:
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        room=row["room"],
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from staterelay.errors import Conflict, NotFound
-from staterelay.store.accounts_records import Invite, Session
+from staterelay.store.accounts_records import Invite, PasswordReset, Session
 from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
 from staterelay.store.records import Tenant, User
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 _SESSION_COLUMNS = "id, tenant_id, user_id, created_at, last_seen_at, expires_at, ip, user_agent"
 _INVITE_COLUMNS = "id, tenant_id, created_by, created_at, expires_at, used_at, used_by"
+_RESET_COLUMNS = "id, tenant_id, user_id, created_by, created_at, expires_at, used_at"
 _USER_COLUMNS = "id, tenant_id, email, is_admin, created_at, password_hash"
 _SETUP_KEY = "setup_token_digest"
 
@@ -187,6 +188,95 @@ class PostgresAccount:
             await insert_user(conn, stored)
         return stored
 
+    # instance facts ------------------------------------------------------------------------
+    async def instance_fact(self, key: str) -> str | None:
+        """An instance-wide fact."""
+        async with self.engine.instance(readonly=True) as conn:
+            value = await conn.fetchval("SELECT value FROM instance_meta WHERE key = $1", key)
+        return None if value is None else str(value)
+
+    async def set_instance_fact(self, key: str, value: str | None) -> None:
+        """Keep or forget an instance-wide fact."""
+        async with self.engine.instance() as conn:
+            if value is None:
+                await conn.execute("DELETE FROM instance_meta WHERE key = $1", key)
+                return
+            await conn.execute(
+                "INSERT INTO instance_meta (key, value) VALUES ($1, $2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                key,
+                value,
+            )
+
+    # password resets -----------------------------------------------------------------------
+    async def create_password_reset(self, reset: PasswordReset, digest: str) -> PasswordReset:
+        """Insert a reset link by digest."""
+        async with self.engine.tenant(reset.tenant_id) as conn:
+            await conn.execute(
+                f"INSERT INTO password_resets ({_RESET_COLUMNS}, digest)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                *dataclasses.astuple(reset),
+                digest,
+            )
+        return reset
+
+    async def find_password_reset(self, digest: str) -> PasswordReset | None:
+        """The reset with this digest, whatever the tenant."""
+        async with self.engine.instance(readonly=True) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_RESET_COLUMNS} FROM sr_password_reset_by_digest($1)", digest
+            )
+        return None if row is None else PasswordReset(*row)
+
+    async def use_password_reset(
+        self, digest: str, tenant_id: str, new_hash: str, now: float
+    ) -> User:
+        """Use the link up, set the password, end every session of the user."""
+        async with self.engine.tenant(tenant_id) as conn:
+            user_id = await conn.fetchval(
+                "UPDATE password_resets SET used_at = $1 WHERE digest = $2 AND tenant_id = $3"
+                " AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+                now,
+                digest,
+                tenant_id,
+            )
+            if user_id is None:
+                raise NotFound("the reset link is not valid")
+            await _set_password(conn, tenant_id, user_id, new_hash)
+            await conn.execute(
+                "UPDATE password_resets SET used_at = $1 WHERE tenant_id = $2 AND user_id = $3"
+                " AND used_at IS NULL",
+                now,
+                tenant_id,
+                user_id,
+            )
+            row = await conn.fetchrow(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2",
+                tenant_id,
+                user_id,
+            )
+        assert row is not None  # the update above found the user in this transaction
+        return user(row)
+
+    async def list_users(self, tenant_id: str | None = None) -> Sequence[User]:
+        """Users of one tenant, or of the instance, oldest first."""
+        if tenant_id is None:
+            async with self.engine.instance(readonly=True) as conn:
+                rows = await conn.fetch(f"SELECT {_USER_COLUMNS} FROM sr_list_users()")
+        else:
+            async with self.engine.tenant(tenant_id, readonly=True) as conn:
+                rows = await conn.fetch(
+                    f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = $1"
+                    " ORDER BY created_at, id",
+                    tenant_id,
+                )
+        return [user(row) for row in rows]
+
+    async def set_password(self, tenant_id: str, user_id: str, new_hash: str) -> int:
+        """Set the hash and end every session of the user."""
+        async with self.engine.tenant(tenant_id) as conn:
+            return await _set_password(conn, tenant_id, user_id, new_hash)
+
     # invites -------------------------------------------------------------------------------
     async def create_invite(self, invite: Invite, digest: str) -> Invite:
         """Insert an invite by digest."""
@@ -249,6 +339,25 @@ class PostgresAccount:
                 invite_id,
             )
         return rowcount(status) == 1
+
+
+async def _set_password(conn: Connection, tenant_id: str, user_id: str, new_hash: str) -> int:
+    """Set the hash and delete every session of the user; returns how many ended."""
+    updated = rowcount(
+        await conn.execute(
+            "UPDATE users SET password_hash = $1 WHERE tenant_id = $2 AND id = $3",
+            new_hash,
+            tenant_id,
+            user_id,
+        )
+    )
+    if updated != 1:
+        raise NotFound("no such user")
+    return rowcount(
+        await conn.execute(
+            "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id
+        )
+    )
 
 
 def user(row: asyncpg.Record | Sequence[Any]) -> User:

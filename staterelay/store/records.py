@@ -70,6 +70,7 @@ class Device:
     version: int
     created_at: float
     updated_at: float
+    room: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +248,7 @@ class DeviceChange:
     name: str | None = None
     description: str | None = None
     options: Mapping[str, JSONValue] | None = None
+    room: str | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -258,6 +260,7 @@ class DeviceChange:
             and self.name is None
             and self.description is None
             and self.options is None
+            and self.room is None
         )
 
 

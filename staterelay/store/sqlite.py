@@ -44,7 +44,7 @@ CLAIM_PER_DESTINATION = 25
 WRITTEN_MAX = 4096
 
 _DEVICE_COLUMNS = (
-    "seq, id, tenant_id, type, name, description, options, version, created_at, updated_at"
+    "seq, id, tenant_id, type, name, description, options, version, created_at, updated_at, room"
 )
 _ACTIVITY_COLUMNS = (
     "id, tenant_id, device_id, device_name, kind, source, actor, cause, property,"
@@ -311,8 +311,8 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
             try:
                 cursor = conn.execute(
                     "INSERT INTO devices (id, tenant_id, type, name, name_key, description,"
-                    " options, version, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " options, version, created_at, updated_at, room)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         device.id,
                         device.tenant_id,
@@ -324,6 +324,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                         device.version,
                         device.created_at,
                         device.updated_at,
+                        device.room,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -400,8 +401,14 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 change.description if change.description is not None else before.description
             )
             options = dict(change.options) if change.options is not None else before.options
+            room = change.room if change.room is not None else before.room
             version = before.version + 1
-            if change.name is None and change.description is None and change.options is None:
+            if (
+                change.name is None
+                and change.description is None
+                and change.options is None
+                and change.room is None
+            ):
                 conn.execute(
                     "UPDATE devices SET version = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
                     (version, now, tenant_id, device_id),
@@ -410,7 +417,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 try:
                     conn.execute(
                         "UPDATE devices SET name = ?, name_key = ?, description = ?,"
-                        " options = ?, version = ?, updated_at = ?"
+                        " options = ?, version = ?, updated_at = ?, room = ?"
                         " WHERE tenant_id = ? AND id = ?",
                         (
                             name,
@@ -419,6 +426,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                             encode_sorted_text(dict(options)),
                             version,
                             now,
+                            room,
                             tenant_id,
                             device_id,
                         ),
@@ -437,6 +445,7 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 version=version,
                 created_at=before.created_at,
                 updated_at=now,
+                room=room,
             )
             entries = tuple(_insert_activity(conn, tenant_id, a, now) for a in change.activity)
             rows = _fan_out(conn, tenant_id, change.events, now)
@@ -857,6 +866,7 @@ def _replace_seq(device: Device, seq: int) -> Device:
         version=device.version,
         created_at=device.created_at,
         updated_at=device.updated_at,
+        room=device.room,
     )
 
 
@@ -915,7 +925,7 @@ def _remember_device(written: dict[Hashable, Any], device: Device) -> None:
 def _device(row: tuple[Any, ...]) -> Device:
     properties = {
         name: PropertyState(value=value, changed_at=float(changed_at))
-        for name, (value, changed_at) in decode(row[10] or "{}").items()
+        for name, (value, changed_at) in decode(row[11] or "{}").items()
     }
     return Device(
         seq=row[0],
@@ -929,6 +939,7 @@ def _device(row: tuple[Any, ...]) -> Device:
         version=row[7],
         created_at=row[8],
         updated_at=row[9],
+        room=row[10],
     )
 
 

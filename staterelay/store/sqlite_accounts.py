@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from staterelay.errors import Conflict, NotFound
-from staterelay.store.accounts_records import Invite, Session
+from staterelay.store.accounts_records import Invite, PasswordReset, Session
 from staterelay.store.records import Tenant, User
 from staterelay.store.sqlite_engine import SQLiteEngine
 
 _SESSION_COLUMNS = "id, tenant_id, user_id, created_at, last_seen_at, expires_at, ip, user_agent"
 _INVITE_COLUMNS = "id, tenant_id, created_by, created_at, expires_at, used_at, used_by"
+_RESET_COLUMNS = "id, tenant_id, user_id, created_by, created_at, expires_at, used_at"
+_USER_COLUMNS = "id, tenant_id, email, is_admin, created_at, password_hash"
 _SETUP_KEY = "setup_token_digest"
 
 
@@ -203,6 +205,107 @@ class SQLiteAccount:
 
         return await self.engine.write(write)
 
+    # instance facts ------------------------------------------------------------------------
+    async def instance_fact(self, key: str) -> str | None:
+        """An instance-wide fact."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM instance_meta WHERE key = ?", (key,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self.engine.read(read)
+
+    async def set_instance_fact(self, key: str, value: str | None) -> None:
+        """Keep or forget an instance-wide fact."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            if value is None:
+                conn.execute("DELETE FROM instance_meta WHERE key = ?", (key,))
+                return
+            conn.execute(
+                "INSERT INTO instance_meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+        await self.engine.write(write)
+
+    # password resets -----------------------------------------------------------------------
+    async def create_password_reset(self, reset: PasswordReset, digest: str) -> PasswordReset:
+        """Insert a reset link by digest."""
+
+        def write(conn: sqlite3.Connection) -> PasswordReset:
+            conn.execute(
+                f"INSERT INTO password_resets ({_RESET_COLUMNS}, digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*dataclasses.astuple(reset), digest),
+            )
+            return reset
+
+        return await self.engine.write(write)
+
+    async def find_password_reset(self, digest: str) -> PasswordReset | None:
+        """The reset with this digest."""
+
+        def read(conn: sqlite3.Connection) -> PasswordReset | None:
+            row = conn.execute(
+                f"SELECT {_RESET_COLUMNS} FROM password_resets WHERE digest = ?", (digest,)
+            ).fetchone()
+            return PasswordReset(*row) if row else None
+
+        return await self.engine.read(read)
+
+    async def use_password_reset(
+        self, digest: str, tenant_id: str, new_hash: str, now: float
+    ) -> User:
+        """Use the link up, set the password, end every session of the user."""
+
+        def write(conn: sqlite3.Connection) -> User:
+            row = conn.execute(
+                "UPDATE password_resets SET used_at = ? WHERE digest = ? AND tenant_id = ?"
+                " AND used_at IS NULL AND expires_at > ? RETURNING user_id",
+                (now, digest, tenant_id, now),
+            ).fetchone()
+            if row is None:
+                raise NotFound("the reset link is not valid")
+            user_id = str(row[0])
+            _set_password(conn, tenant_id, user_id, new_hash)
+            # Other links of the user stop working too: the password they would reset is new.
+            conn.execute(
+                "UPDATE password_resets SET used_at = ? WHERE tenant_id = ? AND user_id = ?"
+                " AND used_at IS NULL",
+                (now, tenant_id, user_id),
+            )
+            found = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND id = ?",
+                (tenant_id, user_id),
+            ).fetchone()
+            return _user(found)
+
+        return await self.engine.write(write)
+
+    async def list_users(self, tenant_id: str | None = None) -> Sequence[User]:
+        """Users, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[User]:
+            sql = f"SELECT {_USER_COLUMNS} FROM users"
+            params: tuple[str, ...] = ()
+            if tenant_id is not None:
+                sql += " WHERE tenant_id = ?"
+                params = (tenant_id,)
+            rows = conn.execute(sql + " ORDER BY created_at, rowid", params).fetchall()
+            return [_user(row) for row in rows]
+
+        return await self.engine.read(read)
+
+    async def set_password(self, tenant_id: str, user_id: str, new_hash: str) -> int:
+        """Set the hash and end every session of the user."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            return _set_password(conn, tenant_id, user_id, new_hash)
+
+        return await self.engine.write(write)
+
     # invites -------------------------------------------------------------------------------
     async def create_invite(self, invite: Invite, digest: str) -> Invite:
         """Insert an invite by digest."""
@@ -283,6 +386,19 @@ def _user(row: Sequence[Any]) -> User:
         created_at=row[4],
         password_hash=row[5],
     )
+
+
+def _set_password(conn: sqlite3.Connection, tenant_id: str, user_id: str, new_hash: str) -> int:
+    """Set the hash and delete every session of the user; returns how many ended."""
+    updated = conn.execute(
+        "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?",
+        (new_hash, tenant_id, user_id),
+    ).rowcount
+    if updated != 1:
+        raise NotFound("no such user")
+    return conn.execute(
+        "DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
+    ).rowcount
 
 
 def _insert_tenant(conn: sqlite3.Connection, tenant: Tenant) -> None:

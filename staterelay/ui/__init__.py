@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from staterelay.ui.integrations import ALEXA_TOOLS_KEY, AlexaTools
+from staterelay.ui.integrations import ALEXA_TOOLS_KEY, AlexaTools, GuideProgress
 from staterelay.ui.live import LIVE_KEY, LiveHub
 from staterelay.ui.routes import SETUP_PATH, announce_setup_link, setup_ui, ui_routes
 
@@ -11,6 +11,7 @@ __all__ = [
     "LIVE_KEY",
     "SETUP_PATH",
     "AlexaTools",
+    "GuideProgress",
     "LiveHub",
     "announce_setup_link",
     "setup_ui",

@@ -5,13 +5,16 @@ The page lives at ``/dashboard/settings``; the old ``/account`` address redirect
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import web
 
+from staterelay.core.recovery import RESET_PATH
 from staterelay.core.sessions import SignedIn
 from staterelay.core.throttle import LoginThrottled
+from staterelay.core.users import validate_email
 from staterelay.errors import Forbidden, InvalidInput
 from staterelay.keys import SETTINGS_KEY
 from staterelay.ui.devices import all_devices
@@ -20,8 +23,10 @@ from staterelay.web.csrf import verify_csrf
 from staterelay.web.forms import read_form
 from staterelay.web.principal import require_user, session_principal
 from staterelay.web.render import render
-from staterelay.web.sessions import client_ip, end_session
+from staterelay.web.sessions import client_ip, end_session, link_base
 from staterelay.web.state import core_of
+
+_LOGGER = logging.getLogger(__name__)
 
 SETTINGS_PATH: Final = "/dashboard/settings"
 
@@ -154,11 +159,53 @@ async def create_invite(request: web.Request) -> web.StreamResponse:
     await verify_csrf(request, form)
     signed_in = await require_user(request)
     core = core_of(request)
+    address = form.get("invite_email", "").strip()
+    if address and core.recovery.can_email:
+        try:
+            validate_email(address)
+        except InvalidInput:
+            errors = {"invite_email": "Enter an e-mail address, or leave it empty."}
+            return await _settings_page(
+                request, signed_in, errors=errors, invite_form=form, status=422
+            )
     invite, token = await core.accounts.create_invite(signed_in)
-    link = f"{core.config.public_url}/invite/{token}"
+    link = f"{link_base(request)}/invite/{token}"
+    mailed = None
+    if address and core.recovery.can_email:
+        try:
+            mailed = await core.recovery.mail_invite(signed_in, invite, address, link)
+        except OSError as exc:
+            _LOGGER.warning("an invite could not be mailed: %s", exc)
+            errors = {"invite_email": "The mail server did not take the message; copy the link."}
+            return await _settings_page(
+                request,
+                signed_in,
+                errors=errors,
+                invite_form=form,
+                new_invite=link,
+                new_invite_expires=invite.expires_at,
+                status=502,
+            )
     return await _settings_page(
-        request, signed_in, new_invite=link, new_invite_expires=invite.expires_at
+        request,
+        signed_in,
+        new_invite=link,
+        new_invite_expires=invite.expires_at,
+        invite_mailed=mailed,
     )
+
+
+@routes.post(f"{SETTINGS_PATH}/members/{{user_id}}/reset", name="member_reset")
+async def member_reset(request: web.Request) -> web.StreamResponse:
+    """An admin makes a one-time reset link for someone of the household, shown once."""
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    signed_in = await require_user(request)
+    user, token = await core_of(request).recovery.link_for_member(
+        signed_in, request.match_info["user_id"]
+    )
+    link = f"{link_base(request)}{RESET_PATH}{token}"
+    return await _settings_page(request, signed_in, new_reset={"email": user.email, "link": link})
 
 
 @routes.post(f"{SETTINGS_PATH}/invites/{{invite_id}}/revoke", name="revoke_invite")
@@ -221,7 +268,12 @@ async def _settings_page(
         "can_invite": core.accounts.invites_allowed(signed_in.user),
         "invites": await core.accounts.list_invites(signed_in),
         "billing_enabled": request.config_dict[SETTINGS_KEY].billing.enabled,
+        "members": await core.recovery.members(signed_in),
+        "can_email": core.recovery.can_email,
+        "invite_form": {},
+        "invite_mailed": None,
         "new_invite": None,
+        "new_reset": None,
         "new_key": None,
         **extra,
     }

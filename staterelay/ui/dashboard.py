@@ -9,7 +9,7 @@ from aiohttp import web
 from staterelay.keys import CORE_KEY
 from staterelay.ui.devices import all_devices, webhook_names
 from staterelay.ui.integrations import integration_summary
-from staterelay.ui.present import activity_view, device_view
+from staterelay.ui.present import activity_view, device_view, room_groups
 from staterelay.web.principal import require_principal, session_principal
 from staterelay.web.render import render
 from staterelay.web.sessions import current_user, safe_next
@@ -28,12 +28,14 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     types = {device.id: device.type for device in devices}
     recent = await core.activity.list(principal, limit=RECENT)
     hooks = await webhook_names(core, principal)
+    views = [device_view(device) for device in devices]
     return render(
         request,
         "dashboard.html",
         {
             "nav": "dashboard",
-            "devices": [device_view(device) for device in devices],
+            "devices": views,
+            "groups": room_groups(views),
             "integrations": await integration_summary(request, principal),
             "activity": [activity_view(entry, types, hooks) for entry in recent.items],
             "next": "/dashboard",

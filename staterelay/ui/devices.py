@@ -8,7 +8,7 @@ the device back as JSON, and the WebSocket brings everyone else's changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web
@@ -17,7 +17,7 @@ from staterelay.core import Core
 from staterelay.core.device_types import DEVICE_TYPES, TEMPERATURE_SCALES
 from staterelay.core.models import Device, Principal
 from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
-from staterelay.errors import InvalidInput, LimitReached, NotFound, StateRelayError
+from staterelay.errors import Conflict, InvalidInput, LimitReached, NotFound, StateRelayError
 from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui.present import (
     TYPE_HINTS,
@@ -25,6 +25,7 @@ from staterelay.ui.present import (
     activity_view,
     curl_snippet,
     device_view,
+    room_choices,
     webhook_name,
 )
 from staterelay.web.csrf import verify_csrf
@@ -89,8 +90,9 @@ async def device_list(request: web.Request) -> web.StreamResponse:
 @routes.get("/dashboard/devices/new", name="device_new")
 async def new_device_form(request: web.Request) -> web.StreamResponse:
     """The form that creates a device."""
-    await require_principal(request)
-    return _new_device_page(request, {"type": request.query.get("type", "switch")}, {})
+    _, principal = await require_principal(request)
+    rooms = await request.config_dict[CORE_KEY].devices.rooms(principal)
+    return _new_device_page(request, {"type": request.query.get("type", "switch")}, {}, rooms)
 
 
 @routes.post("/dashboard/devices/new")
@@ -99,6 +101,7 @@ async def create_device(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     await verify_csrf(request, form)
     _, principal = await require_principal(request)
+    devices = request.config_dict[CORE_KEY].devices
     kind = form.get("type", "")
     options: dict[str, Any] = {}
     if kind == "switch":
@@ -106,18 +109,23 @@ async def create_device(request: web.Request) -> web.StreamResponse:
     if kind == "temperature_sensor" and form.get("scale"):
         options["scale"] = form["scale"]
     try:
-        device = await request.config_dict[CORE_KEY].devices.create(
+        device = await devices.create(
             principal,
             type=kind,
             name=form.get("name", ""),
             description=form.get("description", ""),
             options=options,
+            room=form.get("room", ""),
             source=SOURCE,
         )
-    except InvalidInput as error:
-        return _new_device_page(request, form, _field_errors(error), status=422)
+    except (InvalidInput, Conflict) as error:
+        errors = _field_errors(error, form)
+        rooms = await devices.rooms(principal)
+        return _new_device_page(request, form, errors, rooms, status=error.status)
     except LimitReached as error:
-        return _new_device_page(request, form, {"form": _sentence(error.detail)}, status=409)
+        rooms = await devices.rooms(principal)
+        errors = {"form": _sentence(error.detail)}
+        return _new_device_page(request, form, errors, rooms, status=409)
     raise web.HTTPSeeOther(location=f"/dashboard/devices/{device.id}?done=created")
 
 
@@ -125,6 +133,7 @@ def _new_device_page(
     request: web.Request,
     form: Mapping[str, str],
     errors: Mapping[str, str],
+    rooms: Sequence[str],
     *,
     status: int = 200,
 ) -> web.Response:
@@ -141,6 +150,8 @@ def _new_device_page(
             "chosen": chosen if chosen in DEVICE_TYPES else "switch",
             "name": form.get("name", ""),
             "description": form.get("description", ""),
+            "room": form.get("room", ""),
+            "rooms": room_choices(rooms),
             # New switches can start Routines unless the form said otherwise.
             "routine_trigger": form.get("routine_trigger") == "on" or "name" not in form,
             "scale": form.get("scale", "CELSIUS"),
@@ -185,6 +196,7 @@ async def device_page(
     types = {device.id: device.type}
     hooks = await webhook_names(core, principal)
     view = device_view(device)
+    rooms = room_choices(await core.devices.rooms(principal))
     return render(
         request,
         "device.html",
@@ -195,6 +207,7 @@ async def device_page(
             "control_errors": control_errors or {},
             "settings_errors": settings_errors or {},
             "values": values or {},
+            "rooms": rooms,
             "curl": curl_snippet(request.config_dict[SETTINGS_KEY], device),
             "activity": [activity_view(entry, types, hooks) for entry in page.items],
             "first_page": cursor is None,
@@ -217,19 +230,20 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
     fields: dict[str, Any] = {
         "name": form.get("name", ""),
         "description": form.get("description", ""),
+        "room": form.get("room", ""),
     }
     if device.type == "switch":
         fields["options"] = {"routine_trigger": form.get("routine_trigger") == "on"}
     try:
         await core.devices.update(principal, device_id, fields=fields, source=SOURCE)
-    except InvalidInput as error:
+    except (InvalidInput, Conflict) as error:
         return await device_page(
             request,
             principal,
             device_id,
-            settings_errors=_field_errors(error),
+            settings_errors=_field_errors(error, form),
             values=form,
-            status=422,
+            status=error.status,
         )
     raise web.HTTPSeeOther(location=f"/dashboard/devices/{device_id}?done=saved")
 
@@ -361,9 +375,12 @@ async def _refused(
     )
 
 
-def _field_errors(error: StateRelayError) -> dict[str, str]:
+def _field_errors(error: StateRelayError, form: Mapping[str, str] | None = None) -> dict[str, str]:
     """A domain error as ``{field: sentence}``; ``options.scale`` is the ``scale`` field."""
     field = (error.field or "form").split(".")[-1]
+    if isinstance(error, Conflict) and field == "name" and form is not None:
+        name = form.get("name", "").strip()
+        return {"name": f"There is a device called “{name}” already. Choose another name."}
     return {field: _sentence(error.detail)}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -20,12 +20,13 @@ from aiohttp import web
 
 from staterelay.core import Core
 from staterelay.core.alexa import AlexaStatus
-from staterelay.core.models import Principal, Webhook
+from staterelay.core.guide import GuideStep
+from staterelay.core.models import Principal, Webhook, WebhookDelivery
 from staterelay.core.oauth import LinkedApp, OAuthClient
 from staterelay.core.oauth_clients import is_alexa_client, is_ifttt_client as ifttt_client
 from staterelay.core.webhook_formats import FORMATS, IFTTT_WEBHOOKS
 from staterelay.core.webhooks import EVENT_TYPES
-from staterelay.errors import NotFound
+from staterelay.errors import Conflict, NotFound
 from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.settings import Settings
 from staterelay.ui.devices import all_devices
@@ -57,11 +58,28 @@ routes = web.RouteTableDef()
 
 
 @dataclass(frozen=True, slots=True)
+class GuideProgress:
+    """What the Alexa guide needs to know beyond the clients: what StateRelay has seen."""
+
+    messaging: bool
+    new_client_secret: str | None = None
+    relay_seen: bool | None = None
+    linked: bool | None = None
+    accept_grant: bool | None = None
+    routine_switch: bool | None = None
+    report_accepted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AlexaTools:
-    """What the Alexa adapter lends the dashboard: the Lambda relay package and setup sheet."""
+    """What the Alexa adapter lends the dashboard: its guide, relay package and test event."""
 
     lambda_zip: Callable[[], bytes]
-    setup_sheet: Callable[[Sequence[OAuthClient]], str]
+    guide: Callable[[Sequence[OAuthClient], GuideProgress], list[GuideStep]]
+    relay_secret: str
+    unreachable: str | None
+    """Why Amazon could not use the relay's URL; None when it can."""
+    send_test: Callable[[Principal], Awaitable[tuple[bool, str]]]
 
 
 ALEXA_TOOLS_KEY: Final = web.AppKey("staterelay.ui.alexa_tools", AlexaTools)
@@ -100,9 +118,8 @@ async def links(core: Core, settings: Settings, principal: Principal) -> Links:
     )
 
 
-def alexa_view(settings: Settings, status: AlexaStatus, found: Links) -> dict[str, Any]:
+def alexa_view(status: AlexaStatus, found: Links, messaging: bool) -> dict[str, Any]:
     """Alexa's link, token health and last event, as the page shows them."""
-    messaging = bool(settings.alexa.messaging_client_id and settings.alexa.messaging_client_secret)
     set_up = bool(found.alexa_clients) or messaging
     linked = status.linked or bool(found.alexa)
     problems: list[str] = []
@@ -162,17 +179,24 @@ def alexa_view(settings: Settings, status: AlexaStatus, found: Links) -> dict[st
     }
 
 
-async def ifttt_view(core: Core, principal: Principal, found: Links) -> dict[str, Any]:
-    """IFTTT's link and how many triggers it watches."""
+async def ifttt_view(
+    core: Core, principal: Principal, found: Links, rows: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """IFTTT's link, how many triggers it watches, and the Webhooks route's health."""
     configured = core.ifttt.configured
     identities = [
         identity
         for identity in await core.ifttt.identities(principal)
         if identity.deleted_at is None
     ]
+    maker = [row for row in rows if row["format"] == IFTTT_WEBHOOKS]
     linked = bool(found.ifttt)
     if linked:
         state, label = "linked", "Linked"
+    elif maker:
+        worst = worst_health(maker)
+        state = worst["state"]
+        label = "Webhooks · " + worst["label"].lower()
     elif not configured and not found.ifttt_clients:
         state, label = "unavailable", "Not set up"
     else:
@@ -184,6 +208,7 @@ async def ifttt_view(core: Core, principal: Principal, found: Links) -> dict[str
         "configured": configured,
         "grants": found.ifttt,
         "triggers": len(identities),
+        "webhooks": maker,
     }
 
 
@@ -192,27 +217,101 @@ async def integration_summary(request: web.Request, principal: Principal) -> dic
     core = request.config_dict[CORE_KEY]
     settings = request.config_dict[SETTINGS_KEY]
     found = await links(core, settings, principal)
-    alexa = alexa_view(settings, await core.alexa.status(principal), found)
-    ifttt = await ifttt_view(core, principal, found)
+    messaging = await core.alexa.messaging() is not None
+    alexa = alexa_view(await core.alexa.status(principal), found, messaging)
+    rows = await webhook_rows(request, principal)
+    ifttt = await ifttt_view(core, principal, found, rows)
+    return {"alexa": alexa, "ifttt": ifttt, "webhooks": webhooks_summary(rows)}
+
+
+def webhooks_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The webhooks chip: the worst health of the webhooks that are on."""
+    if not rows:
+        return {"state": "off", "label": "None yet", "count": 0}
+    on = [row for row in rows if row["enabled"]]
+    if not on:
+        return {"state": "off", "label": "All off", "count": len(rows)}
+    worst = worst_health(on)
+    failing = sum(1 for row in on if row["health"]["state"] == "error")
+    troubled = worst["state"] in ("error", "attention")
+    detail = f"{worst['name']}: {worst['detail']}" if troubled else ""
+    if failing:
+        label = f"{failing} failing"
+    elif worst["state"] == "attention":
+        label = "Retrying"
+    elif worst["state"] == "linked":
+        label = f"{len(on)} delivering"
+    else:
+        label = f"{len(on)} waiting"
+    return {"state": worst["state"], "label": label, "count": len(rows), "detail": detail}
+
+
+_SEVERITY: Final = {"error": 3, "attention": 2, "off": 1, "linked": 0}
+
+
+def worst_health(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The health of the row in the worst state, with that webhook's name."""
+    row = max(rows, key=lambda r: _SEVERITY[r["health"]["state"]])
+    return {**row["health"], "name": row.get("name", "")}
+
+
+FAILING_RUN: Final = 3  # this many failed deliveries in a row, and a webhook shows red
+
+
+def webhook_health(
+    hook: Webhook, recent: Sequence[WebhookDelivery], max_attempts: int
+) -> dict[str, Any]:
+    """Green when the last delivery succeeded, amber while one is retried, red when the
+    last deliveries failed or one was given up; with the last error."""
+    if not hook.enabled:
+        reason = hook.disabled_reason or "turned off"
+        return {"state": "off", "label": "Off", "detail": reason, "at": None}
+    if not recent:
+        return {"state": "off", "label": "Nothing sent yet", "detail": "", "at": None}
+    last = recent[0]
+    ok = last.status_code is not None and 200 <= last.status_code < 300
+    if ok:
+        return {"state": "linked", "label": "Delivered", "detail": "", "at": last.created_at}
+    answer = f"answered {last.status_code}" if last.status_code is not None else "no answer"
+    error = f"{answer}: {last.error}" if last.error else answer
+    run = recent[:FAILING_RUN]
+    all_failed = len(run) == FAILING_RUN and not any(
+        d.status_code is not None and 200 <= d.status_code < 300 for d in run
+    )
+    if last.attempt >= max_attempts:
+        return {"state": "error", "label": "Gave up", "detail": error, "at": last.created_at}
+    if all_failed:
+        return {"state": "error", "label": "Failing", "detail": error, "at": last.created_at}
+    return {"state": "attention", "label": "Retrying", "detail": error, "at": last.created_at}
+
+
+async def webhook_rows(request: web.Request, principal: Principal) -> list[dict[str, Any]]:
+    """The principal's webhooks as rows of the list, each with its health."""
+    core = request.config_dict[CORE_KEY]
+    max_attempts = request.config_dict[SETTINGS_KEY].webhooks.max_attempts
     hooks = (await core.webhooks.list(principal, limit=50)).items
-    enabled = sum(1 for hook in hooks if hook.enabled)
-    return {
-        "alexa": alexa,
-        "ifttt": ifttt,
-        "webhooks": {
-            "state": "linked" if enabled else "off",
-            "label": f"{enabled} active" if hooks else "None yet",
-            "count": len(hooks),
-        },
-    }
+    names = {device.id: device.name for device in await all_devices(core, principal)}
+    rows = []
+    for hook in hooks:
+        recent = await core.webhooks.deliveries(principal, hook.id, cursor=None, limit=FAILING_RUN)
+        row = webhook_row(hook, names)
+        row["health"] = webhook_health(hook, recent.items, max_attempts)
+        rows.append(row)
+    return rows
 
 
 @routes.get("/dashboard/integrations", name="integrations")
 async def integrations(request: web.Request) -> web.StreamResponse:
     """Alexa, IFTTT and webhooks: what is linked, how it fares, and how to set it up."""
     signed_in, principal = await require_principal(request)
+    chosen = request.query.get("format", "standard")
     return await integrations_page(
-        request, principal, is_admin=signed_in.is_admin, notice=request.query.get("done")
+        request,
+        principal,
+        is_admin=signed_in.is_admin,
+        notice=request.query.get("done"),
+        form={"format": chosen if chosen in FORMATS else "standard"},
+        open_form="format" in request.query,
     )
 
 
@@ -225,40 +324,40 @@ async def integrations_page(
     form: Mapping[str, str] | None = None,
     errors: Mapping[str, str] | None = None,
     status: int = 200,
+    open_form: bool = False,
 ) -> web.Response:
     """Render the integrations page (also with the webhook form's errors)."""
     core = request.config_dict[CORE_KEY]
     settings = request.config_dict[SETTINGS_KEY]
     found = await links(core, settings, principal)
-    tools = request.config_dict.get(ALEXA_TOOLS_KEY)
-    hooks = (await core.webhooks.list(principal, limit=50)).items
+    rows = await webhook_rows(request, principal)
     devices = await all_devices(core, principal)
+    messaging = await core.alexa.messaging() is not None
     return render(
         request,
         "integrations.html",
         {
             "nav": "integrations",
             "notice": NOTICES.get(notice or ""),
-            "alexa": alexa_view(settings, await core.alexa.status(principal), found),
-            "ifttt": await ifttt_view(core, principal, found),
+            "alexa": alexa_view(await core.alexa.status(principal), found, messaging),
+            "ifttt": await ifttt_view(core, principal, found, rows),
             "is_admin": is_admin,
-            "setup_sheet": tools.setup_sheet(found.alexa_clients) if tools and is_admin else None,
-            "can_download_relay": bool(tools) and is_admin,
-            "relay_secret_set": bool(settings.alexa.relay_secret),
-            "webhooks": [webhook_row(hook) for hook in hooks],
+            "webhooks": rows,
             "devices": [{"id": device.id, "name": device.name} for device in devices],
             "event_types": [(name, EVENT_LABELS.get(name, name)) for name in EVENT_TYPES],
             "formats": [(name, FORMAT_LABELS.get(name, name)) for name in FORMATS],
             "form": form or {"format": "standard"},
+            "open_form": open_form,
             "errors": errors or {},
         },
         status=status,
     )
 
 
-def webhook_row(hook: Webhook) -> dict[str, Any]:
-    """A webhook as a row of the list."""
+def webhook_row(hook: Webhook, device_names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A webhook as a row of the list (with the names of the devices it is limited to)."""
     fmt = hook.format
+    names = device_names or {}
     return {
         "id": hook.id,
         "url": hook.url,
@@ -276,6 +375,9 @@ def webhook_row(hook: Webhook) -> dict[str, Any]:
             else ", ".join(EVENT_LABELS.get(name, name).lower() for name in hook.event_types)
         ),
         "devices": hook.device_ids,
+        "device_names": None
+        if hook.device_ids is None
+        else [names.get(device_id, "a deleted device") for device_id in hook.device_ids],
         "created": when(hook.created_at),
     }
 
@@ -324,6 +426,13 @@ async def alexa_lambda(request: web.Request) -> web.StreamResponse:
     tools = request.config_dict.get(ALEXA_TOOLS_KEY)
     if tools is None or not signed_in.is_admin:
         raise NotFound("there is no relay package to download here")
+    if tools.unreachable is not None:
+        url = request.config_dict[SETTINGS_KEY].public_url
+        raise Conflict(
+            f"the relay would forward to {url}, and {tools.unreachable}: Amazon's Lambda "
+            "needs an https address it can reach. Set server.public_url to it (step 1) and "
+            "download the package again"
+        )
     return web.Response(
         body=tools.lambda_zip(),
         content_type="application/zip",

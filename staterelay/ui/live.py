@@ -32,6 +32,8 @@ from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
 from staterelay.errors import NotAuthenticated
 from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui.present import activity_view, device_view, webhook_name
+from staterelay.web.csrf import verify_csrf
+from staterelay.web.forms import read_form
 from staterelay.web.middleware import origin_allowed
 from staterelay.web.principal import session_principal
 from staterelay.web.sessions import current_user
@@ -457,6 +459,20 @@ async def live_socket(request: web.Request) -> web.StreamResponse:
         response.headers["Retry-After"] = str(CAP_RETRY_AFTER)
         return response
     return await hub.serve(request, principal, still_valid)
+
+
+@routes.post("/dashboard/live/check", name="live_check")
+async def live_check(request: web.Request) -> web.StreamResponse:
+    """What a page whose live feed was refused asks: passing here means the origin is fine.
+
+    Browsers hide why a WebSocket was refused; this POST goes through the same origin check
+    (which answers a refusal with its reason as JSON), so the page can show it.
+    """
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    if await current_user(request) is None:
+        return _refusal(401, "Sign in first.")
+    return web.json_response({"ok": True})
 
 
 def _token_check(core: Core, token: str) -> Validity:

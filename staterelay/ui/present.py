@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from staterelay.core.clock import iso
-from staterelay.core.device_types import TEMPERATURE_RANGE
+from staterelay.core.device_types import SCALE_SYMBOLS, TEMPERATURE_RANGE
 from staterelay.core.models import ActivityEntry, Device, Webhook
 from staterelay.settings import Settings
 from staterelay.web.render import when
@@ -43,7 +43,6 @@ SOURCE_LABELS: Final = {
     "cli": "Command line",
     "system": "StateRelay",
 }
-SCALE_SYMBOLS: Final = {"CELSIUS": "°C", "FAHRENHEIT": "°F"}
 _ALEXA_EVENTS: Final = {
     "state.changed": "ChangeReport",
     "button.pressed": "DoorbellPress",
@@ -122,6 +121,7 @@ def device_view(device: Device) -> dict[str, Any]:
         "type_label": type_label(device.type),
         "name": device.name,
         "description": device.description,
+        "room": device.room,
         "options": dict(device.options),
         "version": device.version,
         "state": state,
@@ -146,6 +146,36 @@ def device_view(device: Device) -> dict[str, Any]:
             when(pressed.changed_at) if pressed and pressed.value else "never"
         )
     return view
+
+
+# rooms ---------------------------------------------------------------------------------------
+ROOM_SUGGESTIONS: Final = (
+    "Living room",
+    "Kitchen",
+    "Bedroom",
+    "Bathroom",
+    "Hallway",
+    "Office",
+    "Garage",
+    "Garden",
+)
+
+
+def room_groups(views: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Device views grouped by room: rooms A to Z, then the devices without one."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for view in views:
+        groups.setdefault(str(view.get("room") or ""), []).append(view)
+    rooms = sorted((room for room in groups if room), key=str.casefold)
+    if "" in groups:
+        rooms.append("")
+    return [{"room": room, "devices": groups[room]} for room in rooms]
+
+
+def room_choices(rooms: Sequence[str]) -> list[str]:
+    """What a room field suggests: the household's rooms, then common ones it lacks."""
+    known = {room.casefold() for room in rooms}
+    return [*rooms, *(room for room in ROOM_SUGGESTIONS if room.casefold() not in known)]
 
 
 # activity ------------------------------------------------------------------------------------

@@ -8,18 +8,20 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.keys import CORE_KEY
+from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui import (
     account,
     activity,
     billing,
     dashboard,
     devices,
+    guides,
     integrations,
     live,
     signin,
     webhooks,
 )
+from staterelay.web.addresses import reachable_urls
 from staterelay.web.render import render
 from staterelay.web.sessions import current_user
 from staterelay.web.state import core_of
@@ -48,6 +50,7 @@ def ui_routes() -> list[web.AbstractRouteDef]:
         *dashboard.routes,
         *devices.routes,
         *activity.routes,
+        *guides.routes,
         *integrations.routes,
         *webhooks.routes,
         *account.routes,
@@ -66,14 +69,25 @@ def setup_ui(app: web.Application) -> None:
 
 
 async def announce_setup_link(app: web.Application) -> None:
-    """On start-up of an invite-mode instance without users, log the one-time setup link."""
+    """On start-up of an invite-mode instance without users, log the one-time setup link.
+
+    Listening on every address without a public URL (``serve --host 0.0.0.0`` on a Pi),
+    the link is logged for each address other machines can use, the ``.local`` name first.
+    """
     core = app[CORE_KEY]
     token = await core.accounts.begin_setup()
-    if token is not None:
+    if token is None:
+        return
+    links = [f"{base}{SETUP_PATH}?token={token}" for base in reachable_urls(app[SETTINGS_KEY])]
+    if len(links) == 1:
         _LOGGER.info(
-            "No account exists yet: open %s%s?token=%s to create the admin account "
+            "No account exists yet: open %s to create the admin account "
             "(the link works once; a restart makes a new one)",
-            core.config.public_url,
-            SETUP_PATH,
-            token,
+            links[0],
         )
+        return
+    _LOGGER.info(
+        "No account exists yet: open one of these links to create the admin account "
+        "(it works once; a restart makes a new one):\n%s",
+        "\n".join(f"  {link}" for link in links),
+    )

@@ -7,7 +7,9 @@ from typing import Any, Final, NoReturn
 
 from aiohttp import web
 
+from staterelay.core.accounts import InviteUnusable
 from staterelay.core.models import User
+from staterelay.core.recovery import LinkUnusable
 from staterelay.core.throttle import LoginThrottled
 from staterelay.errors import Conflict, InvalidInput, NotAuthenticated
 from staterelay.ui.forms import confirm_errors, field_errors
@@ -18,6 +20,7 @@ from staterelay.web.sessions import (
     client_ip,
     current_user,
     end_session,
+    link_base,
     safe_next,
     start_session,
 )
@@ -35,7 +38,7 @@ async def setup_form(request: web.Request) -> web.StreamResponse:
     """The form that creates the first admin, reached through the link ``serve`` logs."""
     token = request.query.get("token", "")
     if not await core_of(request).accounts.setup_token_valid(token):
-        raise web.HTTPNotFound()
+        return await _setup_link_unusable(request)
     return _setup_page(request, token, {}, {})
 
 
@@ -47,7 +50,7 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     accounts = core_of(request).accounts
     token = form.get("token", "")
     if not await accounts.setup_token_valid(token):
-        raise web.HTTPNotFound()
+        return await _setup_link_unusable(request)
     errors = confirm_errors(form)
     if not errors:
         try:
@@ -59,6 +62,43 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
         else:
             await _signed_in_redirect(request, user, AFTER_SIGN_UP)
     return _setup_page(request, token, form, errors, status=422)
+
+
+async def _setup_link_unusable(request: web.Request) -> web.Response:
+    """Why a setup link does not work (it is used once, and a restart makes a new one)."""
+    if not await core_of(request).accounts.setup_required():
+        return link_page(
+            request,
+            410,
+            "This setup link has been used",
+            "The admin account exists already: the setup link works only once.",
+            ("Sign in", "/login"),
+        )
+    return link_page(
+        request,
+        404,
+        "This setup link is out of date",
+        "Each start of StateRelay makes a new setup link and the older ones stop working. "
+        "Use the link in the log of the latest start (journalctl -u staterelay, or the "
+        "terminal running staterelay serve).",
+        None,
+    )
+
+
+def link_page(
+    request: web.Request,
+    status: int,
+    title: str,
+    message: str,
+    action: tuple[str, str] | None,
+) -> web.Response:
+    """A page for a setup, invite or reset link that cannot be used: why, and what now."""
+    return render(
+        request,
+        "link_unusable.html",
+        {"title": title, "message": message, "action": action},
+        status=status,
+    )
 
 
 def _setup_page(
@@ -85,6 +125,8 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     if await current_user(request) is not None:
         raise web.HTTPSeeOther(location=next_path)
     notice = "registered" if request.query.get("registered") == "1" else None
+    if request.query.get("reset") == "1":
+        notice = "reset"
     return _login_page(request, email="", next_path=next_path, notice=notice)
 
 
@@ -141,6 +183,7 @@ def _login_page(
         "notice": notice,
         "error": error,
         "registration": core_of(request).accounts.registration,
+        "can_email": core_of(request).recovery.can_email,
     }
     return render(request, "login.html", context, status=status)
 
@@ -183,8 +226,24 @@ async def register_submit(request: web.Request) -> web.StreamResponse:
 async def invite_form(request: web.Request) -> web.StreamResponse:
     """The form that accepts an invite (404 page when the link cannot be used)."""
     token = request.match_info["token"]
-    await core_of(request).accounts.invite_for(token)
+    try:
+        await core_of(request).accounts.invite_for(token)
+    except InviteUnusable as error:
+        return _invite_unusable(request, error)
     return _invite_page(request, token, {}, {})
+
+
+def _invite_unusable(request: web.Request, error: InviteUnusable) -> web.Response:
+    status = 404 if error.reason == "unknown" else 410
+    titles = {
+        "used": "This invite has been used",
+        "expired": "This invite has expired",
+        "closed": "Invites are closed",
+        "unknown": "This invite link is not known",
+    }
+    return link_page(
+        request, status, titles[error.reason], error.detail[:1].upper() + error.detail[1:], None
+    )
 
 
 @routes.post("/invite/{token}")
@@ -194,7 +253,10 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
     await verify_csrf(request, form)
     token = request.match_info["token"]
     accounts = core_of(request).accounts
-    await accounts.invite_for(token)
+    try:
+        await accounts.invite_for(token)
+    except InviteUnusable as error:
+        return _invite_unusable(request, error)
     errors = confirm_errors(form)
     if not errors:
         try:
@@ -230,3 +292,94 @@ async def _signed_in_redirect(request: web.Request, user: User, location: str) -
     response = web.HTTPSeeOther(location=location)
     await start_session(request, response, user)
     raise response
+
+
+# forgotten passwords ---------------------------------------------------------------------------
+FORGOT_SENT: Final = (
+    "If an account uses that address, a reset link is on its way to it. It works once, for "
+    "30 minutes. Nothing arriving? Check the spam folder, or ask the person who runs this "
+    "StateRelay for a link."
+)
+
+
+@routes.get("/forgot", name="forgot")
+async def forgot_form(request: web.Request) -> web.StreamResponse:
+    """Ask for a reset link by e-mail (only where e-mail is configured)."""
+    if not core_of(request).recovery.can_email:
+        return _no_email_page(request)
+    return render(request, "forgot.html", {"email": "", "errors": {}, "sent": False})
+
+
+@routes.post("/forgot")
+async def forgot_submit(request: web.Request) -> web.StreamResponse:
+    """The same answer whether or not the address has an account."""
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    recovery = core_of(request).recovery
+    if not recovery.can_email:
+        return _no_email_page(request)
+    email = form.get("email", "")
+    try:
+        await recovery.request_by_email(email, client_ip(request), link_base(request))
+    except InvalidInput as error:
+        context = {"email": email, "errors": field_errors(error), "sent": False}
+        return render(request, "forgot.html", context, status=422)
+    return render(request, "forgot.html", {"email": email, "errors": {}, "sent": True})
+
+
+def _no_email_page(request: web.Request) -> web.Response:
+    return link_page(
+        request,
+        404,
+        "No e-mail on this server",
+        "This StateRelay does not send e-mail. Ask the person who runs it for a reset link "
+        "(Settings, People in this household), or, on the server itself, run: staterelay "
+        "user set-password --email YOU@EXAMPLE.COM --password-stdin",
+        ("Sign in", "/login"),
+    )
+
+
+@routes.get("/reset/{token}", name="reset")
+async def reset_form(request: web.Request) -> web.StreamResponse:
+    """Choose a new password with a one-time link."""
+    token = request.match_info["token"]
+    try:
+        await core_of(request).recovery.reset_for(token)
+    except LinkUnusable as error:
+        return _reset_unusable(request, error)
+    return render(request, "reset.html", {"token": token, "errors": {}})
+
+
+@routes.post("/reset/{token}")
+async def reset_submit(request: web.Request) -> web.StreamResponse:
+    """Set the password; every session of the user ends, then they sign in again."""
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    token = request.match_info["token"]
+    recovery = core_of(request).recovery
+    errors = confirm_errors(form)
+    if not errors:
+        try:
+            await recovery.complete(token, form.get("password", ""))
+        except LinkUnusable as error:
+            return _reset_unusable(request, error)
+        except InvalidInput as error:
+            errors = field_errors(error)
+        else:
+            response = web.HTTPSeeOther(location="/login?reset=1")
+            await end_session(request, response)
+            raise response
+    return render(request, "reset.html", {"token": token, "errors": errors}, status=422)
+
+
+def _reset_unusable(request: web.Request, error: LinkUnusable) -> web.Response:
+    again = ("Ask for a new link", "/forgot") if core_of(request).recovery.can_email else None
+    return link_page(
+        request,
+        404 if "not known" in error.reason else 410,
+        "This reset link cannot be used",
+        f"The link {error.reason}. A new one can be made: with “Forgot password?” on the "
+        "sign-in page where this server sends e-mail, or by an admin of your household in "
+        "Settings.",
+        again,
+    )

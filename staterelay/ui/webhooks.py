@@ -11,12 +11,20 @@ from staterelay.core.models import Principal
 from staterelay.core.webhook_formats import IFTTT_WEBHOOKS, STANDARD
 from staterelay.core.webhooks import EVENT_TYPES
 from staterelay.errors import InvalidInput
-from staterelay.keys import CORE_KEY
-from staterelay.ui.integrations import integrations_page, webhook_row
+from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.ui.devices import all_devices
+from staterelay.ui.forms import human_errors
+from staterelay.ui.integrations import (
+    FAILING_RUN,
+    integrations_page,
+    webhook_health,
+    webhook_row,
+)
 from staterelay.web.csrf import verify_csrf
 from staterelay.web.forms import read_form
 from staterelay.web.principal import require_principal
 from staterelay.web.render import render
+from staterelay.web.sessions import safe_next
 
 DELIVERY_PAGE: Final = 25
 NOTICES: Final = {
@@ -58,14 +66,12 @@ async def create_webhook(request: web.Request) -> web.StreamResponse:
             principal, webhook_fields(form)
         )
     except InvalidInput as error:
-        field = (error.field or "form").split(".")[0]
-        message = error.detail[:1].upper() + error.detail[1:]
         return await integrations_page(
             request,
             principal,
             is_admin=signed_in.is_admin,
             form=form,
-            errors={field: message if message.endswith(".") else message + "."},
+            errors=human_errors(error),
             status=422,
         )
     return await webhook_page(request, principal, webhook.id, secret=secret)
@@ -94,16 +100,29 @@ async def webhook_page(
     status: int = 200,
 ) -> web.Response:
     """Render a webhook's page."""
-    webhooks = request.config_dict[CORE_KEY].webhooks
+    core = request.config_dict[CORE_KEY]
+    webhooks = core.webhooks
     webhook = await webhooks.get(principal, webhook_id)
     cursor = request.query.get("cursor") or None
     page = await webhooks.deliveries(principal, webhook.id, cursor=cursor, limit=DELIVERY_PAGE)
+    recent = (
+        page.items
+        if cursor is None
+        else (
+            await webhooks.deliveries(principal, webhook.id, cursor=None, limit=FAILING_RUN)
+        ).items
+    )
+    names = {device.id: device.name for device in await all_devices(core, principal)}
+    row = webhook_row(webhook, names)
+    row["health"] = webhook_health(
+        webhook, recent, request.config_dict[SETTINGS_KEY].webhooks.max_attempts
+    )
     return render(
         request,
         "webhook.html",
         {
             "nav": "integrations",
-            "webhook": webhook_row(webhook),
+            "webhook": row,
             "secret": secret,
             "notice": notice,
             "error": error,
@@ -137,7 +156,8 @@ async def test_webhook(request: web.Request) -> web.StreamResponse:
     except InvalidInput as error:
         detail = error.detail[:1].upper() + error.detail[1:] + "."
         return await webhook_page(request, principal, webhook_id, error=detail, status=422)
-    raise web.HTTPSeeOther(location=f"/dashboard/integrations/webhooks/{webhook_id}?done=tested")
+    back = safe_next(form.get("next"), f"/dashboard/integrations/webhooks/{webhook_id}")
+    raise web.HTTPSeeOther(location=f"{back}?done=tested")
 
 
 @routes.post("/dashboard/integrations/webhooks/{webhook_id}/enabled", name="webhook_enabled")

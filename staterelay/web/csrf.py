@@ -10,6 +10,7 @@ without the instance secret, and which a cross-site page can neither read nor fo
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Mapping
 
@@ -51,10 +52,12 @@ async def verify_csrf(request: web.Request, form: Mapping[str, str]) -> None:
         request.path,
         "wrong" if sent_bytes else "missing",
     )
-    raise error_exception(
-        request,
-        web.HTTPForbidden,
-        "This form has expired",
+    message = (
         "The form was not sent from this page, or it was open too long. Go back, reload the "
-        "page and try again.",
+        "page and try again."
     )
+    if "application/json" in request.headers.get("Accept", ""):
+        raise web.HTTPForbidden(
+            text=json.dumps({"error": message, "field": "form"}), content_type="application/json"
+        )
+    raise error_exception(request, web.HTTPForbidden, "This form has expired", message)

@@ -22,7 +22,12 @@ from staterelay.errors import NotAuthenticated, StateRelayError
 from staterelay.keys import SETTINGS_KEY
 from staterelay.settings import HostsSettings
 from staterelay.web.render import error_page, security_headers
-from staterelay.web.sessions import current_user, login_redirect
+from staterelay.web.sessions import (
+    current_user,
+    forwarded_value,
+    from_trusted_proxy,
+    login_redirect,
+)
 from staterelay.web.state import (
     clear_session_cookie,
     core_of,
@@ -136,13 +141,14 @@ async def origin_check(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     public_url = core_of(request).config.public_url
     _LOGGER.warning("refused %s %s from origin %r", request.method, request.path, origin[:200])
-    return error_page(
-        request,
-        403,
-        "Request from another site",
-        f"This request came from {origin[:200]}, not from {public_url}. If you opened "
-        "StateRelay at another address, use its public URL instead (server.public_url).",
+    message = (
+        f"This request came from a page of {origin[:200]}, but it was sent to "
+        f"{request_origin(request) or 'an unknown address'} ({public_url} is this server's "
+        "public URL). StateRelay only accepts forms and changes from its own pages. If a "
+        "proxy sits in front of StateRelay, add its address to server.trusted_proxies so "
+        "its X-Forwarded-Host and X-Forwarded-Proto headers count."
     )
+    return refusal(request, 403, "Request from another site", message)
 
 
 @web.middleware
@@ -170,10 +176,42 @@ def _finish_cookies(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def origin_allowed(request: web.Request, origin: str) -> bool:
-    """True when ``origin`` is this instance's public origin (or one of its role hosts)."""
+    """True when ``origin`` is the one the request came to, or this instance's public one.
+
+    The request's own origin is its scheme and ``Host`` (behind a trusted proxy, the
+    forwarded ones), so a dashboard opened at the machine's LAN address or ``.local`` name
+    works as it does at ``public_url``; a page of any other site is still refused.
+    """
+    normal = _normal_origin(origin)
+    if not normal:
+        return False
+    if normal == request_origin(request):
+        return True
     public_url = core_of(request).config.public_url
-    allowed = allowed_origins(public_url, request.config_dict[SETTINGS_KEY].server.hosts)
-    return _normal_origin(origin) in allowed
+    return normal in allowed_origins(public_url, request.config_dict[SETTINGS_KEY].server.hosts)
+
+
+def request_origin(request: web.Request) -> str:
+    """The origin this request was sent to: scheme and host, as the browser saw them."""
+    scheme, host = request.scheme, request.host
+    if from_trusted_proxy(request):
+        scheme = forwarded_value(request, "X-Forwarded-Proto") or scheme
+        host = forwarded_value(request, "X-Forwarded-Host") or host
+    if not host or any(ch in host for ch in "/?#@ \\"):
+        return ""
+    return _normal_origin(f"{scheme}://{host}")
+
+
+def wants_json(request: web.Request) -> bool:
+    """True when the page's script sent the request and reads JSON answers."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def refusal(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    """A refused request: JSON the page's script shows, or an HTML error page."""
+    if wants_json(request):
+        return web.json_response({"error": message, "field": "form"}, status=status)
+    return error_page(request, status, title, message)
 
 
 @functools.lru_cache(maxsize=32)

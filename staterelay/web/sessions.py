@@ -12,6 +12,7 @@ from aiohttp import web
 from staterelay.core.models import User
 from staterelay.core.sessions import SignedIn
 from staterelay.keys import SETTINGS_KEY
+from staterelay.web.addresses import reachable_urls
 from staterelay.web.state import (
     clear_session_cookie,
     core_of,
@@ -55,6 +56,32 @@ def safe_next(value: object, default: str = DEFAULT_NEXT) -> str:
     if parts.scheme or parts.netloc:
         return default
     return value
+
+
+def link_base(request: web.Request) -> str:
+    """The base URL of links StateRelay hands out (invites, reset links).
+
+    The public URL, unless the request came to one of this machine's own network addresses
+    while no public URL is set (a Pi on the LAN): then that address, which the person can
+    open. Any other ``Host`` is ignored, so a forged one cannot aim a mailed link elsewhere.
+    """
+    settings = request.config_dict[SETTINGS_KEY]
+    known = reachable_urls(settings)
+    origin = f"{request.scheme}://{request.host}"
+    return origin if origin in known else settings.public_url
+
+
+def from_trusted_proxy(request: web.Request) -> bool:
+    """True when the socket peer is inside ``server.trusted_proxies``."""
+    networks = _trusted_networks(request.config_dict[SETTINGS_KEY].server.trusted_proxies)
+    return _inside(request.remote or "", networks)
+
+
+def forwarded_value(request: web.Request, header: str) -> str | None:
+    """The right-most value of an ``X-Forwarded-*`` header (what the nearest proxy set)."""
+    values = ",".join(request.headers.getall(header, []))
+    parts = [part.strip() for part in values.split(",") if part.strip()]
+    return parts[-1] if parts else None
 
 
 def client_ip(request: web.Request) -> str:

@@ -657,9 +657,12 @@ async def test_not_configured_instance_refuses_accept_grant(
     browser: Client, token: str, alexa_app: web.Application
 ) -> None:
     sink = alexa_app[ALEXA_KEY]
-    assert sink.lwa.configured
-    lwa = sink.lwa
-    lwa._settings = AlexaSettings()  # as if the messaging credentials were never set
+    assert await sink.core.alexa.messaging() is not None
+
+    async def never_set() -> None:
+        return None
+
+    sink.lwa._credentials = never_set  # as if the messaging credentials were never set
     _, answer = await send(browser, accept_grant(token))
     assert answer["event"]["payload"]["type"] == "ACCEPT_GRANT_FAILED"
     assert "messaging_client_id" in answer["event"]["payload"]["message"]

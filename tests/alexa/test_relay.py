@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import socket
 import stat
 import sys
@@ -20,7 +21,9 @@ from click.testing import CliRunner
 
 from staterelay.cli import cli
 from staterelay.core import Core
+from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.core.models import Principal
+from staterelay.ops.lock import InstanceLock
 from tests.alexa.conftest import RELAY_SECRET, assert_valid, directive, sample
 from tests.oauth.conftest import ALEXA_ID, ALEXA_SECRET, ALEXA_URIS
 
@@ -55,7 +58,17 @@ def build_relay(tmp_path: Path, port: int, *extra: str, **alexa: Any) -> Path:
     out = tmp_path / "relay" / "staterelay-alexa.zip"
     config = write_config(tmp_path, port, **alexa)
     result = CliRunner().invoke(
-        cli, ["alexa", "lambda", "--out", str(out), "--config", str(config), *extra]
+        cli,
+        [
+            "alexa",
+            "lambda",
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--allow-insecure-url",
+            *extra,
+        ],
     )
     assert result.exit_code == 0, result.output
     assert f"http://127.0.0.1:{port}/alexa/smart_home" in result.output
@@ -214,32 +227,37 @@ def test_setup_prints_every_console_value(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = result.output
     for expected in (
-        "https://home.example.com/oauth/authorize",
+        "Your Web Authorization URI:  https://home.example.com/oauth/authorize",
         "https://home.example.com/oauth/token",
         "https://home.example.com/alexa/smart_home",
         "lambda_function.lambda_handler",
-        "staterelay alexa lambda --out",
-        f"Your Client ID:              {ALEXA_ID}",
-        "HTTP Basic",
-        "Scope:                       devices",
+        "staterelay alexa setup --out staterelay-alexa.zip",
+        "HTTP Basic (Recommended)",
         "Send Alexa Events",
-        "messaging_client_id:",
-        "messaging_client_secret:",
-        "relay_secret: ",
         "pitangui.amazon.com",
-        "eu-west-1 EU (Ireland): en-GB, en-IN, de-DE, es-ES, fr-FR, it-IT  <- alexa.region",
-        "NOT CONFIGURED",
+        "NOT CONFIGURED (step 6)",
+        "10. Make the Routine",
     ):
         assert expected in text, expected
+    assert "11." not in text
+    assert re.search(r"eu-west-1 \(EU \(Ireland\)\):\s+en-GB, en-IN.*\(alexa\.region\)", text)
+    assert re.search(rf"Your Client ID:\s+{ALEXA_ID}  \(Amazon Alexa\)", text)
     assert ALEXA_SECRET not in text
 
 
+def relay_secret_in(output: str) -> str:
+    """The relay secret the setup sheet shows."""
+    match = re.search(r"relay secret:\s+(\S+)", output)
+    assert match is not None, output
+    return match.group(1)
+
+
 def test_setup_registers_the_client_and_writes_the_relay(tmp_path: Path) -> None:
+    """Run twice: one client, the same relay secret, and the package carries it."""
+    data = tmp_path / "data"
     config = tmp_path / "config.yaml"
     config.write_text(
-        yaml.safe_dump(
-            {"data_dir": str(tmp_path / "data"), "server": {"public_url": "https://h.example"}}
-        )
+        yaml.safe_dump({"data_dir": str(data), "server": {"public_url": "https://h.example"}})
     )
     out = tmp_path / "relay.zip"
     args = ["alexa", "setup", "--vendor-id", "M2ABCDEF", "--out", str(out), "--config"]
@@ -249,16 +267,21 @@ def test_setup_registers_the_client_and_writes_the_relay(tmp_path: Path) -> None
     client_id = next(line for line in lines if "Your Client ID:" in line).split()[3]
     assert client_id.startswith("alexa-")
     assert any("(shown only now)" in line for line in lines)
-    secret = next(line for line in lines if "relay_secret: " in line).split()[-1]
+    secret = relay_secret_in(result.output)
+    assert secret == relay_secret(load_or_create_secret(data / "secret.key"))
+    assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
     source = zipfile.ZipFile(out).read("lambda_function.py").decode()
     assert f"BAKED_SECRET = {secret!r}" in source
     assert "BAKED_URL = 'https://h.example'" in source
     assert "relay package:          written to" in result.output
-    # Once registered, the client is found again rather than made twice.
+    # Once registered, the client is found again rather than made twice, and every value,
+    # the relay secret and the package's included, stays what it was.
     again = CliRunner().invoke(cli, [*args, str(config)])
     assert again.exit_code == 0, again.output
-    assert f"Your Client ID:              {client_id}" in again.output
+    assert re.search(rf"Your Client ID:\s+{client_id}", again.output)
     assert "(shown only now)" not in again.output
+    assert relay_secret_in(again.output) == secret
+    assert f"BAKED_SECRET = {secret!r}" in zipfile.ZipFile(out).read("lambda_function.py").decode()
     listing = CliRunner().invoke(cli, ["client", "list", "--config", str(config)])
     assert listing.output.count("alexa-") == 1
     bad = CliRunner().invoke(cli, ["alexa", "setup", "--vendor-id", "no!", "--config", str(config)])
@@ -282,9 +305,61 @@ def test_setup_when_everything_is_configured(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(cli, ["alexa", "setup", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "run this again with --vendor-id" in result.output
-    assert "relay secret:           set" in result.output
+    assert "Give StateRelay that vendor id" in result.output
+    assert f"relay secret:           {'s' * 32}  (alexa.relay_secret" in result.output
     assert "proactive events:       configured" in result.output
-    assert "needs https" in result.output
-    assert "s" * 32 not in result.output
-    assert "relay_secret:" not in result.output
+    assert "cannot be used by Amazon: it points at this machine (localhost)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("public_url", "reason"),
+    [
+        ("http://localhost:8080", "it points at this machine (localhost)"),
+        ("https://127.0.0.1:8443", "it points at this machine (a loopback address)"),
+        ("http://home.example.com", "it is not https"),
+    ],
+)
+def test_a_package_for_an_unreachable_url_is_refused(
+    tmp_path: Path, public_url: str, reason: str
+) -> None:
+    """Exit 2 with why and how to fix; --allow-insecure-url builds it all the same."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"data_dir": str(tmp_path / "data"), "server": {"public_url": public_url}})
+    )
+    out = tmp_path / "relay.zip"
+    for command in (["alexa", "lambda"], ["alexa", "setup"]):
+        refused = CliRunner().invoke(cli, [*command, "--out", str(out), "--config", str(config)])
+        assert refused.exit_code == 2, refused.output
+        assert reason in refused.output
+        assert "server.public_url" in refused.output
+        assert "--allow-insecure-url" in refused.output
+        assert not out.exists()
+    allowed = CliRunner().invoke(
+        cli, ["alexa", "lambda", "--out", str(out), "--config", str(config), "--allow-insecure-url"]
+    )
+    assert allowed.exit_code == 0, allowed.output
+    assert out.exists()
+
+
+def test_the_package_uses_the_running_servers_url(tmp_path: Path) -> None:
+    """No public URL in the config: the one `serve --public-url` runs with is used."""
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "relay.zip"
+    lock = InstanceLock(data)
+    lock.acquire("https://pi.example.net:8443")  # as a running `serve` holds it
+    try:
+        result = CliRunner().invoke(
+            cli, ["alexa", "lambda", "--out", str(out), "--data-dir", str(data)]
+        )
+    finally:
+        lock.release()
+    assert result.exit_code == 0, result.output
+    assert "https://pi.example.net:8443/alexa/smart_home" in result.output
+    source = zipfile.ZipFile(out).read("lambda_function.py").decode()
+    assert "BAKED_URL = 'https://pi.example.net:8443'" in source
+    stopped = CliRunner().invoke(
+        cli, ["alexa", "lambda", "--out", str(out), "--data-dir", str(data)]
+    )
+    assert stopped.exit_code == 2  # stopped: back to the default http://localhost:8080

@@ -157,7 +157,9 @@ async def test_invite_flow(make_app: MakeApp, browse: Browse) -> None:
     assert (member.tenant_id, member.is_admin) == (admin_user.tenant_id, False)
 
     late = await browse(app)
-    assert (await late.get(f"/invite/{token}")).status == 404
+    used = await late.get(f"/invite/{token}")
+    assert used.status == 410
+    assert "This invite has been used" in await used.text()
     assert link.endswith(token)
 
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
+import zipfile
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.core.webhooks import EVENT_TYPES
 from staterelay.errors import NotFound
+from staterelay.keys import SETTINGS_KEY
 from staterelay.server import create_app
 from staterelay.settings import Settings
 from tests.ui.homes import Browse, Home, MakeApp, sign_in_home
+from tests.web.support import add_user
+from tests.web.test_cookies import set_cookies, sign_in_by_hand
 
 MAIN_PAGES = (
     "/dashboard",
@@ -135,7 +141,7 @@ async def test_create_errors_sit_next_to_their_fields(
     [
         ("warm", "Temperature must be a number."),
         ("", "Enter a temperature."),
-        ("999", "Temperature must be from -90 to 150 celsius."),
+        ("999", "Temperature must be from -90 to 150 °C."),
         ("nan", "Temperature must be a number."),
     ],
 )
@@ -373,14 +379,36 @@ async def test_the_relay_package_is_for_admins(make_app: MakeApp, browse: Browse
     admin = await sign_in_home(browse, app, "sam@example.com")
     member = await sign_in_home(browse, app, "kim@example.com", is_admin=False)
     path = "/dashboard/integrations/alexa/staterelay-alexa.zip"
-    download = await admin.browser.get(path)
+    refused = await admin.browser.get(path)  # the public URL is http://localhost:8080
+    assert refused.status == 409
+    assert "points at this machine (localhost)" in await refused.text()
+    assert (await member.browser.get(path)).status == 404
+    guide = "/dashboard/integrations/alexa"
+    assert "The package cannot be built yet" in await admin.browser.page(guide)
+    assert "The package cannot be built yet" not in await member.browser.page(guide)
+
+
+async def test_the_relay_package_downloads_for_an_https_address(
+    make_app: MakeApp, browse: Browse
+) -> None:
+    """Behind https the admin gets the zip, with the instance's relay secret baked in."""
+    browser = await browse(make_app(public_url="https://home.example.com"))
+    await add_user(browser.core, "alice@example.com", is_admin=True)
+    session = set_cookies(await sign_in_by_hand(browser))
+    cookie = {"Cookie": f"__Host-sr_session={session['__Host-sr_session'].value}"}
+    guide = await browser.client.get("/dashboard/integrations/alexa", headers=cookie)
+    assert "Download staterelay-alexa.zip" in await guide.text()
+    download = await browser.client.get(
+        "/dashboard/integrations/alexa/staterelay-alexa.zip", headers=cookie
+    )
     assert download.status == 200
     assert download.content_type == "application/zip"
-    assert (await download.read()).startswith(b"PK")
     assert download.headers["Cache-Control"] == "no-store"
-    assert (await member.browser.get(path)).status == 404
-    assert "Download the Lambda relay" in await admin.browser.page("/dashboard/integrations")
-    assert "Download the Lambda relay" not in await member.browser.page("/dashboard/integrations")
+    with zipfile.ZipFile(io.BytesIO(await download.read())) as archive:
+        code = archive.read("lambda_function.py").decode()
+    assert "https://home.example.com" in code
+    settings = browser.app[SETTINGS_KEY]
+    assert relay_secret(load_or_create_secret(settings.secret_key_path)) in code
 
 
 async def test_alexa_and_ifttt_show_their_link_health(home: Home) -> None:
@@ -500,3 +528,49 @@ async def test_the_ifttt_webhooks_preset_and_webhook_form_errors(home: Home) -> 
         text = await response.text()
         assert f'class="field-error" id="{field}-error"' in text, field
     assert len((await home.core.webhooks.list(home.principal)).items) == 1
+    # Human labels, and nothing typed is lost (the key included).
+    bad = await home.post(
+        "/dashboard/integrations/webhooks",
+        {
+            "format": "ifttt_webhooks",
+            "ifttt_event": "door opened!",
+            "ifttt_key": "dL3kXq9vQw",
+            "description": "Door to IFTTT",
+            "event:state.changed": "on",
+        },
+    )
+    text = await bad.text()
+    assert "IFTTT event name must be 1 to 64 letters, digits or underscores." in text
+    assert "Ifttt_event" not in text
+    assert 'value="door opened!"' in text
+    assert 'value="dL3kXq9vQw"' in text
+    assert 'value="Door to IFTTT"' in text
+
+
+async def test_a_taken_name_keeps_the_form_and_says_so_next_to_the_name(home: Home) -> None:
+    """Create and rename: 409 with the form as typed, not a page of its own."""
+    await home.add_device("switch", "Porch")
+    lamp = await home.add_device("dimmer", "Lamp")
+    taken = await home.post(
+        "/dashboard/devices/new",
+        {"type": "switch", "name": "porch", "room": "Garden", "description": "by the gate"},
+    )
+    assert taken.status == 409
+    text = await taken.text()
+    assert "There is a device called “porch” already. Choose another name." in text
+    for kept in ('value="porch"', 'value="Garden"', 'value="by the gate"'):
+        assert kept in text
+    renamed = await home.post(
+        f"/dashboard/devices/{lamp}/settings", {"name": "Porch", "room": "Study"}
+    )
+    assert renamed.status == 409
+    text = await renamed.text()
+    assert 'id="name-error">There is a device called “Porch” already.' in text
+    assert 'value="Study"' in text
+    assert (await home.core.devices.get(home.principal, lamp)).name == "Lamp"
+
+
+async def test_billing_shows_only_when_billing_is_on(home: Home) -> None:
+    page = await home.browser.page("/dashboard/settings")
+    assert 'href="/dashboard/billing"' not in page
+    assert "Plan and billing" not in page

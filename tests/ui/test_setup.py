@@ -61,7 +61,7 @@ async def test_a_wrong_setup_token_is_refused(
 async def test_the_setup_link_works_only_once(
     make_app: MakeApp, browse: Browse, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """After the admin exists, the same link is a 404 for everyone."""
+    """After the admin exists, the same link says it was used (410), for everyone."""
     app = make_app()
     first = await browse(app)
     ((_, token),) = setup_links(caplog.text)
@@ -69,13 +69,15 @@ async def test_the_setup_link_works_only_once(
     csrf = await first.token_from(setup_page)
     assert (await first.post("/setup", admin_form(token), csrf=csrf)).status == 303
     second = await browse(app)
-    assert (await second.get(setup_page)).status == 404
+    used = await second.get(setup_page)
+    assert used.status == 410
+    assert "This setup link has been used" in await used.text()
     again = await second.post("/setup", admin_form(token, "late@example.com"), form_page="/login")
-    assert again.status == 404
+    assert again.status == 410
     replay = await first.post(
         "/setup", admin_form(token, "late@example.com"), form_page="/dashboard/settings"
     )
-    assert replay.status == 404
+    assert replay.status == 410
     assert await first.core.users.count() == 1
 
 
@@ -130,8 +132,26 @@ async def test_no_setup_link_once_a_user_exists(
     first = await browse(make_app())
     ((_, token),) = setup_links(caplog.text)
     await add_user(first.core, "cli@example.com", is_admin=True)
-    assert (await first.get(f"/setup?token={token}")).status == 404
+    assert (await first.get(f"/setup?token={token}")).status == 410
     await first.client.close()
     caplog.clear()
     await browse(make_app())
     assert setup_links(caplog.text) == []
+
+
+async def test_an_out_of_date_setup_link_says_what_to_do(
+    make_app: MakeApp, browse: Browse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link from an earlier start (setup still to do) points at the latest log."""
+    first = await browse(make_app())
+    ((_, old),) = setup_links(caplog.text)
+    await first.client.close()
+    caplog.clear()
+    second = await browse(make_app())
+    ((_, new),) = setup_links(caplog.text)
+    assert new != old
+    stale = await second.get(f"/setup?token={old}")
+    assert stale.status == 404
+    text = await stale.text()
+    assert "This setup link is out of date" in text
+    assert "latest start" in text
