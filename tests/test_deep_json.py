@@ -18,8 +18,11 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from staterelay.alexa.lwa import HttpSession, LoginWithAmazon, LwaError
+from staterelay.alexa.views import SECRET_HEADER
 from staterelay.api.openapi import build_document
 from staterelay.core import Core
+from staterelay.core.alexa import MessagingClient
+from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
 from tests.ifttt.conftest import SERVICE_KEY, link
 
@@ -61,12 +64,12 @@ def api_operations_with_bodies() -> set[tuple[str, str]]:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """IFTTT on, so its routes authenticate IFTTT; no relay secret, as the issue found it."""
+    """IFTTT on, so its routes authenticate IFTTT; the relay secret is the instance's own."""
     return dataclasses.replace(settings, ifttt=IftttSettings(service_key=SERVICE_KEY))
 
 
 @pytest.fixture
-async def ids(core: Core) -> dict[str, str]:
+async def ids(core: Core, settings: Settings) -> dict[str, str]:
     """Real objects for every path parameter, and the credentials each surface needs."""
     linked = await link(core, "deep@example.com")
     device = await core.devices.create(linked.principal, type="switch", name="Deep", source="api")
@@ -79,6 +82,7 @@ async def ids(core: Core) -> dict[str, str]:
         "webhook_id": hook.id,
         "api_key": linked.api_key,
         "ifttt_token": linked.token,
+        "relay_secret": relay_secret(load_or_create_secret(settings.secret_key_path)),
     }
 
 
@@ -97,6 +101,8 @@ def headers_for(path: str, ids: dict[str, str]) -> dict[str, str]:
         headers["Authorization"] = f"Bearer {ids['ifttt_token']}"
     elif path.startswith(("/api/", "/dashboard/ws")):
         headers["Authorization"] = f"Bearer {ids['api_key']}"
+    elif path.startswith("/alexa/"):
+        headers[SECRET_HEADER] = ids["relay_secret"]
     return headers
 
 
@@ -187,13 +193,13 @@ async def test_a_deep_answer_from_login_with_amazon_is_no_token_answer(
     app.router.add_post("/auth/o2/token", deep)
     server = await aiohttp_server(app)
     http = HttpSession()
+    messaging = MessagingClient("amzn1.application-oa2-client.x", "messaging-secret")
+
+    async def credentials() -> MessagingClient:
+        return messaging
+
     lwa = LoginWithAmazon(
-        http,
-        AlexaSettings(
-            messaging_client_id="amzn1.application-oa2-client.x",
-            messaging_client_secret="messaging-secret",
-            lwa_token_url=str(server.make_url("/auth/o2/token")),
-        ),
+        http, AlexaSettings(lwa_token_url=str(server.make_url("/auth/o2/token"))), credentials
     )
     try:
         with pytest.raises(LwaError) as refused:

@@ -27,7 +27,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
+from staterelay.alexa.views import SECRET_HEADER
 from staterelay.cli import cli
+from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.keys import CORE_KEY
 from staterelay.server import create_app
 from staterelay.settings import (
@@ -205,6 +207,9 @@ async def test_sqlite_full_disk_is_507_everywhere_and_heals_without_a_restart(
         answer = await client.post(
             "/alexa/smart_home",
             json=directive("Alexa.PowerController", "TurnOn", alexa_token, device),
+            headers={
+                SECRET_HEADER: relay_secret(load_or_create_secret(sqlite_settings.secret_key_path))
+            },
         )
         assert answer.status == 200
         body = await answer.json()

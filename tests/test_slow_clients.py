@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from staterelay.alexa.views import SECRET_HEADER
 from staterelay.core import Core
+from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.settings import IftttSettings, ServerSettings, Settings
 from tests.ifttt.conftest import SERVICE_KEY, link
 from tests.processes import LoggedServerProcess, run_cli
@@ -108,8 +110,11 @@ async def test_stalled_api_body_is_a_problem_408_and_the_connection_closes(
     assert answer.closed
 
 
-async def test_stalled_directive_is_an_alexa_error_408(client: TestClient[Any, Any]) -> None:
-    answer = await stalled_post(client.port, "/alexa/smart_home", JSON)
+async def test_stalled_directive_is_an_alexa_error_408(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    secret = relay_secret(load_or_create_secret(settings.secret_key_path))
+    answer = await stalled_post(client.port, "/alexa/smart_home", {**JSON, SECRET_HEADER: secret})
     assert answer.status == 408
     payload = answer.json()["event"]["payload"]
     assert payload["type"] == "INVALID_DIRECTIVE"
@@ -186,9 +191,10 @@ async def test_clients_that_hang_up_mid_body_are_one_info_line_each(tmp_path: Pa
         tmp_path / "serve.log",
         env={"STATERELAY_IFTTT_SERVICE_KEY": SERVICE_KEY, "STATERELAY_LOG_FORMAT": "text"},
     )
+    secret = relay_secret(load_or_create_secret(data_dir / "secret.key"))
     targets = [
         ("/api/v1/devices", {**JSON, "Authorization": f"Bearer {key}"}),
-        ("/alexa/smart_home", JSON),
+        ("/alexa/smart_home", {**JSON, SECRET_HEADER: secret}),
         ("/ifttt/v1/actions/set_power", {**JSON, "Authorization": f"Bearer {key}"}),
         ("/login", {"Content-Type": "application/x-www-form-urlencoded"}),
     ]

@@ -71,9 +71,13 @@ class SmartHomeView:
             _LOGGER.warning("refused a directive without the relay secret from %s", request.remote)
             return _json({"error": "the relay secret is missing or wrong"}, 401)
         if not self._relay_seen:
-            # The setup page's "the relay reached StateRelay" check; written once.
-            await self._core.facts.note(ALEXA_RELAY_SEEN)
-            self._relay_seen = True
+            # The setup page's "the relay reached StateRelay" check; written once. A failed
+            # write (a full disk) must not fail the directive: it is tried again next time.
+            try:
+                await self._core.facts.note(ALEXA_RELAY_SEEN)
+                self._relay_seen = True
+            except StateRelayError as exc:
+                _LOGGER.warning("could not note that the Alexa relay was seen: %s", exc.detail)
         try:
             raw = await request.read()
         except RequestTimeout as exc:

@@ -117,7 +117,7 @@ async def test_the_dashboard_works_from_another_address(
 
     await page.locator(f"#brightness-{lamp.id}").fill("30")
     await expect(other.locator(f'[data-device="{lamp.id}"] [data-field="state"]')).to_have_text(
-        "Off · 30 %"
+        "On · 30 %"
     )
     assert (await core.devices.get(me, lamp.id)).properties["brightness"].value == 30
 
