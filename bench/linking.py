@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from staterelay.app.assemble import build_core
 from staterelay.core.crypto import load_or_create_secret
 from staterelay.core.oauth import NewCode
 from staterelay.settings import load_settings
-from staterelay.wiring import build_core
 
 REDIRECT_URI = "https://bench.example.com/callback"
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
-from staterelay.core.models import Principal
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core.oauth_clients import alexa_preset
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.core.records import Principal
 from staterelay.settings import (
     AlexaSettings,
     ServerSettings,

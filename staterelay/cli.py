@@ -21,10 +21,13 @@ import click
 from aiohttp import web
 
 from staterelay import __version__
+from staterelay.app.assemble import build_core
+from staterelay.app.factory import create_app
+from staterelay.browser.addresses import public_url_is_default, reachable_urls, unreachable_reason
 from staterelay.core import Core
 from staterelay.core.clock import iso
 from staterelay.core.crypto import load_or_create_secret, relay_secret
-from staterelay.core.models import User
+from staterelay.core.errors import Conflict, StateRelayError
 from staterelay.core.oauth import OAuthClient
 from staterelay.core.oauth_clients import (
     KNOWN_SCOPES,
@@ -33,11 +36,10 @@ from staterelay.core.oauth_clients import (
     ifttt_preset,
     issuer_url,
 )
-from staterelay.errors import Conflict, StateRelayError
+from staterelay.core.records import User
 from staterelay.logs import configure_logging
 from staterelay.ops import backup as backups, doctor as doctors, transfer
 from staterelay.ops.lock import InstanceLock, InstanceRunning, running_public_url
-from staterelay.server import create_app
 from staterelay.settings import (
     CONFIG_ENV,
     DATA_DIR_ENV,
@@ -47,8 +49,6 @@ from staterelay.settings import (
     load_settings,
 )
 from staterelay.store import open_store
-from staterelay.web.addresses import public_url_is_default, reachable_urls, unreachable_reason
-from staterelay.wiring import build_core
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -847,8 +847,8 @@ def alexa_lambda(
     data_dir: Path | None,
 ) -> None:
     """Write the Lambda relay that forwards Alexa's directives to this instance."""
-    from staterelay.alexa.console import relay_url
-    from staterelay.alexa.relay import HANDLER, write_lambda_zip
+    from staterelay.integrations.alexa.console import relay_url
+    from staterelay.integrations.alexa.relay import HANDLER, write_lambda_zip
 
     settings = _with_running_url(_load(config_file, data_dir))
     target = relay_url(settings)
@@ -892,15 +892,15 @@ def alexa_setup(
     Run it as often as you like: the values stay the same (the relay secret is kept with
     the instance's secret key; a client is registered only once per vendor id).
     """
-    from staterelay.alexa.console import (
+    from staterelay.core.facts import ALEXA_RELAY_SEEN
+    from staterelay.integrations.alexa.console import (
         AlexaProgress,
         SetupPlan,
         alexa_clients,
         relay_url,
         setup_sheet,
     )
-    from staterelay.alexa.relay import write_lambda_zip
-    from staterelay.core.facts import ALEXA_RELAY_SEEN
+    from staterelay.integrations.alexa.relay import write_lambda_zip
 
     if vendor_id is not None:
         try:

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
 from staterelay.settings import Settings, WebhookSettings, load_settings
 from tests.processes import ServerProcess
 from tests.secret_scan import SUITE_SCANNER, LogScan, suite_literals
@@ -125,7 +125,7 @@ async def make_account(
         import time
 
         from staterelay.core.ids import new_id
-        from staterelay.store.records import Tenant
+        from staterelay.core.records import Tenant
 
         tenant = await core.store.create_tenant(
             Tenant(id=new_id("ten"), name=email, created_at=time.time())

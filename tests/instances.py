@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from staterelay.app.assemble import build_core
 from staterelay.core import Core
 from staterelay.core.crypto import load_or_create_secret
 from staterelay.settings import Settings, WebhookSettings, load_settings
-from staterelay.wiring import build_core
 from tests.conftest import link_oauth_client, make_account
 
 

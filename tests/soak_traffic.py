@@ -25,9 +25,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from staterelay.app.assemble import build_core
 from staterelay.core.crypto import load_or_create_secret
 from staterelay.settings import load_settings
-from staterelay.wiring import build_core
 from tests.conftest import link_oauth_client, make_account
 
 RELAY_SECRET = "soak-relay-secret-0123456789abcdef"

@@ -26,12 +26,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from standardwebhooks import Webhook as StandardWebhook
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.assemble import build_core
+from staterelay.app.factory import create_app
 from staterelay.core.crypto import load_or_create_secret
-from staterelay.core.models import OutboxItem
 from staterelay.core.oauth import NewCode
-from staterelay.dispatch import WebhookSink
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.core.records import OutboxItem, User
+from staterelay.integrations.webhooks import WebhookSink
 from staterelay.settings import (
     DatabaseSettings,
     OAuthClientSettings,
@@ -40,8 +41,6 @@ from staterelay.settings import (
     WebhookSettings,
 )
 from staterelay.store import open_store
-from staterelay.store.records import User
-from staterelay.wiring import build_core
 from tests.conftest import make_account
 from tests.dispatch.conftest import Receiver
 from tests.postgres_support import ScratchDatabase, migrated_database

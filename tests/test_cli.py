@@ -26,12 +26,11 @@ from staterelay import cli as cli_module
 from staterelay.cli import cli, config_template
 from staterelay.core import Core, InProcessBus
 from staterelay.core.crypto import load_or_create_secret
-from staterelay.core.models import Principal
 from staterelay.core.passwords import verify_password
+from staterelay.core.records import Principal, User
 from staterelay.logs import configure_logging
 from staterelay.settings import LogSettings, Settings, load_settings
 from staterelay.store import open_store
-from staterelay.store.records import User
 from tests.instances import with_core
 
 PASSWORD = "correct horse battery staple"

@@ -17,12 +17,12 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from staterelay.alexa.lwa import HttpSession, LoginWithAmazon, LwaError
-from staterelay.alexa.views import SECRET_HEADER
 from staterelay.api.openapi import build_document
 from staterelay.core import Core
 from staterelay.core.alexa import MessagingClient
 from staterelay.core.crypto import load_or_create_secret, relay_secret
+from staterelay.integrations.alexa.lwa import HttpSession, LoginWithAmazon, LwaError
+from staterelay.integrations.alexa.views import SECRET_HEADER
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
 from tests.ifttt.conftest import SERVICE_KEY, link
 

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from staterelay.alexa.console import SetupPlan, setup_steps
+from staterelay.core.records import Device, PropertyState
+from staterelay.integrations.alexa.console import SetupPlan, setup_steps
 from staterelay.settings import load_settings
-from staterelay.store.records import Device, PropertyState
 from staterelay.ui.present import curl_snippet
 from tests.processes import ServerProcess
 from tests.skips import unavailable

@@ -19,11 +19,11 @@ import asyncpg
 import pytest
 from click.testing import CliRunner
 
+from staterelay.app.assemble import build_core
 from staterelay.cli import cli
 from staterelay.core.crypto import load_or_create_secret
 from staterelay.ops.doctor import Check, run_checks
 from staterelay.settings import AccountsSettings, DatabaseSettings, Settings, load_settings
-from staterelay.wiring import build_core
 from tests.conftest import make_account
 from tests.postgres_support import (
     APP_ROLE,

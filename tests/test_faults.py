@@ -27,12 +27,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from staterelay.app.factory import DISPATCHER_KEY
 from staterelay.core import Core
 from staterelay.core.events import OutboxEnqueued
-from staterelay.core.models import ActivityEntry, Device, Principal
-from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
-from staterelay.ifttt.realtime import IftttRealtimeSink
-from staterelay.server import DISPATCHER_KEY
+from staterelay.core.records import ActivityEntry, Device, Principal
+from staterelay.dispatch import Dispatcher, DispatcherConfig
+from staterelay.integrations.ifttt.realtime import IftttRealtimeSink
+from staterelay.integrations.webhooks import WebhookSink
 from staterelay.settings import Settings
 from tests.alexa.conftest import (  # noqa: F401 - fixtures, requested by name
     Amazon,
@@ -205,7 +206,7 @@ async def dispatch(
     alexa_app: web.Application, core: Core, settings: Settings
 ) -> AsyncIterator[StartDispatcher]:
     """Replace the app's dispatcher with one of short retries and short timeouts."""
-    from staterelay.alexa import ALEXA_KEY
+    from staterelay.integrations.alexa import ALEXA_KEY
 
     started: list[tuple[Dispatcher, Callable[[], None], WebhookSink, IftttRealtimeSink]] = []
 

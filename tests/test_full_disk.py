@@ -27,11 +27,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
-from staterelay.alexa.views import SECRET_HEADER
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.cli import cli
 from staterelay.core.crypto import load_or_create_secret, relay_secret
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.integrations.alexa.views import SECRET_HEADER
 from staterelay.settings import (
     DatabaseSettings,
     IftttSettings,

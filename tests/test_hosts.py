@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from staterelay.hosts import HostRouter, role_of_path
-from staterelay.server import create_app
+from staterelay.app.factory import create_app
+from staterelay.app.hosts import HostRouter, role_of_path
 from staterelay.settings import HostsSettings, ServerSettings, Settings
 
 SPLIT = HostsSettings(

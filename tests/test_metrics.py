@@ -14,11 +14,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
+from staterelay.app.metrics import is_loopback
 from staterelay.core import Core
-from staterelay.core.models import SOURCES
-from staterelay.keys import CORE_KEY
-from staterelay.metrics import is_loopback
-from staterelay.server import create_app
+from staterelay.core.records import SOURCES
 from staterelay.settings import MetricsSettings, Settings
 from tests.conftest import Account
 from tests.dispatch.conftest import Receiver, wait_until

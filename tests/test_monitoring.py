@@ -18,7 +18,7 @@ import yaml
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from staterelay.server import create_app
+from staterelay.app.factory import create_app
 from staterelay.settings import RedisSettings, Settings
 from tests.deployfiles import ROOT
 from tests.redis_support import delete_prefixed, require_redis, unique_prefix

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from staterelay.app.factory import DISPATCHER_KEY
 from staterelay.core import Core
-from staterelay.core.models import ActivityEntry, Device
-from staterelay.server import DISPATCHER_KEY
+from staterelay.core.records import ActivityEntry, Device
 from tests.alexa.conftest import (  # noqa: F401 - fixtures, requested by name
     alexa_app,
     alexa_settings,

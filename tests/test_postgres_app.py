@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks import Webhook as WebhookVerifier
 
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.settings import DatabaseSettings, Settings, WebhookSettings, load_settings
 from staterelay.store import open_store
 from tests.conftest import make_account

@@ -39,9 +39,9 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from staterelay.app.assemble import build_core
 from staterelay.core.crypto import load_or_create_secret
 from staterelay.settings import load_settings
-from staterelay.wiring import build_core
 from tests.conftest import make_account
 from tests.postgres_support import (
     ScratchDatabase,

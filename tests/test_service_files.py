@@ -25,7 +25,7 @@ import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
-from staterelay.hosts import HostRouter
+from staterelay.app.hosts import HostRouter
 from staterelay.settings import load_settings
 from staterelay.store import open_store
 from tests.constraints import runtime_requirements

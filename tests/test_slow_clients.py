@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from staterelay.alexa.views import SECRET_HEADER
 from staterelay.core import Core
 from staterelay.core.crypto import load_or_create_secret, relay_secret
+from staterelay.integrations.alexa.views import SECRET_HEADER
 from staterelay.settings import IftttSettings, ServerSettings, Settings
 from tests.ifttt.conftest import SERVICE_KEY, link
 from tests.processes import LoggedServerProcess, run_cli

@@ -8,7 +8,7 @@ from staterelay.api.auth import principal_of
 from staterelay.api.params import page_params
 from staterelay.api.responses import json_response
 from staterelay.api.serializers import activity_json, page_json
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
 
 routes = web.RouteTableDef()
 

@@ -11,9 +11,9 @@ from aiohttp import web
 from staterelay.api import activity, devices, grants, integrations, keys, openapi, webhooks
 from staterelay.api.auth import authenticate, challenge_for
 from staterelay.api.problems import InternalError, error_for_http, problem_response
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 from staterelay.core import Core
-from staterelay.errors import NotAuthenticated, StateRelayError
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.core.errors import NotAuthenticated, StateRelayError
 from staterelay.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.core.models import Principal
-from staterelay.errors import NotAuthenticated
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.core.errors import NotAuthenticated
+from staterelay.core.records import Principal
 
 PRINCIPAL_KEY: Final = web.RequestKey("staterelay.api.principal", Principal)
 

@@ -15,9 +15,9 @@ from typing import Any, Final, Literal
 from aiohttp import web
 
 from staterelay.api.problems import PayloadTooLarge, UnsupportedMediaType
-from staterelay.errors import BadRequest, InvalidInput, UnknownField
+from staterelay.app.appkeys import SETTINGS_KEY
+from staterelay.core.errors import BadRequest, InvalidInput, UnknownField
 from staterelay.jsoncodec import MAX_DEPTH, TooDeep, check_depth
-from staterelay.keys import SETTINGS_KEY
 
 JSON_MEDIA_TYPE: Final = "application/json"
 MAX_SAFE_INTEGER: Final = 2**53 - 1

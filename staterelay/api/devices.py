@@ -11,7 +11,7 @@ from staterelay.api.bodies import FieldSpec, read_fields, read_json_object
 from staterelay.api.params import if_match_version, page_params
 from staterelay.api.responses import json_response, no_content
 from staterelay.api.serializers import device_json, page_json, state_json
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 
 SOURCE: Final = "api"
 

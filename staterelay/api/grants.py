@@ -7,7 +7,7 @@ from aiohttp import web
 from staterelay.api.auth import principal_of
 from staterelay.api.responses import json_response, no_content
 from staterelay.api.serializers import grant_json
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
 
 routes = web.RouteTableDef()
 

@@ -8,9 +8,9 @@ from aiohttp import web
 
 from staterelay.api.auth import principal_of
 from staterelay.api.responses import json_response
+from staterelay.app.appkeys import CORE_KEY
 from staterelay.core.alexa import AlexaStatus
 from staterelay.core.clock import iso
-from staterelay.keys import CORE_KEY
 
 routes = web.RouteTableDef()
 

@@ -10,8 +10,8 @@ from staterelay.api.auth import principal_of
 from staterelay.api.bodies import FieldSpec, read_fields
 from staterelay.api.responses import json_response, no_content
 from staterelay.api.serializers import api_key_json, me_json
-from staterelay.errors import NotAuthenticated, NotFound
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.core.errors import NotAuthenticated, NotFound
 
 routes = web.RouteTableDef()
 

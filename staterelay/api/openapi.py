@@ -15,7 +15,7 @@ from aiohttp import web
 
 from staterelay.api import integrations
 from staterelay.api.schemas import JSONObject, component_schemas, schema_ref
-from staterelay.core.models import SOURCES
+from staterelay.core.records import SOURCES
 
 PREFIX: Final = "/api/v1"
 API_VERSION: Final = "1.0.0"

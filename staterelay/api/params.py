@@ -8,8 +8,8 @@ from typing import Final
 
 from aiohttp import web
 
+from staterelay.core.errors import BadRequest
 from staterelay.core.ids import parse_limit
-from staterelay.errors import BadRequest
 
 # A device's entity tag is its version: "5", W/"5" (weak is accepted, the version is exact
 # anyway) or a bare 5 from clients that do not quote.

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from staterelay.errors import BadRequest, NotFound, StateRelayError
+from staterelay.core.errors import BadRequest, NotFound, StateRelayError
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 PROBLEM_TYPE_BASE: Final = "https://staterelay.dev/problems/"

@@ -13,7 +13,7 @@ from staterelay.core.device_types import (
     ROOM_MAX,
     TEMPERATURE_SCALES,
 )
-from staterelay.core.models import SCOPES, SOURCES
+from staterelay.core.records import SCOPES, SOURCES
 from staterelay.core.webhook_formats import FORMATS, MAKER_URL
 from staterelay.core.webhooks import EVENT_TYPES
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from staterelay.core.clock import iso
-from staterelay.core.models import (
+from staterelay.core.oauth import LinkedApp
+from staterelay.core.records import (
     ActivityEntry,
     ApiKey,
     Device,
@@ -16,7 +17,6 @@ from staterelay.core.models import (
     Webhook,
     WebhookDelivery,
 )
-from staterelay.core.oauth import LinkedApp
 
 T = TypeVar("T")
 JSONObject = dict[str, Any]

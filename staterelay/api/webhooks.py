@@ -11,7 +11,7 @@ from staterelay.api.bodies import FieldSpec, read_fields
 from staterelay.api.params import page_params
 from staterelay.api.responses import json_response, no_content
 from staterelay.api.serializers import delivery_json, page_json, webhook_json
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
 
 routes = web.RouteTableDef()
 

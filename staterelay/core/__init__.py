@@ -22,11 +22,11 @@ from staterelay.core.oauth_clients import is_alexa_client, is_ifttt_client
 from staterelay.core.outbox import OutboxService
 from staterelay.core.recovery import RecoveryService
 from staterelay.core.sessions import SessionService
+from staterelay.core.storage import Store
 from staterelay.core.throttle import LoginThrottle
 from staterelay.core.users import UserService
 from staterelay.core.webhooks import WebhookService
 from staterelay.settings import AccountsSettings, AlexaSettings, IftttSettings, OAuthSettings
-from staterelay.store.base import Store
 
 MIB = 1024 * 1024
 

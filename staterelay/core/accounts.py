@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import token_digest
+from staterelay.core.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from staterelay.core.ids import new_id
 from staterelay.core.passwords import (
     HASHER,
@@ -28,14 +29,13 @@ from staterelay.core.passwords import (
     validate_password,
     verify_password,
 )
+from staterelay.core.records import Tenant, User
+from staterelay.core.records.accounts import Invite
 from staterelay.core.sessions import SignedIn
+from staterelay.core.storage import Store
 from staterelay.core.throttle import LoginThrottle, account_key
 from staterelay.core.users import DEFAULT_TENANT_NAME, validate_email
-from staterelay.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from staterelay.settings import AccountsSettings
-from staterelay.store.accounts_records import Invite
-from staterelay.store.base import Store
-from staterelay.store.records import Tenant, User
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from staterelay.core.clock import Clock
 from staterelay.core.devices import require, require_device as require_device_access
+from staterelay.core.errors import BadRequest, NotFound
 from staterelay.core.ids import decode_cursor, encode_cursor
-from staterelay.core.models import SOURCES, Principal
-from staterelay.errors import BadRequest, NotFound
-from staterelay.store.base import Store
-from staterelay.store.records import ActivityEntry, Page
+from staterelay.core.records import SOURCES, ActivityEntry, Page, Principal
+from staterelay.core.storage import Store
 
 DAY = 86400.0
 

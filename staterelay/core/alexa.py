@@ -16,14 +16,13 @@ from typing import Final, get_args
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import SecretBox
 from staterelay.core.devices import require, require_account_access, require_whole_household
+from staterelay.core.errors import InvalidInput
 from staterelay.core.facts import InstanceFacts
 from staterelay.core.ids import new_id
-from staterelay.core.models import Principal
-from staterelay.errors import InvalidInput
+from staterelay.core.records import Device, Principal
+from staterelay.core.records.alexa import AlexaGrant, AlexaRegion, AlexaReportNote
+from staterelay.core.storage import Store
 from staterelay.settings import AlexaSettings
-from staterelay.store.alexa_records import AlexaGrant, AlexaRegion, AlexaReportNote
-from staterelay.store.base import Store
-from staterelay.store.records import Device
 
 _LOGGER = logging.getLogger(__name__)
 

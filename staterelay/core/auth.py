@@ -13,13 +13,12 @@ from staterelay.core.clock import Clock
 from staterelay.core.crypto import token_digest
 from staterelay.core.device_types import has_control_characters, require_text
 from staterelay.core.devices import require_account_access
+from staterelay.core.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
 from staterelay.core.ids import new_id
-from staterelay.core.models import SCOPES, Principal
 from staterelay.core.recent import RecentCache
+from staterelay.core.records import SCOPES, ApiKey, Principal, User
 from staterelay.core.request_tenant import note_tenant
-from staterelay.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
-from staterelay.store.base import Store
-from staterelay.store.records import ApiKey, User
+from staterelay.core.storage import Store
 
 API_KEY_PREFIX = "sr_"
 KEY_NAME_MAX = 64

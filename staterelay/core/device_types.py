@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from staterelay.errors import InvalidInput, UnknownField, ValueOutOfRange
+from staterelay.core.errors import InvalidInput, UnknownField, ValueOutOfRange
 
 POWER_VALUES = ("ON", "OFF")
 DETECTION_VALUES = ("DETECTED", "NOT_DETECTED")

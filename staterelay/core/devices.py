@@ -24,6 +24,13 @@ from staterelay.core.device_types import (
     validate_options,
     validate_room,
 )
+from staterelay.core.errors import (
+    Forbidden,
+    InvalidInput,
+    LimitReached,
+    NotFound,
+    PreconditionFailed,
+)
 from staterelay.core.events import (
     DeviceAdded,
     DeviceRemoved,
@@ -33,23 +40,16 @@ from staterelay.core.events import (
     StateChanged,
 )
 from staterelay.core.ids import ENDPOINT_ID_MAX, decode_cursor, encode_cursor, new_id
-from staterelay.core.models import Principal
-from staterelay.errors import (
-    Forbidden,
-    InvalidInput,
-    LimitReached,
-    NotFound,
-    PreconditionFailed,
-)
-from staterelay.store.base import Store
-from staterelay.store.records import (
+from staterelay.core.records import (
     Device,
     DeviceChange,
     NewActivity,
     NewOutboxEvent,
     Page,
+    Principal,
     PropertyState,
 )
+from staterelay.core.storage import Store
 
 MAX_DEVICES_PER_TENANT = 300  # Alexa discovers at most 300 endpoints per account
 _SCAN_BATCH = 200  # devices read at a time when filtering for a device-scoped key

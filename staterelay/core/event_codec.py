@@ -23,7 +23,7 @@ from staterelay.core.events import (
     PropertyChanged,
     StateChanged,
 )
-from staterelay.store.records import ActivityEntry, Device, PropertyState
+from staterelay.core.records import ActivityEntry, Device, PropertyState
 
 VERSION: Final = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from staterelay.store.records import ActivityEntry, Device
+from staterelay.core.records import ActivityEntry, Device
 
 
 @dataclass(frozen=True, slots=True)

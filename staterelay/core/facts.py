@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from staterelay.core.clock import Clock
-from staterelay.store.base import Store
+from staterelay.core.storage import Store
 
 ALEXA_RELAY_SEEN: Final = "seen:alexa_relay"
 IFTTT_STATUS_SEEN: Final = "seen:ifttt_status"

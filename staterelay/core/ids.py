@@ -6,7 +6,7 @@ import base64
 import binascii
 import secrets
 
-from staterelay.errors import BadRequest
+from staterelay.core.errors import BadRequest
 
 ENDPOINT_ID_MAX = 64
 

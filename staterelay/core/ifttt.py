@@ -18,6 +18,14 @@ from typing import Any, Final
 
 from staterelay.core.clock import Clock
 from staterelay.core.devices import DeviceService, require
+from staterelay.core.errors import (
+    BadRequest,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    StateRelayError,
+    Unavailable,
+)
 from staterelay.core.ifttt_catalog import (
     POWER_WORDS,
     ActionSpec,
@@ -37,26 +45,18 @@ from staterelay.core.ifttt_catalog import (
     user_timezone,
 )
 from staterelay.core.ifttt_setup import IftttTestSetup
-from staterelay.core.models import Device, Principal
 from staterelay.core.oauth import OAuthService
-from staterelay.core.users import UserService
-from staterelay.errors import (
-    BadRequest,
-    InvalidInput,
-    NotAuthenticated,
-    NotFound,
-    StateRelayError,
-    Unavailable,
-)
-from staterelay.settings import IftttSettings
-from staterelay.store.base import Store
-from staterelay.store.ifttt_records import (
+from staterelay.core.records import Device, Principal
+from staterelay.core.records.ifttt import (
     REALTIME_BATCH,
     REALTIME_SINK,
     IftttPruned,
     Threshold,
     TriggerIdentity,
 )
+from staterelay.core.storage import Store
+from staterelay.core.users import UserService
+from staterelay.settings import IftttSettings
 
 _LOGGER = logging.getLogger(__name__)
 

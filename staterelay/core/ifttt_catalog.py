@@ -13,9 +13,9 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from staterelay.core.errors import BadRequest, NotFound
 from staterelay.core.ids import ENDPOINT_ID_MAX
-from staterelay.errors import BadRequest, NotFound
-from staterelay.store.ifttt_records import (
+from staterelay.core.records.ifttt import (
     BRIGHTNESS_KIND,
     POWER_KIND,
     PRESS_KIND,

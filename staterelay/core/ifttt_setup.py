@@ -15,21 +15,20 @@ from typing import Any, Final
 
 from staterelay.core.clock import Clock
 from staterelay.core.devices import DeviceService
+from staterelay.core.errors import Conflict, Unavailable
 from staterelay.core.ids import new_id
-from staterelay.core.models import Device, Principal, User
 from staterelay.core.oauth import NewCode, OAuthClient, OAuthService
-from staterelay.core.users import UserService
-from staterelay.errors import Conflict, Unavailable
-from staterelay.settings import IftttSettings
-from staterelay.store.base import Store
-from staterelay.store.ifttt_records import (
+from staterelay.core.records import Device, Principal, Tenant, User
+from staterelay.core.records.ifttt import (
     BRIGHTNESS_KIND,
     POWER_KIND,
     PRESS_KIND,
     SENSOR_KIND,
     Threshold,
 )
-from staterelay.store.records import Tenant
+from staterelay.core.storage import Store
+from staterelay.core.users import UserService
+from staterelay.settings import IftttSettings
 
 TEST_EMAIL: Final = "ifttt-endpoint-tests@staterelay.invalid"
 TEST_MARKER: Final = "ifttt_test_user"

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import SecretBox, token_digest
 from staterelay.core.devices import require_account_access
+from staterelay.core.errors import CredentialExpired, InvalidInput, NotFound
 from staterelay.core.ids import new_id
-from staterelay.core.models import Principal
 from staterelay.core.oauth_clients import (
     permissions_for,
     validate_auth_method,
@@ -30,10 +30,8 @@ from staterelay.core.oauth_clients import (
     validate_scopes,
 )
 from staterelay.core.recent import RecentCache
-from staterelay.errors import CredentialExpired, InvalidInput, NotFound
-from staterelay.settings import OAuthClientSettings, OAuthSettings
-from staterelay.store.base import Store
-from staterelay.store.oauth_records import (
+from staterelay.core.records import Principal
+from staterelay.core.records.oauth import (
     LinkedApp,
     NewOAuthToken,
     OAuthClient,
@@ -41,6 +39,8 @@ from staterelay.store.oauth_records import (
     OAuthGrant,
     OAuthToken,
 )
+from staterelay.core.storage import Store
+from staterelay.settings import OAuthClientSettings, OAuthSettings
 
 _LOGGER = logging.getLogger(__name__)
 

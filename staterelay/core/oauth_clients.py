@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from staterelay.errors import InvalidInput
-from staterelay.store.oauth_records import OAuthClient
+from staterelay.core.errors import InvalidInput
+from staterelay.core.records.oauth import OAuthClient
 
 # What each scope lets a client do, for the consent page, and the principal scopes it yields.
 SCOPE_DESCRIPTIONS: Mapping[str, str] = {

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock
 from staterelay.core.events import ActivityRecorded
-from staterelay.store.base import Store
-from staterelay.store.records import DeliveryOutcome, OutboxItem, OutboxStats
+from staterelay.core.records import DeliveryOutcome, OutboxItem, OutboxStats
+from staterelay.core.storage import Store
 
 
 class OutboxService:

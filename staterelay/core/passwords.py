@@ -5,7 +5,7 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from staterelay.errors import InvalidInput
+from staterelay.core.errors import InvalidInput
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 1024

@@ -3,7 +3,7 @@
 A window opens with a subject's first request and lasts ``window`` seconds; every request
 in it counts, refused ones included, and once the count passes the limit the subject waits
 for the window to end. ``RateLimiter`` is what the web middleware uses; ``MemoryRateLimiter``
-counts inside one process, and ``staterelay.fanout`` has the Redis one replicas share.
+counts inside one process, and ``staterelay.replicas`` has the Redis one replicas share.
 """
 
 from __future__ import annotations

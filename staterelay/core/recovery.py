@@ -19,17 +19,17 @@ from typing import Any, Final
 from staterelay.core.accounts import PasswordWork
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import token_digest
+from staterelay.core.errors import Forbidden, InvalidInput, NotFound
 from staterelay.core.ids import new_id
 from staterelay.core.mail import Mail, Mailer
 from staterelay.core.passwords import validate_password
 from staterelay.core.ratelimit import MemoryRateLimiter
+from staterelay.core.records import User
+from staterelay.core.records.accounts import Invite, PasswordReset
 from staterelay.core.sessions import SignedIn
+from staterelay.core.storage import Store
 from staterelay.core.throttle import account_key
 from staterelay.core.users import validate_email
-from staterelay.errors import Forbidden, InvalidInput, NotFound
-from staterelay.store.accounts_records import Invite, PasswordReset
-from staterelay.store.base import Store
-from staterelay.store.records import User
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from staterelay.core.clock import Clock
 from staterelay.core.crypto import derive_key, token_digest
 from staterelay.core.ids import new_id
+from staterelay.core.records import User
+from staterelay.core.records.accounts import Session
 from staterelay.core.request_tenant import note_tenant
+from staterelay.core.storage import Store
 from staterelay.settings import AccountsSettings
-from staterelay.store.accounts_records import Session
-from staterelay.store.base import Store
-from staterelay.store.records import User
 
 TOUCH_INTERVAL = 60.0  # seconds between last-seen writes for one session
 SECRET_MIN = 32

@@ -6,10 +6,12 @@ dispatcher; the app factory hands the sinks to the dispatcher by name.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from staterelay.core.models import OutboxItem
+from staterelay.core.records import OutboxItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +54,20 @@ class Sink(Protocol):
     async def close(self) -> None:
         """Release connections; called once, after the last ``deliver``."""
         ...
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(int(text))
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    seconds = moment.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from staterelay.core.clock import Clock
-from staterelay.errors import StateRelayError
+from staterelay.core.errors import StateRelayError
 
 BASE_DELAY = 2.0
 MAX_DELAY = 900.0
@@ -111,7 +111,7 @@ class LoginThrottle:
         self._counts.pop(("account", account), None)
 
     # The async forms are what sign-in uses: a subclass may keep the counts elsewhere
-    # (``staterelay.fanout`` shares them between replicas through Redis).
+    # (``staterelay.replicas`` shares them between replicas through Redis).
     async def acheck(self, account: str, ip: str) -> None:
         """``check``, awaitable."""
         self.check(account, ip)

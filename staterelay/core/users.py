@@ -7,11 +7,11 @@ import re
 
 from staterelay.core.clock import Clock
 from staterelay.core.device_types import require_text
+from staterelay.core.errors import InvalidInput, NotFound
 from staterelay.core.ids import new_id
 from staterelay.core.passwords import hash_password
-from staterelay.errors import InvalidInput, NotFound
-from staterelay.store.base import Store
-from staterelay.store.records import Tenant, User
+from staterelay.core.records import Tenant, User
+from staterelay.core.storage import Store
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{1,63}$")
 DEFAULT_TENANT_NAME = "Home"

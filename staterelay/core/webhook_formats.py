@@ -15,9 +15,9 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from staterelay.core.crypto import SecretBox
+from staterelay.core.errors import InvalidInput
 from staterelay.core.ifttt_catalog import number_text
-from staterelay.errors import InvalidInput
-from staterelay.store.records import Webhook
+from staterelay.core.records import Webhook
 
 STANDARD: Final = "standard"
 IFTTT_WEBHOOKS: Final = "ifttt_webhooks"

@@ -13,14 +13,13 @@ from staterelay.core.clock import Clock, iso
 from staterelay.core.crypto import SecretBox
 from staterelay.core.device_types import has_control_characters, require_text
 from staterelay.core.devices import require_account_access
+from staterelay.core.errors import InvalidInput, NotFound
 from staterelay.core.events import OutboxEnqueued
 from staterelay.core.ids import decode_cursor, encode_cursor, new_id
-from staterelay.core.models import Principal
 from staterelay.core.netpolicy import AddressPolicy, validate_webhook_url
+from staterelay.core.records import NewOutboxEvent, Page, Principal, Webhook, WebhookDelivery
+from staterelay.core.storage import Store
 from staterelay.core.webhook_formats import IFTTT_WEBHOOKS, MAKER_URL, format_changes, maker_request
-from staterelay.errors import InvalidInput, NotFound
-from staterelay.store.base import Store
-from staterelay.store.records import NewOutboxEvent, Page, Webhook, WebhookDelivery
 
 EVENT_TYPES = (
     "state.changed",

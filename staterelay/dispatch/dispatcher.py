@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from staterelay.core import Core
 from staterelay.core.clock import iso
-from staterelay.core.models import DeliveryOutcome, NewActivity, OutboxItem
+from staterelay.core.records import DeliveryOutcome, NewActivity, OutboxItem
 from staterelay.core.sinks import Sink, SinkResult
 from staterelay.dispatch.backoff import retry_delay
 

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from staterelay.app.appkeys import CORE_KEY
 from staterelay.core import Core
+from staterelay.core.errors import StorageFull
 from staterelay.core.oauth_clients import issuer_url
-from staterelay.errors import StorageFull
-from staterelay.keys import CORE_KEY
 from staterelay.oauth import consent, views
 from staterelay.oauth.views import ISSUER_KEY
 from staterelay.settings import Settings

@@ -8,16 +8,16 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 from authlib.oauth2.rfc6749 import InsecureTransportError, OAuth2Error
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.render import render
+from staterelay.browser.sessions import current_user, safe_next
 from staterelay.core import Core
 from staterelay.core.oauth_clients import SCOPE_DESCRIPTIONS
 from staterelay.core.sessions import SignedIn
-from staterelay.keys import CORE_KEY
 from staterelay.oauth.requests import Snapshot, query_snapshot
 from staterelay.oauth.server import OAuthResponse, Prefetched, StateRelayAuthorizationServer
 from staterelay.oauth.views import AUTHORIZE_PATH, ISSUER_KEY, NO_STORE
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.render import render
-from staterelay.web.sessions import current_user, safe_next
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from multidict import MultiMapping
 
+from staterelay.app.appkeys import CORE_KEY
 from staterelay.core import Core
+from staterelay.core.errors import CredentialExpired, NotFound, StateRelayError
 from staterelay.core.oauth_clients import AUTH_METHODS, KNOWN_SCOPES
-from staterelay.errors import CredentialExpired, NotFound, StateRelayError
-from staterelay.keys import CORE_KEY
 from staterelay.oauth.requests import Snapshot, form_snapshot
 from staterelay.oauth.server import OAuthResponse, Prefetched, StateRelayAuthorizationServer
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from staterelay.core import Core
 from staterelay.core.device_types import device_type, normalize_properties, validate_options
-from staterelay.core.models import Device, Principal
-from staterelay.errors import Conflict, StateRelayError
+from staterelay.core.errors import Conflict, StateRelayError
+from staterelay.core.records import Device, Principal
 
 EXPORT_VERSION = 1
 IMPORT_CAUSE = "import"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from staterelay.store.base import Store
+from staterelay.core.storage import Store
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

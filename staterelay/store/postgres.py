@@ -17,7 +17,24 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from staterelay.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.core.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.core.records import (
+    ActivityEntry,
+    ApiKey,
+    CommittedChange,
+    Device,
+    DeviceMutator,
+    NewActivity,
+    NewOutboxEvent,
+    PoolStats,
+    PropertyState,
+    StorageStats,
+    Tenant,
+    User,
+    Webhook,
+    WebhookDelivery,
+    WebhookMutator,
+)
 from staterelay.jsoncodec import decode
 from staterelay.store.postgres_accounts import PostgresAccount, insert_tenant, insert_user, user
 from staterelay.store.postgres_alexa import PostgresAlexa, alexa_fan_out
@@ -34,23 +51,6 @@ from staterelay.store.postgres_outbox import (
     SQL_EVENT_ID,
     PostgresOutbox,
     insert_activity_row,
-)
-from staterelay.store.records import (
-    ActivityEntry,
-    ApiKey,
-    CommittedChange,
-    Device,
-    DeviceMutator,
-    NewActivity,
-    NewOutboxEvent,
-    PoolStats,
-    PropertyState,
-    StorageStats,
-    Tenant,
-    User,
-    Webhook,
-    WebhookDelivery,
-    WebhookMutator,
 )
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from staterelay.errors import Conflict, NotFound
-from staterelay.store.accounts_records import Invite, PasswordReset, Session
+from staterelay.core.errors import Conflict, NotFound
+from staterelay.core.records import Tenant, User
+from staterelay.core.records.accounts import Invite, PasswordReset, Session
 from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
-from staterelay.store.records import Tenant, User
 
 if TYPE_CHECKING:
     from staterelay.store.postgres_engine import Connection

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import TYPE_CHECKING
 
-from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote, grant_from_row
+from staterelay.core.records import NewOutboxEvent
+from staterelay.core.records.alexa import AlexaGrant, AlexaReportNote, grant_from_row
 from staterelay.store.delivery import alexa_key, is_routine_trigger
 from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
 from staterelay.store.postgres_outbox import insert_outbox_row, mergeable_tail
-from staterelay.store.records import NewOutboxEvent
 from staterelay.store.sqlite_alexa import ALEXA_EVENT_TYPES, SINK
 
 if TYPE_CHECKING:

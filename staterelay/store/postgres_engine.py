@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-from staterelay.errors import StorageFull
+from staterelay.core.errors import StorageFull
+from staterelay.core.records import PoolStats
 from staterelay.jsoncodec import decode, encode_sorted_text
-from staterelay.store.records import PoolStats
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from staterelay.store.delivery import ifttt_key
-from staterelay.store.ifttt_records import (
+from staterelay.core.records import NewOutboxEvent
+from staterelay.core.records.ifttt import (
     DEFAULT_DEBOUNCE_SECONDS,
     REALTIME_BATCH,
     REALTIME_EVENT,
@@ -28,9 +28,9 @@ from staterelay.store.ifttt_records import (
     TriggerIdentity,
     timeline_entry,
 )
+from staterelay.store.delivery import ifttt_key
 from staterelay.store.postgres_engine import PostgresEngine, rowcount
 from staterelay.store.postgres_outbox import insert_outbox_row
-from staterelay.store.records import NewOutboxEvent
 
 if TYPE_CHECKING:
     from staterelay.store.postgres_engine import Connection

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from staterelay.errors import Conflict
-from staterelay.store.oauth_records import (
+from staterelay.core.errors import Conflict
+from staterelay.core.records.oauth import (
     CodeOutcome,
     LinkedApp,
     NewOAuthToken,

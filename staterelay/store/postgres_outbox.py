@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
-from staterelay.store.records import (
+from staterelay.core.records import (
     DeliveryOutcome,
     NewActivity,
     NewOutboxEvent,
     OutboxItem,
     OutboxStats,
 )
+from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
 from staterelay.store.sqlite_outbox import new_event_id
 
 if TYPE_CHECKING:

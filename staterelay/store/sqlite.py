@@ -8,10 +8,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from staterelay.errors import Conflict, NotFound, PreconditionFailed
-from staterelay.jsoncodec import decode, encode_sorted_text, encode_text
-from staterelay.store.delivery import webhook_key
-from staterelay.store.records import (
+from staterelay.core.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.core.records import (
     ActivityEntry,
     ApiKey,
     CommittedChange,
@@ -31,6 +29,8 @@ from staterelay.store.records import (
     WebhookDelivery,
     WebhookMutator,
 )
+from staterelay.jsoncodec import decode, encode_sorted_text, encode_text
+from staterelay.store.delivery import webhook_key
 from staterelay.store.sqlite_accounts import SQLiteAccount, insert_user
 from staterelay.store.sqlite_alexa import SQLiteAlexa, alexa_fan_out
 from staterelay.store.sqlite_engine import SQLiteEngine, pending_migrations

@@ -7,9 +7,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from staterelay.errors import Conflict, NotFound
-from staterelay.store.accounts_records import Invite, PasswordReset, Session
-from staterelay.store.records import Tenant, User
+from staterelay.core.errors import Conflict, NotFound
+from staterelay.core.records import Tenant, User
+from staterelay.core.records.accounts import Invite, PasswordReset, Session
 from staterelay.store.sqlite_engine import SQLiteEngine
 
 _SESSION_COLUMNS = "id, tenant_id, user_id, created_at, last_seen_at, expires_at, ip, user_agent"

@@ -6,10 +6,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
+from staterelay.core.records import NewOutboxEvent
+from staterelay.core.records.alexa import AlexaGrant, AlexaReportNote, grant_from_row
 from staterelay.jsoncodec import decode
-from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote, grant_from_row
 from staterelay.store.delivery import alexa_key, is_routine_trigger
-from staterelay.store.records import NewOutboxEvent
 from staterelay.store.sqlite_engine import SQLiteEngine
 from staterelay.store.sqlite_outbox import insert_outbox_row, mergeable_tail
 

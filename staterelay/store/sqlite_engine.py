@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from staterelay.errors import StorageFull
-from staterelay.store.records import PoolStats, StorageStats
+from staterelay.core.errors import StorageFull
+from staterelay.core.records import PoolStats, StorageStats
 
 _LOGGER = logging.getLogger(__name__)
 

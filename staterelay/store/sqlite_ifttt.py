@@ -19,9 +19,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from staterelay.jsoncodec import decode, encode_sorted_text
-from staterelay.store.delivery import ifttt_key
-from staterelay.store.ifttt_records import (
+from staterelay.core.records import NewOutboxEvent
+from staterelay.core.records.ifttt import (
     DEFAULT_DEBOUNCE_SECONDS,
     REALTIME_BATCH,
     REALTIME_EVENT,
@@ -33,7 +32,8 @@ from staterelay.store.ifttt_records import (
     TriggerIdentity,
     timeline_entry,
 )
-from staterelay.store.records import NewOutboxEvent
+from staterelay.jsoncodec import decode, encode_sorted_text
+from staterelay.store.delivery import ifttt_key
 from staterelay.store.sqlite_engine import SQLiteEngine
 from staterelay.store.sqlite_outbox import insert_outbox_row, uuid4_hex
 

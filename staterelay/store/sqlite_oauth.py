@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from staterelay.errors import Conflict
-from staterelay.store.oauth_records import (
+from staterelay.core.errors import Conflict
+from staterelay.core.records.oauth import (
     CodeOutcome,
     LinkedApp,
     NewOAuthToken,

@@ -6,8 +6,8 @@ import os
 import sqlite3
 from collections.abc import Callable
 
+from staterelay.core.records import NewOutboxEvent
 from staterelay.jsoncodec import encode_sorted_text
-from staterelay.store.records import NewOutboxEvent
 
 FanOut = Callable[[sqlite3.Connection, str, NewOutboxEvent, float], int]
 """Writes the outbox rows one sink owes for an event, inside the change's transaction."""

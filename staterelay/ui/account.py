@@ -11,20 +11,20 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from staterelay.app.appkeys import SETTINGS_KEY
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.forms import read_form
+from staterelay.browser.principal import require_user, session_principal
+from staterelay.browser.render import render
+from staterelay.browser.sessions import client_ip, end_session, link_base
+from staterelay.browser.state import core_of
+from staterelay.core.errors import Forbidden, InvalidInput
 from staterelay.core.recovery import RESET_PATH
 from staterelay.core.sessions import SignedIn
 from staterelay.core.throttle import LoginThrottled
 from staterelay.core.users import validate_email
-from staterelay.errors import Forbidden, InvalidInput
-from staterelay.keys import SETTINGS_KEY
 from staterelay.ui.devices import all_devices
 from staterelay.ui.forms import confirm_errors, field_errors
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.forms import read_form
-from staterelay.web.principal import require_user, session_principal
-from staterelay.web.render import render
-from staterelay.web.sessions import client_ip, end_session, link_base
-from staterelay.web.state import core_of
 
 _LOGGER = logging.getLogger(__name__)
 

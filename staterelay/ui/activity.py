@@ -7,12 +7,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from staterelay.core.models import SOURCES
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.browser.principal import require_principal
+from staterelay.browser.render import render
+from staterelay.core.records import SOURCES
 from staterelay.ui.devices import all_devices, webhook_names
 from staterelay.ui.present import SOURCE_LABELS, activity_view
-from staterelay.web.principal import require_principal
-from staterelay.web.render import render
 
 ACTIVITY_PAGE: Final = 50
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.principal import require_principal
+from staterelay.browser.render import render
 from staterelay.ui.devices import all_devices
-from staterelay.web.principal import require_principal
-from staterelay.web.render import render
 
 routes = web.RouteTableDef()
 

@@ -6,13 +6,13 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.browser.principal import require_principal, session_principal
+from staterelay.browser.render import render
+from staterelay.browser.sessions import current_user, safe_next
 from staterelay.ui.devices import all_devices, webhook_names
 from staterelay.ui.integrations import integration_summary
 from staterelay.ui.present import activity_view, device_view, room_groups
-from staterelay.web.principal import require_principal, session_principal
-from staterelay.web.render import render
-from staterelay.web.sessions import current_user, safe_next
 
 RECENT: Final = 8
 

@@ -13,12 +13,17 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.forms import read_form
+from staterelay.browser.principal import require_principal
+from staterelay.browser.render import render
+from staterelay.browser.sessions import safe_next
 from staterelay.core import Core
 from staterelay.core.device_types import DEVICE_TYPES, TEMPERATURE_SCALES
-from staterelay.core.models import Device, Principal
+from staterelay.core.errors import Conflict, InvalidInput, LimitReached, NotFound, StateRelayError
+from staterelay.core.records import Device, Principal
 from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
-from staterelay.errors import Conflict, InvalidInput, LimitReached, NotFound, StateRelayError
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui.present import (
     TYPE_HINTS,
     TYPE_LABELS,
@@ -28,11 +33,6 @@ from staterelay.ui.present import (
     room_choices,
     webhook_name,
 )
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.forms import read_form
-from staterelay.web.principal import require_principal
-from staterelay.web.render import render
-from staterelay.web.sessions import safe_next
 
 SOURCE: Final = "ui"
 STATE_FIELDS: Final = ("power", "brightness", "detection", "temperature")

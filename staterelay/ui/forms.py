@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from staterelay.errors import Conflict, InvalidInput
+from staterelay.core.errors import Conflict, InvalidInput
 
 MISMATCH: Final = "The two passwords are not the same."
 

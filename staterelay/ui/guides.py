@@ -15,14 +15,18 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.forms import read_form
+from staterelay.browser.principal import require_principal
+from staterelay.browser.render import render
+from staterelay.core.errors import Forbidden, InvalidInput, StateRelayError
 from staterelay.core.facts import ALEXA_RELAY_SEEN, IFTTT_STATUS_SEEN
 from staterelay.core.guide import GuideStep, GuideValue
-from staterelay.core.models import Principal
 from staterelay.core.oauth_clients import alexa_preset, issuer_url
+from staterelay.core.records import Principal
 from staterelay.core.sessions import SignedIn
 from staterelay.core.webhook_formats import IFTTT_WEBHOOKS
-from staterelay.errors import Forbidden, InvalidInput, StateRelayError
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui.devices import all_devices
 from staterelay.ui.forms import field_errors
 from staterelay.ui.integrations import (
@@ -31,10 +35,6 @@ from staterelay.ui.integrations import (
     links,
     webhook_rows,
 )
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.forms import read_form
-from staterelay.web.principal import require_principal
-from staterelay.web.render import render
 
 ALEXA_PATH: Final = "/dashboard/integrations/alexa"
 IFTTT_PATH: Final = "/dashboard/integrations/ifttt"

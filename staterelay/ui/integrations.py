@@ -18,23 +18,23 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.forms import read_form
+from staterelay.browser.principal import require_principal
+from staterelay.browser.render import render, when
 from staterelay.core import Core
 from staterelay.core.alexa import AlexaStatus
+from staterelay.core.errors import Conflict, NotFound
 from staterelay.core.guide import GuideStep
-from staterelay.core.models import Principal, Webhook, WebhookDelivery
 from staterelay.core.oauth import LinkedApp, OAuthClient
 from staterelay.core.oauth_clients import is_alexa_client, is_ifttt_client as ifttt_client
+from staterelay.core.records import Principal, Webhook, WebhookDelivery
 from staterelay.core.webhook_formats import FORMATS, IFTTT_WEBHOOKS
 from staterelay.core.webhooks import EVENT_TYPES
-from staterelay.errors import Conflict, NotFound
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.settings import Settings
 from staterelay.ui.devices import all_devices
 from staterelay.ui.present import webhook_name
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.forms import read_form
-from staterelay.web.principal import require_principal
-from staterelay.web.render import render, when
 
 NOTICES: Final = {
     "alexa-unlinked": "Alexa is unlinked. Disable the skill in the Alexa app to remove its "

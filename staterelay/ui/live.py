@@ -19,7 +19,15 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.forms import read_form
+from staterelay.browser.middleware import origin_allowed
+from staterelay.browser.principal import session_principal
+from staterelay.browser.sessions import current_user
+from staterelay.browser.state import session_cookie_name
 from staterelay.core import Core
+from staterelay.core.errors import NotAuthenticated
 from staterelay.core.events import (
     ActivityRecorded,
     DeviceAdded,
@@ -27,17 +35,9 @@ from staterelay.core.events import (
     DeviceUpdated,
     StateChanged,
 )
-from staterelay.core.models import ActivityEntry, Principal
+from staterelay.core.records import ActivityEntry, Principal
 from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
-from staterelay.errors import NotAuthenticated
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui.present import activity_view, device_view, webhook_name
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.forms import read_form
-from staterelay.web.middleware import origin_allowed
-from staterelay.web.principal import session_principal
-from staterelay.web.sessions import current_user
-from staterelay.web.state import session_cookie_name
 
 _LOGGER = logging.getLogger(__name__)
 

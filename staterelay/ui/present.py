@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from staterelay.browser.render import when
 from staterelay.core.clock import iso
 from staterelay.core.device_types import SCALE_SYMBOLS, TEMPERATURE_RANGE
-from staterelay.core.models import ActivityEntry, Device, Webhook
+from staterelay.core.records import ActivityEntry, Device, Webhook
 from staterelay.settings import Settings
-from staterelay.web.render import when
 
 TYPE_LABELS: Final = {
     "switch": "Switch",

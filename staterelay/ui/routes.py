@@ -8,7 +8,11 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.addresses import reachable_urls
+from staterelay.browser.render import render
+from staterelay.browser.sessions import current_user
+from staterelay.browser.state import core_of
 from staterelay.ui import (
     account,
     activity,
@@ -21,10 +25,6 @@ from staterelay.ui import (
     signin,
     webhooks,
 )
-from staterelay.web.addresses import reachable_urls
-from staterelay.web.render import render
-from staterelay.web.sessions import current_user
-from staterelay.web.state import core_of
 
 _LOGGER = logging.getLogger(__name__)
 

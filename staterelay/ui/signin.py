@@ -7,16 +7,10 @@ from typing import Any, Final, NoReturn
 
 from aiohttp import web
 
-from staterelay.core.accounts import InviteUnusable
-from staterelay.core.models import User
-from staterelay.core.recovery import LinkUnusable
-from staterelay.core.throttle import LoginThrottled
-from staterelay.errors import Conflict, InvalidInput, NotAuthenticated
-from staterelay.ui.forms import confirm_errors, field_errors
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.forms import read_form
-from staterelay.web.render import render
-from staterelay.web.sessions import (
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.forms import read_form
+from staterelay.browser.render import render
+from staterelay.browser.sessions import (
     client_ip,
     current_user,
     end_session,
@@ -24,7 +18,13 @@ from staterelay.web.sessions import (
     safe_next,
     start_session,
 )
-from staterelay.web.state import core_of
+from staterelay.browser.state import core_of
+from staterelay.core.accounts import InviteUnusable
+from staterelay.core.errors import Conflict, InvalidInput, NotAuthenticated
+from staterelay.core.records import User
+from staterelay.core.recovery import LinkUnusable
+from staterelay.core.throttle import LoginThrottled
+from staterelay.ui.forms import confirm_errors, field_errors
 
 routes = web.RouteTableDef()
 

@@ -7,11 +7,16 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from staterelay.core.models import Principal
+from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.csrf import verify_csrf
+from staterelay.browser.forms import read_form
+from staterelay.browser.principal import require_principal
+from staterelay.browser.render import render
+from staterelay.browser.sessions import safe_next
+from staterelay.core.errors import InvalidInput
+from staterelay.core.records import Principal
 from staterelay.core.webhook_formats import IFTTT_WEBHOOKS, STANDARD
 from staterelay.core.webhooks import EVENT_TYPES
-from staterelay.errors import InvalidInput
-from staterelay.keys import CORE_KEY, SETTINGS_KEY
 from staterelay.ui.devices import all_devices
 from staterelay.ui.forms import human_errors
 from staterelay.ui.integrations import (
@@ -20,11 +25,6 @@ from staterelay.ui.integrations import (
     webhook_health,
     webhook_row,
 )
-from staterelay.web.csrf import verify_csrf
-from staterelay.web.forms import read_form
-from staterelay.web.principal import require_principal
-from staterelay.web.render import render
-from staterelay.web.sessions import safe_next
 
 DELIVERY_PAGE: Final = 25
 NOTICES: Final = {

@@ -24,11 +24,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from jsonschema import Draft4Validator
 
-from staterelay.alexa.views import PATH, SECRET_HEADER
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import DISPATCHER_KEY, create_app
 from staterelay.core import Core
-from staterelay.core.models import Principal
-from staterelay.keys import CORE_KEY
-from staterelay.server import DISPATCHER_KEY, create_app
+from staterelay.core.records import Principal
+from staterelay.integrations.alexa.views import PATH, SECRET_HEADER
 from staterelay.settings import AlexaSettings, OAuthClientSettings, OAuthSettings, Settings
 from tests.conftest import SHARED
 from tests.oauth.conftest import (
@@ -452,9 +452,9 @@ FastDispatcher = Callable[..., Awaitable[Any]]
 @pytest.fixture
 async def fast_dispatcher(alexa_app: web.Application, core: Core) -> AsyncIterator[FastDispatcher]:
     """Replace the app's dispatcher with one that retries within milliseconds."""
-    from staterelay.alexa import ALEXA_KEY
     from staterelay.core.events import OutboxEnqueued
     from staterelay.dispatch import Dispatcher, DispatcherConfig
+    from staterelay.integrations.alexa import ALEXA_KEY
 
     running: list[tuple[Dispatcher, Callable[[], None]]] = []
 

@@ -12,13 +12,13 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from staterelay.alexa import ALEXA_KEY
-from staterelay.alexa.change_report import cause_for, gateway_url
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import DISPATCHER_KEY, create_app
 from staterelay.core import Core
 from staterelay.core.clock import iso
-from staterelay.core.models import Principal
-from staterelay.keys import CORE_KEY
-from staterelay.server import DISPATCHER_KEY, create_app
+from staterelay.core.records import Principal
+from staterelay.integrations.alexa import ALEXA_KEY
+from staterelay.integrations.alexa.change_report import cause_for, gateway_url
 from staterelay.settings import AlexaSettings, Settings
 from tests.alexa.conftest import (
     RELAY_SECRET,
@@ -671,9 +671,9 @@ async def test_not_configured_instance_refuses_accept_grant(
 
 def test_store_and_adapter_agree_on_routine_triggers() -> None:
     """The store never merges what the sink reports transition by transition."""
-    from staterelay.alexa.endpoints import AlexaEndpoint
     from staterelay.core.device_types import DEVICE_TYPES, default_properties
-    from staterelay.core.models import Device, PropertyState
+    from staterelay.core.records import Device, PropertyState
+    from staterelay.integrations.alexa.endpoints import AlexaEndpoint
     from staterelay.store.delivery import is_routine_trigger
 
     for kind in DEVICE_TYPES.values():

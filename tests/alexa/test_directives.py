@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from staterelay.alexa.directive import Directive
-from staterelay.alexa.handlers import HANDLERS, HandlerContext
 from staterelay.core import Core
 from staterelay.core.clock import iso
-from staterelay.core.models import Principal
+from staterelay.core.records import Principal
+from staterelay.integrations.alexa.directive import Directive
+from staterelay.integrations.alexa.handlers import HANDLERS, HandlerContext
 from tests.alexa.conftest import (
     RELAY_SECRET,
     Amazon,
@@ -438,7 +438,7 @@ async def test_unexpected_failure_is_internal_error_and_logged(
 
     HANDLERS.register(("Alexa.Test", "Explode"))(explode)
     try:
-        with caplog.at_level(logging.ERROR, logger="staterelay.alexa.views"):
+        with caplog.at_level(logging.ERROR, logger="staterelay.integrations.alexa.views"):
             status, answer = await send(browser, directive("Alexa.Test", "Explode", token, "dev_x"))
     finally:
         HANDLERS._handlers.pop(("Alexa.Test", "Explode"))

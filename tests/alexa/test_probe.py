@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 
 from staterelay.core import Core
-from staterelay.core.models import Principal
+from staterelay.core.records import Principal
 from staterelay.ui import ALEXA_TOOLS_KEY
 from tests.alexa.conftest import Amazon, assert_valid
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from staterelay.cli import cli
 from staterelay.core import Core
 from staterelay.core.crypto import load_or_create_secret, relay_secret
-from staterelay.core.models import Principal
+from staterelay.core.records import Principal
 from staterelay.ops.lock import InstanceLock
 from tests.alexa.conftest import RELAY_SECRET, assert_valid, directive, sample
 from tests.oauth.conftest import ALEXA_ID, ALEXA_SECRET, ALEXA_URIS

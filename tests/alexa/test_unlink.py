@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from staterelay.core import Core
-from staterelay.core.models import Principal
+from staterelay.core.records import Principal
 from tests.alexa.conftest import Amazon, directive, send
 from tests.oauth.conftest import ALEXA_ID, Client
 from tests.web.support import csrf_in

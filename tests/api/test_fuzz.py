@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.settings import LimitsSettings, Settings
 from tests.api.conftest import API
 from tests.conftest import Account, make_account

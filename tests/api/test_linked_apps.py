@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
 from tests.conftest import Account, link_oauth_client
 
 API = "/api/v1"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from staterelay.alexa.endpoints import AlexaEndpoint
 from staterelay.core import Core
-from staterelay.store.records import Device, PropertyState
+from staterelay.core.records import Device, PropertyState
+from staterelay.integrations.alexa.endpoints import AlexaEndpoint
 from tests.alexa.conftest import assert_valid
 from tests.api.conftest import API, Client, assert_problem, assert_schema
 from tests.conftest import Account

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.settings import DatabaseSettings, Settings, load_settings
 from tests.api.conftest import API, create_device
 from tests.conftest import make_account

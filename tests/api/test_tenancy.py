@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from staterelay.keys import CORE_KEY
+from staterelay.app.appkeys import CORE_KEY
 from tests.api.conftest import (
     API,
     Client,

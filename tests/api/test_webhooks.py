@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.settings import Settings, WebhookSettings
 from tests.api.conftest import (
     API,

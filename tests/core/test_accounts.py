@@ -12,10 +12,10 @@ import pytest
 from argon2 import PasswordHasher
 
 from staterelay.core import Core
+from staterelay.core.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
+from staterelay.core.records import User
 from staterelay.core.sessions import SignedIn
 from staterelay.core.throttle import LoginThrottled
-from staterelay.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
-from staterelay.store.records import User
 from tests.web.support import OTHER_PASSWORD, PASSWORD, FakeClock, add_user, open_core
 
 K = 3  # login_max_failures in these tests

@@ -9,9 +9,9 @@ import pytest
 from staterelay.core import Core
 from staterelay.core.auth import recent_keys
 from staterelay.core.crypto import token_digest
-from staterelay.core.models import Principal
+from staterelay.core.errors import NotAuthenticated
 from staterelay.core.recent import RecentCache
-from staterelay.errors import NotAuthenticated
+from staterelay.core.records import Principal
 from tests.conftest import Account
 
 

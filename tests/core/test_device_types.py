@@ -23,7 +23,7 @@ from staterelay.core.device_types import (
     validate_name,
     validate_options,
 )
-from staterelay.errors import InvalidInput, UnknownField, ValueOutOfRange
+from staterelay.core.errors import InvalidInput, UnknownField, ValueOutOfRange
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),

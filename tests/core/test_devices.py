@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from staterelay.core import Core
+from staterelay.core.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
 from staterelay.core.events import DeviceAdded, DeviceRemoved, StateChanged
-from staterelay.core.models import Principal
-from staterelay.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
+from staterelay.core.records import Principal
 from tests.conftest import Account
 
 

@@ -17,7 +17,7 @@ from staterelay.core.events import (
     PropertyChanged,
     StateChanged,
 )
-from staterelay.store.records import ActivityEntry, Device, PropertyState
+from staterelay.core.records import ActivityEntry, Device, PropertyState
 
 DIMMER = Device(
     seq=7,

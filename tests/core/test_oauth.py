@@ -10,14 +10,19 @@ import pytest
 
 from staterelay.core import Core, CoreConfig, InProcessBus
 from staterelay.core.crypto import token_digest
-from staterelay.core.models import Principal
+from staterelay.core.errors import (
+    CredentialExpired,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+)
 from staterelay.core.oauth import IssuedTokens, NewCode, recent_tokens
 from staterelay.core.oauth_clients import alexa_preset, ifttt_preset, issuer_url
 from staterelay.core.recent import RecentCache
-from staterelay.errors import CredentialExpired, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from staterelay.core.records import Principal, User
 from staterelay.settings import OAuthClientSettings, OAuthSettings
 from staterelay.store import open_store
-from staterelay.store.records import User
 
 SECRET = b"k" * 32
 START = 1_800_000_000.0

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from staterelay.core import Core, devices as devices_module
-from staterelay.core.models import Principal
-from staterelay.errors import Forbidden, InvalidInput, NotFound
+from staterelay.core.errors import Forbidden, InvalidInput, NotFound
+from staterelay.core.records import Principal
 from tests.conftest import Account
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from staterelay.core import Core
-from staterelay.store.records import User
+from staterelay.core.records import User
 from tests.web.support import FakeClock, add_user, open_core
 
 IDLE_HOURS = 2.0

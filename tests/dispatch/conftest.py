@@ -12,11 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from staterelay.app.factory import DISPATCHER_KEY
 from staterelay.core import Core
 from staterelay.core.events import OutboxEnqueued
-from staterelay.core.models import Device, Principal, Webhook
-from staterelay.dispatch import Dispatcher, DispatcherConfig, WebhookSink
-from staterelay.server import DISPATCHER_KEY
+from staterelay.core.records import Device, Principal, Webhook
+from staterelay.dispatch import Dispatcher, DispatcherConfig
+from staterelay.integrations.webhooks import WebhookSink
 from tests.conftest import Account
 
 BIG_CHUNK = b"x" * 65536

@@ -8,7 +8,8 @@ from email.utils import format_datetime
 import pytest
 from hypothesis import given, strategies as st
 
-from staterelay.dispatch import parse_retry_after, retry_delay
+from staterelay.core.sinks import parse_retry_after
+from staterelay.dispatch import retry_delay
 
 SCHEDULE = {"base": 2.0, "factor": 3.0, "cap": 6 * 3600.0}
 

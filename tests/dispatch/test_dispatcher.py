@@ -15,11 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks import Webhook as StandardWebhook
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import DISPATCHER_KEY, create_app
 from staterelay.core import Core
-from staterelay.core.models import ActivityEntry, Device, Principal
+from staterelay.core.records import ActivityEntry, Device, Principal
 from staterelay.dispatch import Dispatcher, DispatcherConfig
-from staterelay.keys import CORE_KEY
-from staterelay.server import DISPATCHER_KEY, create_app
 from staterelay.settings import Settings
 from tests.conftest import make_account
 from tests.dispatch.conftest import HookFactory, Receiver, StartDispatcher, wait_until

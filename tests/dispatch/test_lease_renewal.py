@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from staterelay.app.factory import DISPATCHER_KEY
 from staterelay.core import Core
-from staterelay.core.models import Device, OutboxItem, Principal
+from staterelay.core.records import Device, OutboxItem, Principal
 from staterelay.core.sinks import SinkResult
 from staterelay.dispatch import Dispatcher, DispatcherConfig
-from staterelay.server import DISPATCHER_KEY
 from staterelay.settings import DatabaseSettings, Settings, WebhookSettings, load_settings
 from staterelay.store import open_store
 from tests.dispatch.conftest import HookFactory, Receiver, wait_until

@@ -10,7 +10,7 @@ import pytest
 from standardwebhooks import Webhook as StandardWebhook, WebhookVerificationError
 
 from staterelay.core.webhooks import new_signing_secret
-from staterelay.dispatch import event_body, sign, signature_headers
+from staterelay.integrations.webhooks import event_body, sign, signature_headers
 
 PAYLOAD = {
     "device": {"id": "dev_1", "name": "Hall lamp ☀", "type": "switch"},

@@ -21,10 +21,15 @@ from hypothesis import given, strategies as st
 from yarl import URL
 
 from staterelay.core import Core
-from staterelay.core.models import OutboxItem, Webhook
 from staterelay.core.netpolicy import AddressPolicy, embedded_ipv4, is_public
-from staterelay.dispatch import AddressRefused, GuardedResolver, WebhookSink, check_url
-from staterelay.dispatch.ssrf import refusal
+from staterelay.core.records import OutboxItem, Webhook
+from staterelay.integrations.webhooks import (
+    AddressRefused,
+    GuardedResolver,
+    WebhookSink,
+    check_url,
+)
+from staterelay.integrations.webhooks.ssrf import refusal
 from tests.dispatch.conftest import HookFactory, Receiver
 
 FORBIDDEN = [

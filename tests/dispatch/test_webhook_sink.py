@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from staterelay.core import Core
-from staterelay.core.models import OutboxItem, Principal, Webhook
-from staterelay.dispatch import WebhookSink
-from staterelay.dispatch.webhook_sink import USER_AGENT
+from staterelay.core.records import OutboxItem, Principal, Webhook
+from staterelay.integrations.webhooks import WebhookSink
+from staterelay.integrations.webhooks.sink import USER_AGENT
 from tests.dispatch.conftest import HookFactory, Receiver
 from tests.processes import free_port
 

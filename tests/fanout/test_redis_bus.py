@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from staterelay.core.events import OutboxEnqueued, StateChanged
-from staterelay.fanout.bus import RedisBus
-from staterelay.fanout.link import RedisLink
+from staterelay.replicas.bus import RedisBus
+from staterelay.replicas.link import RedisLink
 from tests.core.test_event_codec import EVENTS
 from tests.redis_support import RedisServerProcess, unique_prefix
 
@@ -85,7 +85,7 @@ async def test_another_prefix_hears_nothing(redis_url: str, key_prefix: str) -> 
 async def test_redis_down_at_start_then_back(caplog: pytest.LogCaptureFixture) -> None:
     """Start without Redis: local delivery goes on and publishing never blocks; once Redis
     starts on its port, events reach the other replica within a few seconds."""
-    caplog.set_level(logging.INFO, logger="staterelay.fanout")
+    caplog.set_level(logging.INFO, logger="staterelay.replicas")
     server = RedisServerProcess()  # not started yet: its port refuses connections
     prefix = unique_prefix()
     a, b = Replica(server.url, prefix), Replica(server.url, prefix)
@@ -124,7 +124,7 @@ async def test_redis_lost_and_recovered_is_logged_once_each(
 ) -> None:
     """Killing Redis: one warning per replica, events still local; restarting it on the same
     port: one recovery line per replica, and relaying works again."""
-    caplog.set_level(logging.INFO, logger="staterelay.fanout")
+    caplog.set_level(logging.INFO, logger="staterelay.replicas")
     prefix = unique_prefix()
     a, b = Replica(own_redis.url, prefix), Replica(own_redis.url, prefix)
     change = EVENTS[0]
@@ -151,7 +151,7 @@ async def test_redis_lost_and_recovered_is_logged_once_each(
         deadline = time.monotonic() + 8.0
         while not await relayed():
             assert time.monotonic() < deadline, "relaying did not resume"
-        messages = [r.getMessage() for r in caplog.records if r.name == "staterelay.fanout.link"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "staterelay.replicas.link"]
         assert sum(" is unreachable (" in m for m in messages) == 2, messages
         assert sum(" answers again: " in m for m in messages) == 2, messages
     finally:

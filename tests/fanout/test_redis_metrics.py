@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.settings import RedisSettings, Settings
 from tests.conftest import make_account
 from tests.redis_support import RedisServerProcess, unique_prefix

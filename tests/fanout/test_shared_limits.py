@@ -13,13 +13,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
+from staterelay.core.errors import NotAuthenticated
 from staterelay.core.throttle import LoginThrottle, LoginThrottled
-from staterelay.errors import NotAuthenticated
-from staterelay.fanout.link import RedisLink
-from staterelay.fanout.throttle import RedisLoginThrottle
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.replicas.link import RedisLink
+from staterelay.replicas.throttle import RedisLoginThrottle
 from staterelay.settings import LimitsSettings, RedisSettings, Settings
 from tests.conftest import make_account
 from tests.processes import free_port
@@ -160,7 +160,7 @@ async def test_without_redis_each_replica_counts_alone(
     aiohttp_client: MakeClient, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis unreachable: requests are served, limits and throttling hold in process."""
-    caplog.set_level(logging.WARNING, logger="staterelay.fanout")
+    caplog.set_level(logging.WARNING, logger="staterelay.replicas")
     closed = f"redis://127.0.0.1:{free_port()}/0"
     app = create_app(replica_settings(settings, closed, "nowhere", key=3, ip=100))
     client: Client = await aiohttp_client(app)

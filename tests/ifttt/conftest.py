@@ -24,11 +24,11 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.core.models import Device, Principal
 from staterelay.core.oauth import NewCode
 from staterelay.core.oauth_clients import ifttt_preset
-from staterelay.server import create_app
+from staterelay.core.records import Device, Principal
 from staterelay.settings import IftttSettings, Settings
 from tests.conftest import SHARED, make_account
 from tests.skips import unavailable

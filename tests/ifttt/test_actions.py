@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.core.models import Device
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.core.records import Device
 from staterelay.settings import Settings
 from tests.conftest import make_account
 from tests.ifttt.conftest import V1, Client, DeviceFactory, Linked, MovableClock, link

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from staterelay.core.ifttt_catalog import ACTIONS, TRIGGERS, TriggerFields
+from staterelay.core.records.ifttt import IftttEvent, Threshold
 from staterelay.settings import SettingsError, load_settings
-from staterelay.store.ifttt_records import IftttEvent, Threshold
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ifttt.md"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.settings import (
     AccountsSettings,
     DatabaseSettings,

@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import DISPATCHER_KEY, create_app
 from staterelay.core import Core
-from staterelay.core.models import ActivityEntry, Device
-from staterelay.keys import CORE_KEY
-from staterelay.server import DISPATCHER_KEY, create_app
+from staterelay.core.records import ActivityEntry, Device
+from staterelay.core.records.ifttt import TriggerIdentity
 from staterelay.settings import Settings
-from staterelay.store.ifttt_records import TriggerIdentity
 from tests.ifttt.conftest import (
     DEBOUNCE,
     Client,

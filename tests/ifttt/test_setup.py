@@ -6,10 +6,10 @@ import dataclasses
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
 from staterelay.core.oauth_clients import ifttt_preset
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
 from staterelay.settings import Settings
 from tests.ifttt.conftest import SERVICE_KEY, V1, Client, Linked, ifttt_client_id
 
@@ -89,7 +89,7 @@ async def test_an_account_with_the_test_address_is_never_adopted(
     by the marker it set, and never gives the other account's household test devices or a
     token."""
     from staterelay.core.ids import new_id
-    from staterelay.store.records import Tenant, User
+    from staterelay.core.records import Tenant, User
 
     tenant = await core.store.create_tenant(Tenant(id=new_id("ten"), name="x", created_at=0.0))
     squatter = await core.store.create_user(

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
 from staterelay.settings import OAuthClientSettings, OAuthSettings, Settings
 from tests.processes import free_port
 

@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.server import create_app
 from staterelay.settings import Settings
 from tests.oauth.conftest import (
     ALEXA_ID,

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.server import create_app
 from staterelay.settings import Settings
 from tests.oauth.conftest import (
     ALEXA_ID,

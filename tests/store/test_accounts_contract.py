@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from staterelay.errors import Conflict, NotFound
+from staterelay.core.errors import Conflict, NotFound
+from staterelay.core.records import Tenant, User
+from staterelay.core.records.accounts import Invite, Session
 from staterelay.store import Store
-from staterelay.store.accounts_records import Invite, Session
-from staterelay.store.records import Tenant, User
 
 NOW = 1_800_000_000.0
 

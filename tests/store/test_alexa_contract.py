@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from staterelay.core.records import DeviceChange, NewActivity, NewOutboxEvent
+from staterelay.core.records.alexa import AlexaGrant, AlexaReportNote
 from staterelay.store import Store
-from staterelay.store.alexa_records import AlexaGrant, AlexaReportNote
-from staterelay.store.records import DeviceChange, NewActivity, NewOutboxEvent
 from tests.store.outbox_rows import outbox_rows
 from tests.store.test_contract import NOW, created, switch, tenant_with_user
 

@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from staterelay.errors import Conflict, InvalidInput, NotFound
-from staterelay.store import Store
-from staterelay.store.records import (
+from staterelay.core.errors import Conflict, InvalidInput, NotFound
+from staterelay.core.records import (
     ApiKey,
     DeliveryOutcome,
     Device,
@@ -23,6 +22,7 @@ from staterelay.store.records import (
     User,
     Webhook,
 )
+from staterelay.store import Store
 
 NOW = 1_800_000_000.0
 

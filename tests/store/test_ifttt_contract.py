@@ -8,13 +8,7 @@ from typing import Any
 
 import pytest
 
-from staterelay.store import Store
-from staterelay.store.ifttt_records import (
-    REALTIME_BATCH,
-    Threshold,
-    TriggerIdentity,
-)
-from staterelay.store.records import (
+from staterelay.core.records import (
     DeliveryOutcome,
     Device,
     DeviceChange,
@@ -23,6 +17,12 @@ from staterelay.store.records import (
     PropertyState,
     User,
 )
+from staterelay.core.records.ifttt import (
+    REALTIME_BATCH,
+    Threshold,
+    TriggerIdentity,
+)
+from staterelay.store import Store
 from tests.store.outbox_rows import OutboxRow, outbox_rows
 from tests.store.test_contract import NOW, created, hook, tenant_with_user
 

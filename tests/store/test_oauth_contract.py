@@ -7,15 +7,15 @@ import dataclasses
 
 import pytest
 
-from staterelay.errors import Conflict
-from staterelay.store import Store
-from staterelay.store.oauth_records import (
+from staterelay.core.errors import Conflict
+from staterelay.core.records import Tenant, User
+from staterelay.core.records.oauth import (
     NewOAuthToken,
     OAuthClient,
     OAuthCode,
     OAuthGrant,
 )
-from staterelay.store.records import Tenant, User
+from staterelay.store import Store
 
 NOW = 1_800_000_000.0
 

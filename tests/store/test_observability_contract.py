@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from staterelay.core.records import DeliveryOutcome, NewOutboxEvent
 from staterelay.store import Store
-from staterelay.store.records import DeliveryOutcome, NewOutboxEvent
 from tests.store.test_contract import hook, tenant_with_user
 
 

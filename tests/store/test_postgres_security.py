@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from staterelay.core.records import DeliveryOutcome, NewOutboxEvent, Tenant
 from staterelay.store import open_store
 from staterelay.store.postgres import PostgresStore
 from staterelay.store.postgres_engine import MigrationError, PostgresEngine
-from staterelay.store.records import DeliveryOutcome, NewOutboxEvent, Tenant
 from tests.postgres_support import (
     APP_ROLE,
     OWNER_ROLE,

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from staterelay.errors import NotFound
+from staterelay.core.errors import NotFound
+from staterelay.core.records import DeviceChange, NewActivity
+from staterelay.core.records.accounts import PasswordReset, Session
 from staterelay.store import Store
-from staterelay.store.accounts_records import PasswordReset, Session
-from staterelay.store.records import DeviceChange, NewActivity
 from tests.store.test_contract import NOW, switch, tenant_with_user
 
 

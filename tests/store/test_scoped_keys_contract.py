@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from staterelay.core.records import ApiKey, Device, NewActivity, PropertyState
 from staterelay.store import Store, open_store, postgres_engine, sqlite_engine
-from staterelay.store.records import ApiKey, Device, NewActivity, PropertyState
 from tests.postgres_support import fresh_database
 from tests.store.conftest import BACKENDS
 from tests.store.test_contract import NOW, tenant_with_user

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from staterelay.core.records import Device, DeviceChange, PropertyState, Tenant
 from staterelay.store import open_store, sqlite_engine
-from staterelay.store.records import Device, DeviceChange, PropertyState, Tenant
 from staterelay.store.sqlite import SQLiteStore
 from tests.store.test_contract import NOW, created, switch, tenant_with_user
 

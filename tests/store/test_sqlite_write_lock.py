@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from staterelay.core.records import DeviceChange
 from staterelay.store import open_store
-from staterelay.store.records import DeviceChange
 from staterelay.store.sqlite import SQLiteStore
 from staterelay.store.sqlite_engine import BUSY_TIMEOUT_MS, _try_begin, connect
 from tests.store.test_contract import NOW, created, switch, tenant_with_user

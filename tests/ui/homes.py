@@ -12,8 +12,7 @@ from aiohttp import ClientResponse, web
 
 from staterelay.core import Core
 from staterelay.core.ids import new_id
-from staterelay.core.models import Principal
-from staterelay.store.records import Tenant, User
+from staterelay.core.records import Principal, Tenant, User
 from tests.web.support import PASSWORD, Browser, csrf_in
 
 Browse = Callable[[web.Application], Awaitable[Browser]]

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from argon2 import PasswordHasher
 
-from staterelay.store.records import User
+from staterelay.core.records import User
 from staterelay.ui.account import describe_agent
 from tests.web.support import OTHER_PASSWORD, PASSWORD, Browser, add_user
 

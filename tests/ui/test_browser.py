@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.core.models import Principal
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.core.records import Principal
 from staterelay.settings import Settings
 from staterelay.ui import LIVE_KEY
 from tests.processes import free_port

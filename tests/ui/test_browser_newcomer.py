@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from staterelay.core.models import Principal
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
+from staterelay.core.records import Principal
 from staterelay.settings import Settings
 from tests.processes import free_port
 from tests.ui.test_browser import (  # noqa: F401 - the browser fixture

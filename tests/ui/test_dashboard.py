@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from staterelay.app.appkeys import SETTINGS_KEY
+from staterelay.app.factory import create_app
 from staterelay.core.crypto import load_or_create_secret, relay_secret
+from staterelay.core.errors import NotFound
 from staterelay.core.webhooks import EVENT_TYPES
-from staterelay.errors import NotFound
-from staterelay.keys import SETTINGS_KEY
-from staterelay.server import create_app
 from staterelay.settings import Settings
 from tests.ui.homes import Browse, Home, MakeApp, sign_in_home
 from tests.web.support import add_user

@@ -7,10 +7,9 @@ import re
 
 from aiohttp import web
 
+from staterelay.app.appkeys import SETTINGS_KEY
 from staterelay.core.crypto import load_or_create_secret, relay_secret
-from staterelay.core.models import WebhookDelivery
-from staterelay.keys import SETTINGS_KEY
-from staterelay.store.records import Webhook
+from staterelay.core.records import Webhook, WebhookDelivery
 from staterelay.ui.integrations import webhook_health, webhooks_summary
 from tests.dispatch.conftest import Receiver, receiver, wait_until  # noqa: F401 - a fixture
 from tests.ui.homes import Browse, Home, MakeApp, sign_in_home

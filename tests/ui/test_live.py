@@ -12,8 +12,8 @@ import pytest
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestServer
 
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.settings import Settings
 from staterelay.ui import LIVE_KEY
 from tests.ui.homes import Browse, Home, sign_in_home

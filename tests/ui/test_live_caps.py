@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
 from staterelay.settings import LimitsSettings, Settings
 from tests.conftest import make_account
 from tests.ui.homes import Browse, Home, sign_in_home

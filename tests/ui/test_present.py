@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from staterelay.core.models import ActivityEntry, Device, PropertyState
+from staterelay.core.records import ActivityEntry, Device, PropertyState
 from staterelay.settings import HostsSettings, ServerSettings, Settings
 from staterelay.ui.present import activity_view, api_base, curl_snippet, delivery_text, state_text
 

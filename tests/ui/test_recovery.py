@@ -16,7 +16,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from staterelay.keys import SETTINGS_KEY
+from staterelay.app.appkeys import SETTINGS_KEY
 from staterelay.settings import EmailSettings, Settings, SmtpSettings
 from tests.processes import free_port
 from tests.ui.homes import Browse, sign_in_home

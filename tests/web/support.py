@@ -14,12 +14,12 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core, CoreConfig, InProcessBus
-from staterelay.keys import CORE_KEY
-from staterelay.server import create_app
+from staterelay.core.records import User
 from staterelay.settings import AccountsSettings, Settings
 from staterelay.store import open_store
-from staterelay.store.records import User
 
 PASSWORD = "correct horse battery staple"
 OTHER_PASSWORD = "a different long passphrase"

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from staterelay.keys import SETTINGS_KEY
+from staterelay.app.appkeys import SETTINGS_KEY
+from staterelay.browser.sessions import client_ip
 from staterelay.settings import ServerSettings, Settings
-from staterelay.web.sessions import client_ip
 
 
 def request_from(settings: Settings, peer: str, forwarded: str | None) -> web.Request:

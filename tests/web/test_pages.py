@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import ClientResponse, web
 
-from staterelay.errors import Conflict, NotFound
-from staterelay.web.render import render
+from staterelay.browser.render import render
+from staterelay.core.errors import Conflict, NotFound
 from tests.web.support import PASSWORD, Browser, add_user, setup_links
 
 MakeApp = Callable[..., web.Application]

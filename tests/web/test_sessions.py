@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from staterelay.web.sessions import login_redirect, safe_next
+from staterelay.browser.sessions import login_redirect, safe_next
 
 
 @pytest.mark.parametrize(
