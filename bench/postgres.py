@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -43,9 +43,11 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # bench/ is not a package: run.py, next to this file, is imported by path.
+from pgwire import RoundTripProxy
 from run import (
     TOGGLE_LUA,
     Result,
+    WebhookReceiver,
     api,
     free_port,
     measure_baseline,
@@ -366,6 +368,97 @@ async def _commit_path(url: str) -> tuple[dict[str, str], float]:
         await conn.close()
 
 
+@dataclass(frozen=True)
+class RoundTrips:
+    """Round trips to PostgreSQL per operation, background traffic taken out."""
+
+    put: float
+    get: float
+    put_delivered: float
+    idle_per_second: float
+
+
+def count_round_trips(env: dict[str, str], data_dir: Path, app_url: str) -> RoundTrips:
+    """Run one replica through a counting proxy; count what a PUT, a GET and a PUT whose
+    webhook is delivered cost, each over many sequential operations after a warm-up."""
+    proxy = RoundTripProxy(
+        urlsplit(app_url).hostname or "127.0.0.1", urlsplit(app_url).port or 5432
+    )
+    proxy.start()
+    receiver = WebhookReceiver.start()
+    parts = urlsplit(app_url)
+    through = urlunsplit(
+        (
+            parts.scheme,
+            f"{parts.username}@127.0.0.1:{proxy.port}",
+            parts.path,
+            "sslmode=disable",
+            "",
+        )
+    )
+    env = {
+        **env,
+        "STATERELAY_DATABASE_URL": through,
+        "STATERELAY_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true",
+    }
+    key = staterelay(
+        env, data_dir, "apikey", "create", "--email", "bench@example.com", "--scope", "write"
+    )
+    proc, port = serve(env, data_dir)
+    try:
+        device = str(
+            api(port, "POST", "/api/v1/devices", key, {"type": "switch", "name": "RT"})["id"]
+        )
+        path = f"/api/v1/devices/{device}"
+        values = iter(["ON", "OFF"] * 10_000)
+
+        def put() -> None:
+            api(port, "PUT", f"{path}/state", key, {"power": next(values)})
+
+        def get() -> None:
+            api(port, "GET", path, key)
+
+        for _ in range(30):  # caches filled, statements prepared
+            put()
+            get()
+        time.sleep(1.0)
+        started, before = time.monotonic(), proxy.count
+        time.sleep(3.0)
+        idle = (proxy.count - before) / (time.monotonic() - started)
+
+        def per_operation(operation: Callable[[], None], times: int) -> float:
+            started, before = time.monotonic(), proxy.count
+            for _ in range(times):
+                operation()
+            elapsed = time.monotonic() - started
+            return (proxy.count - before - idle * elapsed) / times
+
+        puts = per_operation(put, 200)
+        gets = per_operation(get, 200)
+        api(
+            port,
+            "POST",
+            "/api/v1/webhooks",
+            key,
+            {"url": f"http://127.0.0.1:{receiver.server_port}/hook"},
+        )
+
+        def put_delivered() -> None:
+            wanted = receiver.received + 1
+            put()
+            receiver.wait_for(wanted)
+            time.sleep(0.05)  # the result is recorded after the answer
+
+        for _ in range(10):
+            put_delivered()
+        delivered = per_operation(put_delivered, 50)
+        return RoundTrips(put=puts, get=gets, put_delivered=delivered, idle_per_second=idle)
+    finally:
+        stop(proc)
+        receiver.shutdown()
+        proxy.stop()
+
+
 def report_limits(
     cores: int,
     one: list[tuple[Result, Usage]],
@@ -491,6 +584,7 @@ def main() -> None:
             staterelay(env, data_dir, "db", "migrate", "--url", owner_url)
             settings, commit_ms = asyncio.run(_commit_path(stats_url))
             staterelay(env, data_dir, "user", "create", "--email", "bench@example.com")
+            trips = count_round_trips(env, data_dir, app_url)
             for replicas in (1, 2):
                 label = f"postgres, {replicas} replica{'s' if replicas > 1 else ''}"
                 rows.append(
@@ -524,6 +618,14 @@ def main() -> None:
             f"  {kind:24} 1 replica {a.rps:7.0f} req/s ({100 * a.rps / base.rps:3.0f}%),"
             f" 2 replicas {b.rps:7.0f} req/s ({100 * b.rps / base.rps:3.0f}%): {growth}"
         )
+    print()
+    print(
+        f"Round trips to PostgreSQL (counted at the wire: Sync, Query and Flush messages, through a"
+        f" proxy; background traffic, {trips.idle_per_second:.2f}/s, taken out):"
+    )
+    print(f"  PUT state                          {trips.put:5.2f}")
+    print(f"  GET device                         {trips.get:5.2f}")
+    print(f"  PUT state, its webhook delivered   {trips.put_delivered:5.2f}")
     report_limits(cores, one, two, settings, commit_ms)
 
 

@@ -7,6 +7,7 @@ Usage: ``python bench/run.py [--duration 10] [--connections 32]``. Needs ``wrk``
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -209,6 +211,47 @@ def api(
     with urllib.request.urlopen(request, timeout=5) as response:
         result: dict[str, object] = json.loads(response.read())
         return result
+
+
+class WebhookReceiver(http.server.ThreadingHTTPServer):
+    """A webhook receiver on loopback, in a thread: answers 204 and counts what it got."""
+
+    received = 0
+    _lock = threading.Lock()
+
+    @classmethod
+    def start(cls) -> WebhookReceiver:
+        """Listen on a free port and serve in a daemon thread."""
+        receiver = cls(("127.0.0.1", 0), _ReceiverHandler)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        return receiver
+
+    @property
+    def url(self) -> str:
+        """Where webhooks should post."""
+        return f"http://127.0.0.1:{self.server_port}/hook"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``count`` deliveries arrived; TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.received < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.received} webhook deliveries, not {count}")
+            time.sleep(0.002)
+
+
+class _ReceiverHandler(http.server.BaseHTTPRequestHandler):
+    server: WebhookReceiver
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server._lock:
+            self.server.received += 1
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

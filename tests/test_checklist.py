@@ -323,7 +323,7 @@ from staterelay.store import open_store
 async def main():
     store = open_store(sys.argv[1])
     await store.open()
-    items = await store.claim_outbox("victim", float(sys.argv[2]), 60.0, 100)
+    items = (await store.claim_outbox("victim", float(sys.argv[2]), 60.0, 100)).items
     print(json.dumps([item.id for item in items]), flush=True)
     await asyncio.sleep(3600)
 
@@ -355,9 +355,9 @@ async def test_checklist_28_each_row_goes_to_one_worker_and_a_dead_workers_rows_
                     second.claim_outbox("b", now, 60.0, 100),
                 )
                 for owner, batch in zip("ab", batches, strict=True):
-                    for item in batch:
+                    for item in batch.items:
                         claimed.setdefault(item.id, []).append(owner)
-                if not any(batches):
+                if not any(batch.items for batch in batches):
                     break
             assert len(claimed) == 120
             assert all(len(owners) == 1 for owners in claimed.values())
@@ -380,10 +380,10 @@ async def test_checklist_28_each_row_goes_to_one_worker_and_a_dead_workers_rows_
                 if victim.stdout is not None:
                     victim.stdout.close()
             assert held
-            during = await second.claim_outbox("b", now + 59.0, 60.0, 200)
+            during = (await second.claim_outbox("b", now + 59.0, 60.0, 200)).items
             assert held.isdisjoint(item.id for item in during)
             await second.release_leases("b")
-            after = await second.claim_outbox("b", now + 61.0, 60.0, 200)
+            after = (await second.claim_outbox("b", now + 61.0, 60.0, 200)).items
             assert held <= {item.id for item in after}
         finally:
             await first.close()

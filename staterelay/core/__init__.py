@@ -12,6 +12,7 @@ from staterelay.core.bus import EventBus, InProcessBus
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.counters import Counters
 from staterelay.core.crypto import SecretBox
+from staterelay.core.delivery import BUILT_IN_POLICIES, DeliveryPlanner, DeliveryPolicy
 from staterelay.core.devices import DeviceService
 from staterelay.core.facts import InstanceFacts
 from staterelay.core.ifttt import IftttService
@@ -43,6 +44,7 @@ class CoreConfig:
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     ifttt: IftttSettings = field(default_factory=IftttSettings)
     min_free_bytes: int = 64 * MIB
+    delivery_policies: tuple[DeliveryPolicy, ...] = BUILT_IN_POLICIES
     alexa: AlexaSettings = field(default_factory=AlexaSettings)
 
 
@@ -85,8 +87,14 @@ class Core:
         self.recovery = RecoveryService(store, clock, work, mailer=mailer)
         self.facts = InstanceFacts(store, clock)
         self.auth = AuthService(store, clock)
+        self.planner = DeliveryPlanner(config.delivery_policies)
         self.devices = DeviceService(
-            store, bus, clock, max_devices=config.max_devices, counters=self.counters
+            store,
+            bus,
+            clock,
+            max_devices=config.max_devices,
+            counters=self.counters,
+            planner=self.planner,
         )
         self.activity = ActivityService(store, clock, retention_days=config.retention_days)
         self.webhooks = WebhookService(
@@ -95,6 +103,7 @@ class Core:
             clock,
             SecretBox(instance_secret, "webhook-secrets"),
             config.address_policy,
+            planner=self.planner,
         )
         self.outbox = OutboxService(store, bus, clock)
         self.oauth = OAuthService(

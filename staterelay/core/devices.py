@@ -13,6 +13,7 @@ from typing import Any
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
 from staterelay.core.counters import Counters
+from staterelay.core.delivery import BUILT_IN_POLICIES, DeliveryPlanner
 from staterelay.core.device_types import (
     apply_type_rules,
     default_properties,
@@ -43,6 +44,7 @@ from staterelay.core.ids import ENDPOINT_ID_MAX, decode_cursor, encode_cursor, n
 from staterelay.core.records import (
     Device,
     DeviceChange,
+    DeviceRemoval,
     NewActivity,
     NewOutboxEvent,
     Page,
@@ -108,12 +110,14 @@ class DeviceService:
         *,
         max_devices: int = MAX_DEVICES_PER_TENANT,
         counters: Counters | None = None,
+        planner: DeliveryPlanner | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
         self._max_devices = max_devices
         self._counters = counters if counters is not None else Counters()
+        self._plan = (planner or DeliveryPlanner(BUILT_IN_POLICIES)).plan
 
     async def get(self, principal: Principal, device_id: str) -> Device:
         """One device of the principal's tenant; ``NotFound`` for any other id."""
@@ -197,7 +201,9 @@ class DeviceService:
             device_id=device.id,
             payload={"device": device_summary(device), "source": source, "timestamp": iso(now)},
         )
-        stored, entry, rows = await self._store.create_device(device, activity, (event,))
+        stored, entry, rows = await self._store.create_device(
+            device, activity, (event,), plan=self._plan
+        )
         self._bus.publish(DeviceAdded(tenant_id=principal.tenant_id, device=stored, activity=entry))
         self._nudge(rows)
         return stored
@@ -289,7 +295,9 @@ class DeviceService:
                 ),
             )
 
-        committed = await self._store.change_device(principal.tenant_id, device_id, mutate, now)
+        committed = await self._store.change_device(
+            principal.tenant_id, device_id, mutate, now, plan=self._plan
+        )
         if committed.activity:
             self._bus.publish(
                 DeviceUpdated(
@@ -314,28 +322,31 @@ class DeviceService:
         require(principal, "write")
         require_device(principal, device_id)
         require_whole_household(principal, "delete devices")
-        current = await self._store.get_device(principal.tenant_id, device_id)
-        if current is None:
-            raise NotFound("no such device")
-        activity = NewActivity(
-            kind="device.deleted",
-            source=source,
-            actor=principal.actor,
-            device_id=current.id,
-            device_name=current.name,
-            detail={"type": current.type},
-        )
-        event = NewOutboxEvent(
-            event_type="device.deleted",
-            device_id=current.id,
-            payload={
-                "device": device_summary(current),
-                "source": source,
-                "timestamp": iso(self._clock()),
-            },
-        )
+        now = self._clock()
+
+        def remove(current: Device) -> DeviceRemoval:
+            _check_version(current, if_version)
+            activity = NewActivity(
+                kind="device.deleted",
+                source=source,
+                actor=principal.actor,
+                device_id=current.id,
+                device_name=current.name,
+                detail={"type": current.type},
+            )
+            event = NewOutboxEvent(
+                event_type="device.deleted",
+                device_id=current.id,
+                payload={
+                    "device": device_summary(current),
+                    "source": source,
+                    "timestamp": iso(now),
+                },
+            )
+            return DeviceRemoval(activity=activity, events=(event,))
+
         device, entry, rows = await self._store.delete_device(
-            principal.tenant_id, device_id, activity, (event,), if_version=if_version
+            principal.tenant_id, device_id, remove, now, plan=self._plan
         )
         self._bus.publish(
             DeviceRemoved(tenant_id=principal.tenant_id, device=device, activity=entry)
@@ -413,7 +424,9 @@ class DeviceService:
                 )
             return DeviceChange(properties=changed, activity=tuple(activity), events=tuple(events))
 
-        committed = await self._store.change_device(principal.tenant_id, device_id, mutate, now)
+        committed = await self._store.change_device(
+            principal.tenant_id, device_id, mutate, now, plan=self._plan
+        )
         if committed.activity:
             changes = tuple(
                 PropertyChanged(
@@ -484,7 +497,9 @@ class DeviceService:
                 ),
             )
 
-        committed = await self._store.change_device(principal.tenant_id, device_id, mutate, now)
+        committed = await self._store.change_device(
+            principal.tenant_id, device_id, mutate, now, plan=self._plan
+        )
         old_press = committed.before.properties.get("last_pressed_at")
         self._bus.publish(
             StateChanged(

@@ -81,8 +81,9 @@ class IftttTestSetup:
                 credential_id="ifttt-test-setup",
             )
             devices = await self._test_devices(principal)
-            await self._top_up_events(principal, devices)
+            # Linked first: only a household linked to IFTTT keeps trigger timelines.
             token = await self._token(user, client)
+            await self._top_up_events(principal, devices)
         return {"accessToken": token, "samples": samples(devices)}
 
     async def _client(self) -> OAuthClient:

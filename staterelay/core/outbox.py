@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock
 from staterelay.core.events import ActivityRecorded
-from staterelay.core.records import DeliveryOutcome, OutboxItem, OutboxStats
+from staterelay.core.records import DeliveryOutcome, OutboxClaim, OutboxStats
 from staterelay.core.storage import Store
 
 
@@ -19,8 +19,8 @@ class OutboxService:
         self._bus = bus
         self._clock = clock
 
-    async def claim(self, owner: str, *, lease_seconds: float, limit: int) -> Sequence[OutboxItem]:
-        """Lease due rows to ``owner``."""
+    async def claim(self, owner: str, *, lease_seconds: float, limit: int) -> OutboxClaim:
+        """Lease claimable rows to ``owner``; also says when the next row falls due."""
         return await self._store.claim_outbox(owner, self._clock(), lease_seconds, limit)
 
     async def renew(self, owner: str, ids: Sequence[int], *, lease_seconds: float) -> set[int]:

@@ -11,6 +11,7 @@ from typing import Any
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
 from staterelay.core.crypto import SecretBox
+from staterelay.core.delivery import BUILT_IN_POLICIES, DeliveryPlanner
 from staterelay.core.device_types import has_control_characters, require_text
 from staterelay.core.devices import require_account_access
 from staterelay.core.errors import InvalidInput, NotFound
@@ -43,13 +44,21 @@ class WebhookService:
     """Create, change and inspect webhooks; hand the dispatcher what it needs to sign."""
 
     def __init__(
-        self, store: Store, bus: EventBus, clock: Clock, box: SecretBox, policy: AddressPolicy
+        self,
+        store: Store,
+        bus: EventBus,
+        clock: Clock,
+        box: SecretBox,
+        policy: AddressPolicy,
+        *,
+        planner: DeliveryPlanner | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
         self._box = box
         self.policy = policy
+        self._plan = (planner or DeliveryPlanner(BUILT_IN_POLICIES)).plan
 
     async def create(self, principal: Principal, fields: Mapping[str, Any]) -> tuple[Webhook, str]:
         """Create a webhook; returns it and its signing secret, which is shown only once."""
@@ -153,7 +162,9 @@ class WebhookService:
             payload={"message": "a test event from StateRelay", "timestamp": iso(self._clock())},
             only_destination=webhook.id,
         )
-        rows = await self._store.enqueue_events(principal.tenant_id, (event,))
+        rows = await self._store.enqueue_events(
+            principal.tenant_id, (event,), self._clock(), plan=self._plan
+        )
         if rows:
             self._bus.publish(OutboxEnqueued(rows=rows))
 

@@ -191,9 +191,10 @@ class Dispatcher:
             self._wakeup.clear()
             try:
                 if self._config.max_in_flight - len(self._claimed) > 0:
-                    if await self._claim_batch():
+                    full, due = await self._claim_batch()
+                    if full:
                         continue
-                    delay = await self._idle_delay()
+                    delay = self._idle_delay(due)
                 else:
                     delay = self._config.poll_seconds  # a finished delivery wakes us
             except Exception:
@@ -204,15 +205,17 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
 
-    async def _claim_batch(self) -> bool:
-        """Claim and start what is due; True when the batch was full (more may be due)."""
+    async def _claim_batch(self) -> tuple[bool, float | None]:
+        """Claim and start what is due: (the batch was full, so more may be due; when the
+        next row falls due), from one call."""
         limit = min(self._config.batch_size, self._config.max_in_flight - len(self._claimed))
         lease_until = self._core.clock() + self._config.lease_seconds
-        items = await self._core.outbox.claim(
+        claim = await self._core.outbox.claim(
             self._config.owner, lease_seconds=self._config.lease_seconds, limit=limit
         )
+        items = claim.items
         if self._stopping:
-            return False  # stop() releases these leases
+            return False, None  # stop() releases these leases
         for item in items:
             previous = self._claimed.get(item.id)
             hold = self._claimed[item.id] = _Hold(lease_until)
@@ -222,10 +225,9 @@ class Dispatcher:
             task = asyncio.create_task(self._deliver(item), name=f"deliver-{item.id}")
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
-        return len(items) >= limit
+        return len(items) >= limit, claim.next_due
 
-    async def _idle_delay(self) -> float:
-        due = await self._core.outbox.next_due()
+    def _idle_delay(self, due: float | None) -> float:
         if due is None:
             return self._config.poll_seconds
         return min(self._config.poll_seconds, max(MIN_IDLE, due - self._core.clock()))

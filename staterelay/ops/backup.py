@@ -39,7 +39,7 @@ from staterelay import __version__
 from staterelay.core.crypto import SECRET_BYTES, SecretBox
 from staterelay.ops.lock import InstanceLock, InstanceRunning
 from staterelay.settings import Settings
-from staterelay.store.sqlite_engine import BUSY_TIMEOUT_MS, migration_files
+from staterelay.store.sqlite.engine import BUSY_TIMEOUT_MS, migration_files
 
 ARCHIVE_FORMAT = "staterelay-backup"
 ARCHIVE_VERSION = 1

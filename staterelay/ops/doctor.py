@@ -30,7 +30,7 @@ from staterelay.ops.backup import (
 from staterelay.ops.checks import Check, span
 from staterelay.ops.lock import running_pid
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
-from staterelay.store.sqlite_engine import SQLiteEngine, migration_files
+from staterelay.store.sqlite.engine import SQLiteEngine, migration_files
 
 # A system clock before this is certainly wrong (a board without a battery-backed clock).
 EARLIEST_PLAUSIBLE_TIME = datetime(2025, 1, 1, tzinfo=UTC).timestamp()

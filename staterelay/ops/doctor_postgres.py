@@ -17,7 +17,7 @@ import asyncpg
 
 from staterelay.ops.checks import Check, span
 from staterelay.settings import Settings
-from staterelay.store.postgres_engine import applied_versions, migration_files
+from staterelay.store.postgres.engine import applied_versions, migration_files
 
 CONNECT_TIMEOUT = 5.0
 OUTBOX_STUCK_SECONDS = 3600.0

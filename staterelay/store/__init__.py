@@ -17,12 +17,12 @@ def open_store(url: str, *, durability: str = "full", migrate_url: str | None = 
     must be able to migrate itself, or the schema must be up to date already.
     """
     if url.startswith("sqlite:///"):
-        from staterelay.store.sqlite import SQLiteStore
+        from staterelay.store.sqlite.store import SQLiteStore
 
         return SQLiteStore(Path(url.removeprefix("sqlite:///")), durability=durability)
     if url.startswith(POSTGRES_SCHEMES):
         try:
-            from staterelay.store.postgres import PostgresStore
+            from staterelay.store.postgres.store import PostgresStore
         except ImportError as exc:  # asyncpg is the optional `postgres` extra
             raise ValueError(
                 f"PostgreSQL needs asyncpg ({exc}): pip install 'staterelay[postgres]'"
@@ -37,7 +37,7 @@ async def migrate_database(url: str, *, app_role: str | None = None) -> list[int
     For SQLite, opening the store migrates it; ``app_role`` does not apply.
     """
     if url.startswith(POSTGRES_SCHEMES):
-        from staterelay.store.postgres_engine import migrate_url
+        from staterelay.store.postgres.engine import migrate_url
 
         return await migrate_url(url, app_role=app_role)
     store = open_store(url)

@@ -671,10 +671,10 @@ async def test_not_configured_instance_refuses_accept_grant(
 
 def test_store_and_adapter_agree_on_routine_triggers() -> None:
     """The store never merges what the sink reports transition by transition."""
+    from staterelay.core.delivery import is_routine_trigger
     from staterelay.core.device_types import DEVICE_TYPES, default_properties
     from staterelay.core.records import Device, PropertyState
     from staterelay.integrations.alexa.endpoints import AlexaEndpoint
-    from staterelay.store.delivery import is_routine_trigger
 
     for kind in DEVICE_TYPES.values():
         for options in ({}, {"routine_trigger": True}, {"routine_trigger": False}):

@@ -377,7 +377,7 @@ async def test_stop_is_bounded_and_frees_the_lease(
     await dispatcher.stop()
     assert time.monotonic() - started < 2.0
     assert dispatcher.in_flight == 0
-    [item] = await core.outbox.claim("someone-else", lease_seconds=5, limit=10)
+    [item] = (await core.outbox.claim("someone-else", lease_seconds=5, limit=10)).items
     assert item.attempts == 0
     assert await deliveries_of(core, principal, lamp) == []
     dispatcher.wake()  # harmless after stop
@@ -409,7 +409,7 @@ async def test_pending_rows_survive_a_restart(
     # Another device's change (its own ordering key) is being sent by a process that is
     # killed: it leaves its lease behind; an hour-long one stands in for it.
     await core.devices.set_state(principal, shed.id, {"power": "OFF"}, source="api")
-    ghost = await core.outbox.claim("killed-process", lease_seconds=3600, limit=10)
+    ghost = (await core.outbox.claim("killed-process", lease_seconds=3600, limit=10)).items
     assert "OFF" in [item.payload["new"] for item in ghost]
     await core.webhooks.update(principal, webhook.id, {"url": receiver.url()})
     await first.close()

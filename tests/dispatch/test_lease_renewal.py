@@ -164,7 +164,7 @@ async def test_rows_whose_lease_was_taken_are_neither_sent_nor_recorded(
         await first.start()
         await wait_until(lambda: sent, timeout=2.0)
         assert await core.outbox.release(None) == 6
-        taken = await core.outbox.claim("new-process", lease_seconds=60.0, limit=10)
+        taken = (await core.outbox.claim("new-process", lease_seconds=60.0, limit=10)).items
         assert len(taken) == 6
         await wait_until(lambda: first.in_flight == 0, timeout=3.0)
     finally:
@@ -175,4 +175,4 @@ async def test_rows_whose_lease_was_taken_are_neither_sent_nor_recorded(
     assert await _deliveries(core, principal, lamp) == 0
     stats = await core.outbox.stats()
     assert (stats.pending, stats.dead) == (6, 0)
-    assert await core.outbox.claim("someone-else", lease_seconds=60.0, limit=10) == []
+    assert (await core.outbox.claim("someone-else", lease_seconds=60.0, limit=10)).items == []

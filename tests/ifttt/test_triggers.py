@@ -313,7 +313,7 @@ async def test_events_are_kept_30_days_whatever_the_activity_retention(
 def test_a_poll_reads_one_index_range_without_sorting(settings: Settings) -> None:
     """The poll query is a SEARCH on the timeline index with no temporary B-tree: its cost
     depends on ``limit``, not on how many events are stored."""
-    from staterelay.store.sqlite_engine import apply_migrations, connect
+    from staterelay.store.sqlite.engine import apply_migrations, connect
 
     path = Path(settings.data_dir) / "plan.db"
     path.parent.mkdir(parents=True, exist_ok=True)

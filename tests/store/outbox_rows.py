@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from staterelay.store import Store
-from staterelay.store.postgres import PostgresStore
-from staterelay.store.sqlite import SQLiteStore
+from staterelay.store.postgres.store import PostgresStore
+from staterelay.store.sqlite.store import SQLiteStore
 
 _COLUMNS = (
     "id, sink, destination, ordering_key, event_id, event_type, device_id, payload, status,"

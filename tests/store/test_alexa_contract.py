@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from staterelay.core.records import DeviceChange, NewActivity, NewOutboxEvent
 from staterelay.core.records.alexa import AlexaGrant, AlexaReportNote
 from staterelay.store import Store
 from tests.store.outbox_rows import outbox_rows
+from tests.store.planning import PLAN, removal
 from tests.store.test_contract import NOW, created, switch, tenant_with_user
 
 
@@ -120,9 +122,9 @@ async def test_fan_out_one_row_per_active_grant_with_version(store: Store) -> No
     await store.save_alexa_grant(grant(other_tenant.id, other_user.id, "alx_b"))
     device = switch(tenant.id, "dev_a", "Lamp")
     event = NewOutboxEvent("device.created", "dev_a", {"device": {"id": "dev_a"}})
-    _, _, rows = await store.create_device(device, created(device), (event,))
+    _, _, rows = await store.create_device(device, created(device), (event,), plan=PLAN)
     assert rows == 2
-    await store.change_device(tenant.id, "dev_a", lambda d: power("ON"), NOW + 5)
+    await store.change_device(tenant.id, "dev_a", lambda d: power("ON"), NOW + 5, plan=PLAN)
     found = await alexa_rows(store)
     assert sorted((t, d) for t, d, _ in found) == [
         ("device.created", "alx_1"),
@@ -139,7 +141,7 @@ async def test_fan_out_one_row_per_active_grant_with_version(store: Store) -> No
 async def test_fan_out_skips_other_events_and_unlinked_grants(store: Store) -> None:
     tenant, user = await tenant_with_user(store, "a")
     device = switch(tenant.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
     await store.save_alexa_grant(grant(tenant.id, user.id, "alx_1"))
     await store.enqueue_events(
         tenant.id,
@@ -148,14 +150,16 @@ async def test_fan_out_skips_other_events_and_unlinked_grants(store: Store) -> N
             NewOutboxEvent("state.changed", "dev_a", {}, only_destination="hook_1"),
             NewOutboxEvent("device.updated", None, {}),
         ),
+        time.time(),
+        plan=PLAN,
     )
     assert await alexa_rows(store) == []
-    await store.change_device(tenant.id, "dev_a", lambda d: power("ON"), NOW + 1)
+    await store.change_device(tenant.id, "dev_a", lambda d: power("ON"), NOW + 1, plan=PLAN)
     assert len(await alexa_rows(store)) == 1
     assert await store.unlink_alexa_grant(tenant.id, "alx_1", "SKILL_DISABLED_EXCEPTION", NOW + 2)
     # Unlinking drops what was waiting, and nothing new is queued.
     assert await alexa_rows(store) == []
-    await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 3)
+    await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 3, plan=PLAN)
     assert await alexa_rows(store) == []
     unlinked = await store.get_alexa_grant(tenant.id, "alx_1")
     assert unlinked is not None
@@ -172,13 +176,17 @@ async def test_fan_out_skips_other_events_and_unlinked_grants(store: Store) -> N
 async def test_delete_report_rows_and_relink_drops_old_rows(store: Store) -> None:
     tenant, user = await tenant_with_user(store, "a")
     device = switch(tenant.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
     await store.save_alexa_grant(grant(tenant.id, user.id, "alx_1"))
     await store.delete_device(
         tenant.id,
         "dev_a",
-        NewActivity(kind="device.deleted", source="api", actor="t"),
-        (NewOutboxEvent("device.deleted", "dev_a", {"device": {"id": "dev_a"}}),),
+        removal(
+            NewActivity(kind="device.deleted", source="api", actor="t"),
+            (NewOutboxEvent("device.deleted", "dev_a", {"device": {"id": "dev_a"}}),),
+        ),
+        time.time(),
+        plan=PLAN,
     )
     [(kind, destination, payload)] = await alexa_rows(store)
     assert (kind, destination, payload["device_version"]) == ("device.deleted", "alx_1", None)
@@ -218,11 +226,15 @@ async def test_untried_rows_absorb_later_changes_but_not_routine_triggers(store:
         switch(tenant.id, "dev_m", "Movie"), options={"routine_trigger": True}
     )
     for device in (lamp, movie):
-        await store.create_device(device, created(device), ())
+        await store.create_device(device, created(device), (), plan=PLAN)
     await store.save_alexa_grant(grant(tenant.id, user.id, "alx_1"))
     for n, value in enumerate(("ON", "OFF", "ON")):
-        await store.change_device(tenant.id, "dev_a", lambda d, v=value: power(v), NOW + n)
-        await store.change_device(tenant.id, "dev_m", lambda d, v=value: power(v, "dev_m"), NOW + n)
+        await store.change_device(
+            tenant.id, "dev_a", lambda d, v=value: power(v), NOW + n, plan=PLAN
+        )
+        await store.change_device(
+            tenant.id, "dev_m", lambda d, v=value: power(v, "dev_m"), NOW + n, plan=PLAN
+        )
     rows = [row for row in await outbox_rows(store) if row.sink == "alexa"]
     # The lamp's first row carries the later changes (it now stands for version 4); every
     # transition of the Routine trigger keeps its own row, in order, under one key.
@@ -236,12 +248,12 @@ async def test_untried_rows_absorb_later_changes_but_not_routine_triggers(store:
     assert movie_rows == [("ON", 2), ("OFF", 3), ("ON", 4)]
     assert {r.ordering_key for r in rows if r.device_id == "dev_m"} == {"alexa:alx_1:dev_m"}
     assert [r.mergeable for r in rows] == [True, False, False, False]
-    items = await store.claim_outbox("t", NOW + 10, 60, 100)
+    items = (await store.claim_outbox("t", NOW + 10, 60, 100)).items
     lamp_items = [i for i in items if i.device_id == "dev_a"]
     assert len(lamp_items) == 1
     assert [i.payload["new"] for i in items if i.device_id == "dev_m"] == ["ON"]  # the head only
     # Once a row is picked up, the next change gets a row of its own.
-    await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 5)
+    await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 5, plan=PLAN)
     await store.release_leases("t")
     assert len([r for r in await alexa_rows(store) if r[2]["device_version"] == 5]) == 1
 
@@ -252,8 +264,8 @@ async def test_changes_never_merge_past_a_trigger_or_a_lifecycle_row(store: Stor
     tenant, user = await tenant_with_user(store, "a")
     await store.save_alexa_grant(grant(tenant.id, user.id, "alx_1"))
     lamp = switch(tenant.id, "dev_a", "Lamp")
-    await store.create_device(lamp, created(lamp), ())
-    await store.change_device(tenant.id, "dev_a", lambda d: power("ON"), NOW + 1)
+    await store.create_device(lamp, created(lamp), (), plan=PLAN)
+    await store.change_device(tenant.id, "dev_a", lambda d: power("ON"), NOW + 1, plan=PLAN)
 
     def renamed(_device: object) -> DeviceChange:
         return DeviceChange(
@@ -262,8 +274,8 @@ async def test_changes_never_merge_past_a_trigger_or_a_lifecycle_row(store: Stor
             events=(NewOutboxEvent("device.updated", "dev_a", {"device": {"id": "dev_a"}}),),
         )
 
-    await store.change_device(tenant.id, "dev_a", renamed, NOW + 2)
-    await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 3)
+    await store.change_device(tenant.id, "dev_a", renamed, NOW + 2, plan=PLAN)
+    await store.change_device(tenant.id, "dev_a", lambda d: power("OFF"), NOW + 3, plan=PLAN)
     rows = await alexa_rows(store)
     assert [(kind, payload["device_version"]) for kind, _, payload in rows] == [
         ("state.changed", 2),

@@ -23,6 +23,7 @@ from staterelay.core.records import (
     Webhook,
 )
 from staterelay.store import Store
+from tests.store.planning import PLAN, removal
 
 NOW = 1_800_000_000.0
 
@@ -137,7 +138,7 @@ async def test_device_create_get_list_and_tenant_isolation(store: Store) -> None
     a, _ = await tenant_with_user(store, "a")
     b, _ = await tenant_with_user(store, "b")
     stored, entry, rows = await store.create_device(
-        switch(a.id, "dev_a", "Lamp"), created(switch(a.id, "dev_a", "Lamp")), ()
+        switch(a.id, "dev_a", "Lamp"), created(switch(a.id, "dev_a", "Lamp")), (), plan=PLAN
     )
     assert stored.seq > 0
     assert entry.kind == "device.created"
@@ -147,9 +148,11 @@ async def test_device_create_get_list_and_tenant_isolation(store: Store) -> None
     assert [d.id for d in await store.list_devices(a.id, after_seq=None, limit=10)] == ["dev_a"]
     assert await store.list_devices(b.id, after_seq=None, limit=10) == []
     with pytest.raises(NotFound):
-        await store.change_device(b.id, "dev_a", lambda d: power("ON"), NOW)
+        await store.change_device(b.id, "dev_a", lambda d: power("ON"), NOW, plan=PLAN)
     with pytest.raises(NotFound):
-        await store.delete_device(b.id, "dev_a", created(stored), ())
+        await store.delete_device(
+            b.id, "dev_a", removal(created(stored), ()), time.time(), plan=PLAN
+        )
     assert (await store.get_device(a.id, "dev_a")).properties["power"].value == "OFF"  # type: ignore[union-attr]
 
 
@@ -158,23 +161,23 @@ async def test_device_names_unique_per_tenant_case_insensitively(store: Store) -
     a, _ = await tenant_with_user(store, "a")
     b, _ = await tenant_with_user(store, "b")
     first = switch(a.id, "dev_1", "Lamp")
-    await store.create_device(first, created(first), ())
+    await store.create_device(first, created(first), (), plan=PLAN)
     second = switch(a.id, "dev_2", "LAMP")
     with pytest.raises(Conflict):
-        await store.create_device(second, created(second), ())
+        await store.create_device(second, created(second), (), plan=PLAN)
     other = switch(b.id, "dev_3", "Lamp")
-    await store.create_device(other, created(other), ())
+    await store.create_device(other, created(other), (), plan=PLAN)
 
 
 async def test_change_bumps_version_writes_activity_and_outbox(store: Store) -> None:
     """A change is one transaction: property, version, activity row, outbox rows."""
     a, _ = await tenant_with_user(store, "a")
     device = switch(a.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
     await store.create_webhook(hook(a.id, "whk_all"))
     await store.create_webhook(hook(a.id, "whk_other", device_ids=("dev_zzz",)))
     await store.create_webhook(hook(a.id, "whk_off", enabled=False))
-    committed = await store.change_device(a.id, "dev_a", lambda d: power("ON"), NOW + 5)
+    committed = await store.change_device(a.id, "dev_a", lambda d: power("ON"), NOW + 5, plan=PLAN)
     assert committed.before.version == 1
     assert committed.after.version == 2
     assert committed.after.properties["power"] == PropertyState("ON", NOW + 5)
@@ -182,7 +185,7 @@ async def test_change_bumps_version_writes_activity_and_outbox(store: Store) -> 
     assert [e.new_value for e in committed.activity] == ["ON"]
     reread = await store.get_device(a.id, "dev_a")
     assert reread == committed.after
-    claimed = await store.claim_outbox("w1", NOW + 10, 60, 10)
+    claimed = (await store.claim_outbox("w1", NOW + 10, 60, 10)).items
     assert [(i.destination, i.payload["new"]) for i in claimed] == [("whk_all", "ON")]
 
 
@@ -190,13 +193,13 @@ async def test_failing_mutator_changes_nothing(store: Store) -> None:
     """A domain error raised by the mutator rolls its change back and reaches the caller."""
     a, _ = await tenant_with_user(store, "a")
     device = switch(a.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
 
     def bad(_: Device) -> DeviceChange:
         raise InvalidInput("nope")
 
     with pytest.raises(InvalidInput):
-        await store.change_device(a.id, "dev_a", bad, NOW)
+        await store.change_device(a.id, "dev_a", bad, NOW, plan=PLAN)
     again = await store.get_device(a.id, "dev_a")
     assert again is not None
     assert again.version == 1
@@ -207,13 +210,13 @@ async def test_concurrent_changes_are_serialized(store: Store) -> None:
     """Many concurrent writes (group-committed) each see the previous version."""
     a, _ = await tenant_with_user(store, "a")
     device = switch(a.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
 
     def toggle(current: Device) -> DeviceChange:
         return power("OFF" if current.properties["power"].value == "ON" else "ON")
 
     results = await asyncio.gather(
-        *(store.change_device(a.id, "dev_a", toggle, NOW) for _ in range(50))
+        *(store.change_device(a.id, "dev_a", toggle, NOW, plan=PLAN) for _ in range(50))
     )
     assert sorted(r.after.version for r in results) == list(range(2, 52))
     final = await store.get_device(a.id, "dev_a")
@@ -226,10 +229,10 @@ async def test_activity_pagination_and_filters(store: Store) -> None:
     """Activity lists newest first, pages by id, filters by device and source."""
     a, _ = await tenant_with_user(store, "a")
     device = switch(a.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
     for i in range(5):
         await store.change_device(
-            a.id, "dev_a", lambda d, i=i: power("ON" if i % 2 == 0 else "OFF"), NOW + i
+            a.id, "dev_a", lambda d, i=i: power("ON" if i % 2 == 0 else "OFF"), NOW + i, plan=PLAN
         )
     everything = await store.list_activity(a.id, limit=100)
     assert [e.id for e in everything] == sorted((e.id for e in everything), reverse=True)
@@ -252,14 +255,14 @@ async def test_outbox_claim_is_exclusive_and_leases_expire(store: Store) -> None
     """A claimed row is not handed out again until its lease ends or is released."""
     a, _ = await tenant_with_user(store, "a")
     await store.create_webhook(hook(a.id, "whk"))
-    assert await store.enqueue_events(a.id, device_test_events(2)) == 2
+    assert await store.enqueue_events(a.id, device_test_events(2), time.time(), plan=PLAN) == 2
     now = time.time()
-    first = await store.claim_outbox("w1", now, 30, 10)
+    first = (await store.claim_outbox("w1", now, 30, 10)).items
     assert len(first) == 2
-    assert await store.claim_outbox("w2", now, 30, 10) == []
-    assert len(await store.claim_outbox("w2", now + 31, 30, 10)) == 2
+    assert (await store.claim_outbox("w2", now, 30, 10)).items == []
+    assert len((await store.claim_outbox("w2", now + 31, 30, 10)).items) == 2
     assert await store.release_leases("w2") == 2
-    assert len(await store.claim_outbox("w3", now, 30, 1)) == 1
+    assert len((await store.claim_outbox("w3", now, 30, 1)).items) == 1
 
 
 def outcome_of(
@@ -290,28 +293,28 @@ async def test_rows_of_one_key_go_one_at_a_time_in_order(store: Store) -> None:
     await store.create_webhook(hook(a.id, "whk"))
     one = NewOutboxEvent(event_type="webhook.test", device_id="dev_1", payload={})
     other = NewOutboxEvent(event_type="webhook.test", device_id="dev_2", payload={})
-    assert await store.enqueue_events(a.id, [one, one, one, other]) == 4
+    assert await store.enqueue_events(a.id, [one, one, one, other], time.time(), plan=PLAN) == 4
     now = time.time()
-    first, second_key = await store.claim_outbox("w", now, 30, 10)
+    first, second_key = (await store.claim_outbox("w", now, 30, 10)).items
     assert (first.ordering_key, second_key.ordering_key) == (
         "webhook:whk:dev_1",
         "webhook:whk:dev_2",
     )
-    assert await store.claim_outbox("w", now, 30, 10) == []  # the rest wait behind `first`
+    assert (await store.claim_outbox("w", now, 30, 10)).items == []  # the rest wait behind `first`
     assert await store.next_outbox_due() == pytest.approx(now + 30)  # leases, not the waiting
     await store.record_deliveries(
         [outcome_of(first, retry_at=now + 100), outcome_of(second_key)], now, owner="w"
     )
-    await store.enqueue_events(a.id, [one, other])
+    await store.enqueue_events(a.id, [one, other], time.time(), plan=PLAN)
     # dev_1's rows (the one just written too) wait for its head's retry; dev_2 goes on.
-    [next_other] = await store.claim_outbox("w", now + 1, 30, 10)
+    [next_other] = (await store.claim_outbox("w", now + 1, 30, 10)).items
     assert next_other.ordering_key == "webhook:whk:dev_2"
     await store.record_deliveries([outcome_of(next_other)], now + 1, owner="w")
-    assert await store.claim_outbox("w", now + 50, 30, 10) == []
+    assert (await store.claim_outbox("w", now + 50, 30, 10)).items == []
     assert await store.next_outbox_due() == pytest.approx(now + 100)
     taken: list[int] = []
     for step in range(4):
-        [item] = await store.claim_outbox("w", now + 101 + step, 30, 10)
+        [item] = (await store.claim_outbox("w", now + 101 + step, 30, 10)).items
         assert item.ordering_key == "webhook:whk:dev_1"
         taken.append(item.id)
         merged = item.event_id if step == 2 else None
@@ -319,7 +322,7 @@ async def test_rows_of_one_key_go_one_at_a_time_in_order(store: Store) -> None:
         assert await store.record_deliveries([result], now + 101, owner="w") == {item.id}
     assert taken == sorted(taken)
     assert taken[0] == first.id
-    assert await store.claim_outbox("w", now + 200, 30, 10) == []
+    assert (await store.claim_outbox("w", now + 200, 30, 10)).items == []
     stats = await store.outbox_stats()
     assert (stats.pending, stats.dead) == (0, 0)
     history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=20)
@@ -330,9 +333,9 @@ async def test_record_deliveries_retry_dead_and_history(store: Store) -> None:
     """Outcomes update rows, add delivery history and activity rows."""
     a, _ = await tenant_with_user(store, "a")
     await store.create_webhook(hook(a.id, "whk"))
-    await store.enqueue_events(a.id, device_test_events(2))
+    await store.enqueue_events(a.id, device_test_events(2), time.time(), plan=PLAN)
     now = time.time()
-    one, two = await store.claim_outbox("w", now, 30, 10)
+    one, two = (await store.claim_outbox("w", now, 30, 10)).items
     activity = NewActivity(kind="delivery", source="system", actor=None, detail={"x": 1})
     await store.record_deliveries(
         [
@@ -362,9 +365,9 @@ async def test_record_deliveries_retry_dead_and_history(store: Store) -> None:
     )
     stats = await store.outbox_stats()
     assert stats.pending == 1
-    assert await store.claim_outbox("w", now + 50, 30, 10) == []
+    assert (await store.claim_outbox("w", now + 50, 30, 10)).items == []
     assert await store.next_outbox_due() == pytest.approx(now + 100)
-    retry = await store.claim_outbox("w", now + 101, 30, 10)
+    retry = (await store.claim_outbox("w", now + 101, 30, 10)).items
     assert [r.attempts for r in retry] == [1]
     await store.record_deliveries(
         [
@@ -408,11 +411,11 @@ async def test_renew_outbox_leases_extends_only_the_owners_pending_rows(store: S
     are, and the ids it returns are the rows the owner still holds."""
     a, _ = await tenant_with_user(store, "a")
     await store.create_webhook(hook(a.id, "whk"))
-    assert await store.enqueue_events(a.id, device_test_events(4)) == 4
+    assert await store.enqueue_events(a.id, device_test_events(4), time.time(), plan=PLAN) == 4
     now = time.time()
-    one, two = await store.claim_outbox("w1", now, 30, 2)
-    [three] = await store.claim_outbox("w2", now, 30, 1)
-    [four] = await store.claim_outbox("w4", now, 30, 1)
+    one, two = (await store.claim_outbox("w1", now, 30, 2)).items
+    [three] = (await store.claim_outbox("w2", now, 30, 1)).items
+    [four] = (await store.claim_outbox("w4", now, 30, 1)).items
     assert await store.release_leases("w4") == 1  # four is pending and leased to no one
     assert await store.record_deliveries(
         [attempt(two, delivered=True, status_code=200)], now, owner="w1"
@@ -422,17 +425,19 @@ async def test_renew_outbox_leases_extends_only_the_owners_pending_rows(store: S
     assert await store.renew_outbox_leases("w1", [], now + 300) == set()
     # At now + 31 the original leases are over: w1's renewed row is still held; w2's row (not
     # renewed by w1) and the free row are claimable; the delivered row stays delivered.
-    taken = await store.claim_outbox("w3", now + 31, 30, 10)
+    taken = (await store.claim_outbox("w3", now + 31, 30, 10)).items
     assert sorted(item.id for item in taken) == sorted([three.id, four.id])
     assert await store.renew_outbox_leases("w2", [three.id], now + 300) == set()
     assert await store.renew_outbox_leases("w1", [one.id], now + 600) == {one.id}
     assert await store.release_leases("w3") == 2
-    assert {item.id for item in await store.claim_outbox("w3", now + 301, 30, 10)} == {
+    assert {item.id for item in (await store.claim_outbox("w3", now + 301, 30, 10)).items} == {
         three.id,
         four.id,
     }
     assert await store.release_leases("w3") == 2
-    assert [item.id for item in await store.claim_outbox("w3", now + 601, 30, 1)] == [one.id]
+    assert [item.id for item in (await store.claim_outbox("w3", now + 601, 30, 1)).items] == [
+        one.id
+    ]
     stats = await store.outbox_stats()
     assert (stats.pending, stats.dead) == (3, 0)
 
@@ -443,10 +448,10 @@ async def test_record_deliveries_writes_only_rows_the_owner_still_holds(store: S
     a, _ = await tenant_with_user(store, "a")
     await store.create_webhook(hook(a.id, "whk"))
     event = NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})
-    await store.enqueue_events(a.id, [event])
+    await store.enqueue_events(a.id, [event], time.time(), plan=PLAN)
     now = time.time()
-    [mine] = await store.claim_outbox("w1", now, 30, 10)
-    [theirs] = await store.claim_outbox("w2", now + 31, 30, 10)  # w1's lease ran out
+    [mine] = (await store.claim_outbox("w1", now, 30, 10)).items
+    [theirs] = (await store.claim_outbox("w2", now + 31, 30, 10)).items  # w1's lease ran out
     assert theirs.id == mine.id
     late = attempt(mine, delivered=True, status_code=200)
     assert await store.record_deliveries([late], now + 32, owner="w1") == set()
@@ -454,7 +459,7 @@ async def test_record_deliveries_writes_only_rows_the_owner_still_holds(store: S
     assert (stats.pending, stats.dead) == (1, 0)
     assert await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10) == []
     assert [e.kind for e in await store.list_activity(a.id, limit=10)] == []
-    assert await store.claim_outbox("w3", now + 33, 30, 10) == []  # still w2's
+    assert (await store.claim_outbox("w3", now + 33, 30, 10)).items == []  # still w2's
     retry = attempt(theirs, delivered=False, status_code=500)
     assert await store.record_deliveries([retry], now + 34, owner="w2") == {theirs.id}
     history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10)
@@ -463,7 +468,7 @@ async def test_record_deliveries_writes_only_rows_the_owner_still_holds(store: S
     # Once recorded the row is no one's: a replayed result of either owner changes nothing.
     assert await store.record_deliveries([late], now + 35, owner="w1") == set()
     assert await store.record_deliveries([retry], now + 35, owner="w2") == set()
-    [again] = await store.claim_outbox("w3", now + 200, 30, 10)
+    [again] = (await store.claim_outbox("w3", now + 200, 30, 10)).items
     assert again.attempts == 1
     # A row deleted while it was sent (its webhook was switched off) is no one's either, but
     # the attempt still goes into the history and the activity.
@@ -482,7 +487,10 @@ async def test_webhook_delete_drops_pending_rows_and_isolation(store: Store) -> 
     b, _ = await tenant_with_user(store, "b")
     await store.create_webhook(hook(a.id, "whk"))
     await store.enqueue_events(
-        a.id, [NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})]
+        a.id,
+        [NewOutboxEvent(event_type="webhook.test", device_id=None, payload={})],
+        time.time(),
+        plan=PLAN,
     )
     assert await store.get_webhook(b.id, "whk") is None
     assert not await store.delete_webhook(b.id, "whk")
@@ -524,9 +532,9 @@ async def test_prune_removes_only_old_rows(store: Store) -> None:
     """Retention deletes activity older than the cut-off and keeps the rest."""
     a, _ = await tenant_with_user(store, "a")
     old = switch(a.id, "dev_old", "Old")
-    await store.create_device(old, created(old), ())
+    await store.create_device(old, created(old), (), plan=PLAN)
     new = dataclasses.replace(old, id="dev_new", name="New", created_at=NOW + 1000)
-    await store.create_device(new, created(new), ())
+    await store.create_device(new, created(new), (), plan=PLAN)
     assert await store.prune_activity(NOW + 500) == 1
     assert [e.device_id for e in await store.list_activity(a.id, limit=10)] == ["dev_new"]
 
@@ -535,21 +543,29 @@ async def test_delete_device_logs_and_removes_properties(store: Store) -> None:
     """A deleted device is gone with its properties; its history stays in the tenant log."""
     a, _ = await tenant_with_user(store, "a")
     device = switch(a.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
     gone, entry, _ = await store.delete_device(
         a.id,
         "dev_a",
-        NewActivity(
-            kind="device.deleted", source="api", actor="t", device_id="dev_a", device_name="Lamp"
+        removal(
+            NewActivity(
+                kind="device.deleted",
+                source="api",
+                actor="t",
+                device_id="dev_a",
+                device_name="Lamp",
+            ),
+            (),
         ),
-        (),
+        time.time(),
+        plan=PLAN,
     )
     assert gone.id == "dev_a"
     assert entry.kind == "device.deleted"
     assert await store.get_device(a.id, "dev_a") is None
     assert await store.count_devices(a.id) == 0
     again = switch(a.id, "dev_b", "Lamp")
-    await store.create_device(again, created(again), ())  # the name is free again
+    await store.create_device(again, created(again), (), plan=PLAN)  # the name is free again
 
 
 async def test_test_send_reaches_a_filtered_webhook(store: Store) -> None:
@@ -566,7 +582,9 @@ async def test_test_send_reaches_a_filtered_webhook(store: Store) -> None:
                 event_type="webhook.test", device_id=None, payload={}, only_destination="whk_f"
             )
         ],
+        time.time(),
+        plan=PLAN,
     )
     assert rows == 1
-    claimed = await store.claim_outbox("w", time.time() + 1, 30, 10)
+    claimed = (await store.claim_outbox("w", time.time() + 1, 30, 10)).items
     assert [(item.destination, item.event_type) for item in claimed] == [("whk_f", "webhook.test")]

@@ -24,6 +24,7 @@ from staterelay.core.records.ifttt import (
 )
 from staterelay.store import Store
 from tests.store.outbox_rows import OutboxRow, outbox_rows
+from tests.store.planning import PLAN, link_ifttt
 from tests.store.test_contract import NOW, created, hook, tenant_with_user
 
 ABOVE_20 = Threshold("above", 20.0)
@@ -79,7 +80,7 @@ async def change(
     def mutate(current: Device) -> DeviceChange:
         return changed(current, prop, current.properties[prop].value, new)
 
-    return (await store.change_device(tenant_id, device_id, mutate, at)).outbox_rows
+    return (await store.change_device(tenant_id, device_id, mutate, at, plan=PLAN)).outbox_rows
 
 
 async def press(store: Store, tenant_id: str, device_id: str, at: float) -> None:
@@ -98,7 +99,7 @@ async def press(store: Store, tenant_id: str, device_id: str, at: float) -> None
             ),
         )
 
-    await store.change_device(tenant_id, device_id, mutate, at)
+    await store.change_device(tenant_id, device_id, mutate, at, plan=PLAN)
 
 
 def identity(
@@ -146,8 +147,9 @@ async def home(store: Store) -> tuple[str, str]:
         device(tenant.id, "dev_door", "contact_sensor", detection="NOT_DETECTED"),
         device(tenant.id, "dev_btn", "button", last_pressed_at="2027-01-01T00:00:00.000Z"),
     ):
-        await store.create_device(made, created(made), ())
+        await store.create_device(made, created(made), (), plan=PLAN)
     await store.configure_ifttt_realtime(enabled=True, debounce_seconds=1.0, now=NOW)
+    await link_ifttt(store, tenant.id, user.id, NOW)
     return tenant.id, user.id
 
 
@@ -190,6 +192,27 @@ async def test_every_change_is_appended_to_its_timeline(
     assert [
         e.uid for e in await store.list_ifttt_events(tenant, "dev_sw", "power", "", limit=1)
     ] == uids[:1]
+
+
+async def test_a_household_without_ifttt_keeps_no_timeline_until_it_links(
+    store: Store,
+) -> None:
+    """Changes of a household that never linked IFTTT write no timeline rows (nothing would
+    read them); once it links, its next change is on the timeline, and unlinking (revoking
+    the grant) stops them again."""
+    tenant, user = await tenant_with_user(store, "solo")
+    made = device(tenant.id, "dev_sw", power="OFF")
+    await store.create_device(made, created(made), (), plan=PLAN)
+    await change(store, tenant.id, "dev_sw", "power", "ON", NOW + 1)
+    assert await store.list_ifttt_events(tenant.id, "dev_sw", "power", "", limit=10) == []
+    await link_ifttt(store, tenant.id, user.id, NOW + 2)
+    await change(store, tenant.id, "dev_sw", "power", "OFF", NOW + 3)
+    [first] = await store.list_ifttt_events(tenant.id, "dev_sw", "power", "", limit=10)
+    assert (first.old_value, first.new_value) == ("ON", "OFF")
+    grant_id = f"grt_ifttt_{tenant.id}_{user.id}"
+    assert await store.revoke_oauth_grant(tenant.id, grant_id, NOW + 4, reason="unlinked")
+    await change(store, tenant.id, "dev_sw", "power", "ON", NOW + 5)
+    assert len(await store.list_ifttt_events(tenant.id, "dev_sw", "power", "", limit=10)) == 1
 
 
 async def test_timelines_never_cross_tenants(store: Store, home: tuple[str, str]) -> None:
@@ -396,7 +419,7 @@ async def test_a_users_realtime_rows_go_together_or_in_order(
     await store.save_ifttt_identity(identity(tenant, user, "ti-dim", "dev_dim"))
     await change(store, tenant, "dev_sw", "power", "ON", NOW + 0.25)
     await change(store, tenant, "dev_dim", "power", "ON", NOW + 0.3)
-    first, second = await store.claim_outbox("w", NOW + 1.0, 30, 10)
+    first, second = (await store.claim_outbox("w", NOW + 1.0, 30, 10)).items
     assert (first.ordering_key, second.ordering_key) == (f"ifttt:{user}", f"ifttt:{user}")
     retry = DeliveryOutcome(
         first,
@@ -414,9 +437,9 @@ async def test_a_users_realtime_rows_go_together_or_in_order(
         second.id,
     }
     await change(store, tenant, "dev_dim", "power", "OFF", NOW + 2.5)
-    assert await store.claim_outbox("w", NOW + 50, 30, 10) == []
+    assert (await store.claim_outbox("w", NOW + 50, 30, 10)).items == []
     assert await store.next_outbox_due() == pytest.approx(NOW + 100)
-    again = await store.claim_outbox("w", NOW + 101, 30, 10)
+    again = (await store.claim_outbox("w", NOW + 101, 30, 10)).items
     assert again[0].id == first.id
     assert [item.payload["trigger_identities"] for item in again] == [["ti-sw"], ["ti-dim"]]
 

@@ -9,6 +9,7 @@ import pytest
 
 from staterelay.core.records import DeliveryOutcome, NewOutboxEvent
 from staterelay.store import Store
+from tests.store.planning import PLAN
 from tests.store.test_contract import hook, tenant_with_user
 
 
@@ -23,14 +24,16 @@ async def test_outbox_stats_age_is_the_oldest_pending_row(store: Store) -> None:
         NewOutboxEvent(event_type="webhook.test", device_id=f"dev_{n}", payload={})
         for n in range(3)
     ]
-    await store.enqueue_events(a.id, events[:1])
+    await store.enqueue_events(a.id, events[:1], time.time(), plan=PLAN)
     await asyncio.sleep(0.02)
-    await store.enqueue_events(a.id, events[1:])
+    await store.enqueue_events(a.id, events[1:], time.time(), plan=PLAN)
     stats = await store.outbox_stats()
     assert stats.pending == 3
     assert stats.oldest_pending_at is not None
     assert before - 1 <= stats.oldest_pending_at <= time.time() + 1
-    claimed = sorted(await store.claim_outbox("w", time.time() + 1, 30, 10), key=lambda r: r.id)
+    claimed = sorted(
+        (await store.claim_outbox("w", time.time() + 1, 30, 10)).items, key=lambda r: r.id
+    )
     assert len(claimed) == 3
     oldest, *later = claimed
     assert stats.oldest_pending_at == pytest.approx(oldest.created_at)

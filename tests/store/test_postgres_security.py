@@ -12,8 +12,8 @@ import pytest
 
 from staterelay.core.records import DeliveryOutcome, NewOutboxEvent, Tenant
 from staterelay.store import open_store
-from staterelay.store.postgres import PostgresStore
-from staterelay.store.postgres_engine import MigrationError, PostgresEngine
+from staterelay.store.postgres.engine import MigrationError, PostgresEngine
+from staterelay.store.postgres.store import PostgresStore
 from tests.postgres_support import (
     APP_ROLE,
     OWNER_ROLE,
@@ -21,6 +21,7 @@ from tests.postgres_support import (
     fresh_database,
     migrated_database,
 )
+from tests.store.planning import PLAN
 from tests.store.test_contract import NOW, created, hook, switch, tenant_with_user
 
 RLS_ERROR = "new row violates row-level security policy"
@@ -50,7 +51,7 @@ async def two_tenants(pg_store: PostgresStore) -> tuple[str, str]:
     for name in ("a", "b"):
         tenant, _ = await tenant_with_user(pg_store, name)
         device = switch(tenant.id, f"dev_{name}", "Lamp")
-        await pg_store.create_device(device, created(device), ())
+        await pg_store.create_device(device, created(device), (), plan=PLAN)
         await pg_store.create_webhook(hook(tenant.id, f"whk_{name}"))
     return "ten_a", "ten_b"
 
@@ -122,9 +123,38 @@ async def test_the_app_role_is_not_privileged_and_owns_nothing(database: Scratch
         await conn.close()
 
 
+# The functions that run as their owner, each answering one narrow question across tenants.
+CROSS_TENANT_DEFINERS = {
+    "sr_first_tenant",
+    "sr_user_by_email",
+    "sr_count_users",
+    "sr_api_key_by_digest",
+    "sr_touch_api_keys",
+    "sr_prune_activity",
+    "sr_claim_outbox",
+    "sr_release_leases",
+    "sr_outbox_next_due",
+    "sr_outbox_stats",
+    "sr_session_by_digest",
+    "sr_prune_sessions",
+    "sr_invite_by_digest",
+    "sr_oauth_code_tenant",
+    "sr_oauth_token_tenant",
+    "sr_touch_oauth_grants",
+    "sr_purge_oauth",
+    "sr_prune_ifttt",
+    "sr_renew_outbox_leases",
+    "sr_password_reset_by_digest",
+    "sr_list_users",
+    "sr_claim_batch",
+    "sr_record_deliveries",
+}
+
+
 async def test_cross_tenant_functions_are_narrow_definers(database: ScratchDatabase) -> None:
-    """Every sr_* function is SECURITY DEFINER with a fixed search_path, owned by the owner,
-    executable by the app role and not by PUBLIC."""
+    """Only the listed cross-tenant sr_* functions are SECURITY DEFINER; every other one runs
+    as its caller, under row-level security. All have a fixed search_path, are owned by the
+    owner, executable by the app role and not by PUBLIC."""
     conn = await connect(database.admin_url)
     try:
         rows = await conn.fetch(
@@ -138,14 +168,36 @@ async def test_cross_tenant_functions_are_narrow_definers(database: ScratchDatab
     finally:
         await conn.close()
     names = {row["proname"] for row in rows}
-    assert {"sr_claim_outbox", "sr_api_key_by_digest", "sr_session_by_digest"} <= names
+    assert {"sr_claim_outbox", "sr_api_key_by_digest", "sr_apply_change"} <= names
+    definers = {row["proname"] for row in rows if row["prosecdef"]}
+    assert definers <= CROSS_TENANT_DEFINERS, definers - CROSS_TENANT_DEFINERS
     for row in rows:
         assert row["proname"].startswith("sr_"), row["proname"]
-        assert row["prosecdef"], row["proname"]
         assert "search_path=public, pg_temp" in (row["proconfig"] or []), row["proname"]
         assert row["owner"] == OWNER_ROLE
         assert row["app_may"], row["proname"]
         assert not row["public_may"], row["proname"]
+
+
+async def test_invoker_functions_cannot_reach_another_tenant(
+    database: ScratchDatabase, two_tenants: tuple[str, str]
+) -> None:
+    """sr_device_of runs as its caller: asked for tenant B's device while the transaction
+    is A's, row-level security hides it."""
+    a, b = two_tenants
+    conn = await connect(database.app_url)
+    try:
+        device_id = "dev_b"
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", b)
+            seen = await conn.fetchval("SELECT sr_device_of($1, $2)", b, device_id)
+        assert seen is not None
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", a)
+            hidden = await conn.fetchval("SELECT sr_device_of($1, $2)", b, device_id)
+        assert hidden is None
+    finally:
+        await conn.close()
 
 
 # behaviour as the app role ---------------------------------------------------------------------
@@ -341,7 +393,9 @@ async def test_two_replicas_deliver_each_key_in_order_and_never_at_once(
         await replica.open()
     try:
         for _ in range(20):
-            assert await replicas[0].enqueue_events(a, device_events(3)) == 3
+            assert (
+                await replicas[0].enqueue_events(a, device_events(3), time.time(), plan=PLAN) == 3
+            )
         held: dict[str, str] = {}
         finished: dict[str, list[int]] = {}
         overlaps: list[str] = []
@@ -350,7 +404,7 @@ async def test_two_replicas_deliver_each_key_in_order_and_never_at_once(
         async def work(replica: PostgresStore, owner: str) -> None:
             idle = 0
             while idle < 20:
-                batch = await replica.claim_outbox(owner, now, 60, 2)
+                batch = (await replica.claim_outbox(owner, now, 60, 2)).items
                 if not batch:
                     idle += 1
                     await asyncio.sleep(0.005)
@@ -401,13 +455,17 @@ async def test_two_replicas_never_claim_the_same_row(
     for replica in replicas:
         await replica.open()
     try:
-        assert await replicas[0].enqueue_events(a, device_events(120)) == 120
-        assert await replicas[0].enqueue_events(b, device_events(120)) == 120
+        assert (
+            await replicas[0].enqueue_events(a, device_events(120), time.time(), plan=PLAN) == 120
+        )
+        assert (
+            await replicas[0].enqueue_events(b, device_events(120), time.time(), plan=PLAN) == 120
+        )
         now = time.time()
 
         async def drain(replica: PostgresStore, owner: str) -> list[int]:
             got: list[int] = []
-            while batch := await replica.claim_outbox(owner, now, 60, 7):
+            while batch := (await replica.claim_outbox(owner, now, 60, 7)).items:
                 got += [item.id for item in batch]
             return got
 
@@ -428,13 +486,13 @@ async def test_a_dead_replicas_rows_return_after_the_lease_and_live_leases_stay(
 ) -> None:
     """release_leases(None) frees no live lease; an expired lease is claimable by another."""
     a, _ = two_tenants
-    await pg_store.enqueue_events(a, device_events(3))
+    await pg_store.enqueue_events(a, device_events(3), time.time(), plan=PLAN)
     now = time.time()
-    assert len(await pg_store.claim_outbox("replica-1", now, 30, 10)) == 3
+    assert len((await pg_store.claim_outbox("replica-1", now, 30, 10)).items) == 3
     assert await pg_store.release_leases(None) == 0
-    assert await pg_store.claim_outbox("replica-2", now + 1, 30, 10) == []
+    assert (await pg_store.claim_outbox("replica-2", now + 1, 30, 10)).items == []
     # replica-1 is killed: nothing records its rows; after the lease they go to replica-2.
-    taken = await pg_store.claim_outbox("replica-2", now + 31, 30, 10)
+    taken = (await pg_store.claim_outbox("replica-2", now + 31, 30, 10)).items
     assert len(taken) == 3
     assert all(item.tenant_id == a for item in taken)
 
@@ -444,8 +502,8 @@ async def test_claims_are_fair_across_destinations(
 ) -> None:
     """A backlog of one destination does not fill a claim while another destination waits."""
     a, b = two_tenants
-    await pg_store.enqueue_events(a, device_events(60))
-    await pg_store.enqueue_events(b, device_events(1))
-    claimed = await pg_store.claim_outbox("w", time.time() + 1, 30, 40)
+    await pg_store.enqueue_events(a, device_events(60), time.time(), plan=PLAN)
+    await pg_store.enqueue_events(b, device_events(1), time.time(), plan=PLAN)
+    claimed = (await pg_store.claim_outbox("w", time.time() + 1, 30, 40)).items
     assert {item.destination for item in claimed} == {"whk_a", "whk_b"}
     assert sum(item.destination == "whk_a" for item in claimed) == 25

@@ -10,6 +10,7 @@ from staterelay.core.errors import NotFound
 from staterelay.core.records import DeviceChange, NewActivity
 from staterelay.core.records.accounts import PasswordReset, Session
 from staterelay.store import Store
+from tests.store.planning import PLAN
 from tests.store.test_contract import NOW, switch, tenant_with_user
 
 
@@ -19,21 +20,26 @@ async def test_a_device_keeps_its_room_through_create_change_and_list(store: Sto
         dataclasses.replace(switch(tenant.id, "dev_1", "Fan"), room="Kitchen"),
         _activity(),
         (),
+        plan=PLAN,
     )
     assert made.room == "Kitchen"
     assert (await store.get_device(tenant.id, "dev_1")).room == "Kitchen"  # type: ignore[union-attr]
     moved = await store.change_device(
-        tenant.id, "dev_1", lambda current: DeviceChange(room="Garden"), NOW + 1
+        tenant.id, "dev_1", lambda current: DeviceChange(room="Garden"), NOW + 1, plan=PLAN
     )
     assert (moved.before.room, moved.after.room) == ("Kitchen", "Garden")
     (listed,) = await store.list_devices(tenant.id, after_seq=None, limit=10)
     assert listed.room == "Garden"
     state = await store.change_device(
-        tenant.id, "dev_1", lambda current: DeviceChange(properties={"power": "ON"}), NOW + 2
+        tenant.id,
+        "dev_1",
+        lambda current: DeviceChange(properties={"power": "ON"}),
+        NOW + 2,
+        plan=PLAN,
     )
     assert state.after.room == "Garden"  # a state change leaves the room alone
     cleared = await store.change_device(
-        tenant.id, "dev_1", lambda current: DeviceChange(room=""), NOW + 3
+        tenant.id, "dev_1", lambda current: DeviceChange(room=""), NOW + 3, plan=PLAN
     )
     assert cleared.after.room == ""
     assert (await store.get_device(tenant.id, "dev_1")).room == ""  # type: ignore[union-attr]

@@ -12,9 +12,12 @@ import asyncpg
 import pytest
 
 from staterelay.core.records import ApiKey, Device, NewActivity, PropertyState
-from staterelay.store import Store, open_store, postgres_engine, sqlite_engine
+from staterelay.store import Store, open_store
+from staterelay.store.postgres import engine as postgres_engine
+from staterelay.store.sqlite import engine as sqlite_engine
 from tests.postgres_support import fresh_database
 from tests.store.conftest import BACKENDS
+from tests.store.planning import PLAN
 from tests.store.test_contract import NOW, tenant_with_user
 
 
@@ -89,7 +92,7 @@ async def test_activity_can_be_limited_to_some_devices(store: Store) -> None:
     tenant, _ = await tenant_with_user(store, "a")
     for device_id in ("dev_a", "dev_b", "dev_c"):
         item = device(tenant.id, device_id)
-        await store.create_device(item, created(item), ())
+        await store.create_device(item, created(item), (), plan=PLAN)
     every = await store.list_activity(tenant.id, limit=10)
     assert {entry.device_id for entry in every} == {"dev_a", "dev_b", "dev_c"}
     some = await store.list_activity(tenant.id, device_ids=["dev_c", "dev_a"], limit=10)

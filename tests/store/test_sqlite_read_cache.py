@@ -7,14 +7,17 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from staterelay.core.records import Device, DeviceChange, PropertyState, Tenant
-from staterelay.store import open_store, sqlite_engine
-from staterelay.store.sqlite import SQLiteStore
+from staterelay.store import open_store
+from staterelay.store.sqlite import engine as sqlite_engine
+from staterelay.store.sqlite.store import SQLiteStore
+from tests.store.planning import PLAN, removal
 from tests.store.test_contract import NOW, created, switch, tenant_with_user
 
 
@@ -34,7 +37,7 @@ async def with_lamp(store: SQLiteStore) -> Tenant:
     """A tenant with one switch, ``dev_a``."""
     tenant, _ = await tenant_with_user(store, "a")
     device = switch(tenant.id, "dev_a", "Lamp")
-    await store.create_device(device, created(device), ())
+    await store.create_device(device, created(device), (), plan=PLAN)
     return tenant
 
 
@@ -51,7 +54,7 @@ async def test_own_commit_is_seen(sqlite_store: SQLiteStore) -> None:
     a = await with_lamp(sqlite_store)
     assert (await sqlite_store.get_device(a.id, "dev_a")) is not None
     committed = await sqlite_store.change_device(
-        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 5
+        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 5, plan=PLAN
     )
     assert await sqlite_store.get_device(a.id, "dev_a") == committed.after
 
@@ -106,11 +109,11 @@ async def test_change_after_another_process_changed_the_device_starts_from_its_s
     """The writer's memory of a device it changed gives way to a newer version on disk."""
     a = await with_lamp(sqlite_store)
     await sqlite_store.change_device(
-        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1, plan=PLAN
     )
     _external_change(tmp_path / "cache.db", "OFF", NOW + 2)
     seen: list[Device] = []
-    committed = await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 3)
+    committed = await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 3, plan=PLAN)
     assert seen[0].properties["power"] == PropertyState("OFF", NOW + 2)
     assert seen[0].version == 3
     assert committed.after.version == 4
@@ -123,13 +126,15 @@ async def test_device_made_again_with_the_same_id_is_read_afresh(
     """Deleted and created again (an import keeps ids): a new row, never the old memory."""
     a = await with_lamp(sqlite_store)
     await sqlite_store.change_device(
-        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1, plan=PLAN
     )
     again = switch(a.id, "dev_a", "Lamp again")
-    await sqlite_store.delete_device(a.id, "dev_a", created(again), ())
-    await sqlite_store.create_device(again, created(again), ())
+    await sqlite_store.delete_device(
+        a.id, "dev_a", removal(created(again), ()), time.time(), plan=PLAN
+    )
+    await sqlite_store.create_device(again, created(again), (), plan=PLAN)
     seen: list[Device] = []
-    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 2)
+    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 2, plan=PLAN)
     assert seen[0].name == "Lamp again"
     assert seen[0].properties["power"].value == "OFF"
 
@@ -152,12 +157,12 @@ async def test_memory_of_a_change_whose_commit_failed_is_dropped(
     monkeypatch.setattr(sqlite_engine, "_commit", failing_commit)
     with pytest.raises(sqlite3.OperationalError):
         await sqlite_store.change_device(
-            a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+            a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1, plan=PLAN
         )
     # version 2 on disk now holds another process's change, not the lost one
     _external_change(tmp_path / "cache.db", "OFF", NOW + 2)
     seen: list[Device] = []
-    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 3)
+    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 3, plan=PLAN)
     assert seen[0].version == 2
     assert seen[0].properties["power"] == PropertyState("OFF", NOW + 2)
 
@@ -173,13 +178,13 @@ async def test_memory_of_a_batch_rolled_back_by_a_neighbour_is_dropped(
         raise ValueError("a write that fails")
 
     first = sqlite_store.change_device(
-        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+        a.id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1, plan=PLAN
     )
     results = await asyncio.gather(first, sqlite_store.engine.write(broken), return_exceptions=True)
     assert isinstance(results[1], ValueError)
     assert not isinstance(results[0], BaseException)
     assert results[0].after.version == 2
     seen: list[Device] = []
-    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 2)
+    await sqlite_store.change_device(a.id, "dev_a", _power_on(seen), NOW + 2, plan=PLAN)
     assert seen[0].version == 2  # the first change, committed once
     assert seen[0].properties["power"] == PropertyState("ON", NOW + 1)

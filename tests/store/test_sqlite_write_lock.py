@@ -12,8 +12,9 @@ import pytest
 
 from staterelay.core.records import DeviceChange
 from staterelay.store import open_store
-from staterelay.store.sqlite import SQLiteStore
-from staterelay.store.sqlite_engine import BUSY_TIMEOUT_MS, _try_begin, connect
+from staterelay.store.sqlite.engine import BUSY_TIMEOUT_MS, _try_begin, connect
+from staterelay.store.sqlite.store import SQLiteStore
+from tests.store.planning import PLAN
 from tests.store.test_contract import NOW, created, switch, tenant_with_user
 
 
@@ -45,7 +46,7 @@ async def lamp_store(tmp_path: Path) -> AsyncIterator[tuple[SQLiteStore, str]]:
     try:
         tenant, _ = await tenant_with_user(store, "a")
         device = switch(tenant.id, "dev_a", "Lamp")
-        await store.create_device(device, created(device), ())
+        await store.create_device(device, created(device), (), plan=PLAN)
         yield store, tenant.id
     finally:
         await store.close()
@@ -60,7 +61,11 @@ async def test_write_waits_for_another_process_holding_the_lock(
         other.execute("BEGIN IMMEDIATE")
         change = asyncio.ensure_future(
             store.change_device(
-                tenant_id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 5
+                tenant_id,
+                "dev_a",
+                lambda d: DeviceChange(properties={"power": "ON"}),
+                NOW + 5,
+                plan=PLAN,
             )
         )
         await asyncio.sleep(0.1)
@@ -81,13 +86,17 @@ async def test_cancelled_caller_does_not_take_its_write_back(
     store, tenant_id = lamp_store
     on = asyncio.create_task(
         store.change_device(
-            tenant_id, "dev_a", lambda d: DeviceChange(properties={"power": "ON"}), NOW + 1
+            tenant_id,
+            "dev_a",
+            lambda d: DeviceChange(properties={"power": "ON"}),
+            NOW + 1,
+            plan=PLAN,
         )
     )
     await asyncio.sleep(0)  # queued, not yet committed
     on.cancel()
     renamed = await store.change_device(
-        tenant_id, "dev_a", lambda d: DeviceChange(name="Hall lamp"), NOW + 2
+        tenant_id, "dev_a", lambda d: DeviceChange(name="Hall lamp"), NOW + 2, plan=PLAN
     )
     with contextlib.suppress(asyncio.CancelledError):
         await on

@@ -3,7 +3,7 @@ principal of a request. Plain data, no behaviour, no driver rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -111,7 +111,7 @@ class ActivityEntry:
 
 @dataclass(frozen=True, slots=True)
 class NewOutboxEvent:
-    """An event the store fans out to every interested sink inside the change's transaction."""
+    """An event of a change; core's planner decides which sinks owe a delivery of it."""
 
     event_type: str
     device_id: str | None
@@ -135,6 +135,15 @@ class OutboxItem:
     created_at: float
     ordering_key: str = ""
     mergeable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxClaim:
+    """Rows leased by one claim, and when the next row not claimed now may be (None: no
+    row is pending)."""
+
+    items: Sequence[OutboxItem]
+    next_due: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +286,18 @@ class CommittedChange:
 
 DeviceMutator = Callable[[Device], DeviceChange]
 """Runs inside the store's transaction with the current device; raises a domain error to abort."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoval:
+    """What deleting a device records: its activity row, and the events it owes."""
+
+    activity: NewActivity
+    events: tuple[NewOutboxEvent, ...]
+
+
+DeviceRemover = Callable[[Device], DeviceRemoval]
+"""Runs inside the store's transaction with the device as it is; may refuse by raising."""
 
 WebhookMutator = Callable[[Webhook], Webhook]
 """Runs inside the store's transaction with the current webhook and returns the new one."""

@@ -1,4 +1,4 @@
-"""The store interface: domain methods, one transaction each, returning frozen records.
+"""The storage port core talks to: domain methods, one transaction each, frozen records.
 
 Every method that touches tenant data takes the tenant id first and never returns another
 tenant's rows. The few lookups that must cross tenants (an API key digest, a user's email for
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from staterelay.core.delivery.plan import InterestFacts, Planner
 from staterelay.core.records import (
     ActivityEntry,
     ApiKey,
@@ -18,9 +19,10 @@ from staterelay.core.records import (
     DeliveryOutcome,
     Device,
     DeviceMutator,
+    DeviceRemover,
     NewActivity,
     NewOutboxEvent,
-    OutboxItem,
+    OutboxClaim,
     OutboxStats,
     PoolStats,
     StorageStats,
@@ -101,9 +103,15 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
 
     # devices -------------------------------------------------------------------------------
     async def create_device(
-        self, device: Device, activity: NewActivity, events: Sequence[NewOutboxEvent]
+        self,
+        device: Device,
+        activity: NewActivity,
+        events: Sequence[NewOutboxEvent],
+        *,
+        plan: Planner,
     ) -> tuple[Device, ActivityEntry, int]:
-        """Insert a device, its properties, an activity row and fanned-out outbox rows.
+        """Insert a device, its properties and an activity row, and apply the delivery plan
+        ``plan`` makes for ``events`` from the household's interest facts, in one transaction.
 
         Returns the stored device, the activity entry and how many outbox rows were written.
         ``Conflict`` when the tenant has a device of that name (case-insensitively).
@@ -121,12 +129,14 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
         """How many devices a tenant has."""
 
     async def change_device(
-        self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float
+        self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float, *, plan: Planner
     ) -> CommittedChange:
-        """Run ``mutate`` on the current device inside one write transaction and apply it.
+        """Run ``mutate`` on the current device and apply what it returns, with the delivery
+        plan ``plan`` makes for the change's events, as one transaction.
 
-        Property values that change bump the version; activity rows and fanned-out outbox
-        rows are written in the same transaction. An empty change writes nothing.
+        Property values that change bump the version. An empty change writes nothing. The
+        store may run ``mutate`` on a device it remembers and again on the current one when
+        that turned out stale: ``mutate`` must depend on nothing but its argument.
         ``NotFound`` when the tenant has no such device; ``Conflict`` on a duplicate name.
         """
 
@@ -134,15 +144,15 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
         self,
         tenant_id: str,
         device_id: str,
-        activity: NewActivity,
-        events: Sequence[NewOutboxEvent],
+        remove: DeviceRemover,
+        now: float,
         *,
-        if_version: int | None = None,
+        plan: Planner,
     ) -> tuple[Device, ActivityEntry, int]:
-        """Delete a device and its properties, log it and fan out the events.
+        """Delete a device as ``remove`` (run on the current device; it may refuse) decides,
+        log it and apply the delivery plan of its events, in one transaction.
 
-        ``NotFound`` when the tenant has no such device; ``PreconditionFailed`` when
-        ``if_version`` is given and the device is at another version.
+        ``NotFound`` when the tenant has no such device.
         """
 
     # activity ------------------------------------------------------------------------------
@@ -181,8 +191,13 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
     async def delete_webhook(self, tenant_id: str, webhook_id: str) -> bool:
         """Delete a webhook, its history and its undelivered rows."""
 
-    async def enqueue_events(self, tenant_id: str, events: Sequence[NewOutboxEvent]) -> int:
-        """Fan events out to the outbox outside a device change (a test send, say)."""
+    async def enqueue_events(
+        self, tenant_id: str, events: Sequence[NewOutboxEvent], now: float, *, plan: Planner
+    ) -> int:
+        """Apply the delivery plan of events outside a device change (a test send, say)."""
+
+    async def interest_facts(self, tenant_id: str) -> InterestFacts:
+        """What the household's changes are delivered to (for tools and tests)."""
 
     async def list_webhook_deliveries(
         self, tenant_id: str, webhook_id: str, *, before_id: int | None, limit: int
@@ -192,8 +207,9 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
     # outbox --------------------------------------------------------------------------------
     async def claim_outbox(
         self, owner: str, now: float, lease_seconds: float, limit: int
-    ) -> Sequence[OutboxItem]:
-        """Cross-tenant: lease up to ``limit`` due rows to ``owner``; no row goes to two owners."""
+    ) -> OutboxClaim:
+        """Cross-tenant: lease up to ``limit`` claimable rows to ``owner`` (no row goes to two
+        owners; rows of one ordering key go in order) and say when the next row falls due."""
 
     async def renew_outbox_leases(
         self, owner: str, ids: Sequence[int], lease_until: float

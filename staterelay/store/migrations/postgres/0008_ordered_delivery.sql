@@ -4,7 +4,7 @@
 -- order, a row waiting for its retry (or being sent) holds back the rows behind it, and no
 -- two replicas ever deliver rows of one key at once. 'mergeable' rows (coalescable state
 -- changes, IFTTT Realtime nudges) that are due together are claimed together (one request
--- may carry them); see staterelay/store/delivery.py.
+-- may carry them); see staterelay/core/delivery/keys.py.
 --
 -- A row now ends as 'delivered', 'merged' (a report sent for another row of its key carried
 -- its change: merged_into names that row's event id) or 'dead'.

@@ -3,7 +3,7 @@
 -- no older pending row of its key holds it back, so rows of one key reach their destination
 -- in commit order and a row waiting for its retry (or being sent) holds back the rows behind
 -- it. 'mergeable' rows (coalescable state changes, IFTTT Realtime nudges) that are due at the
--- same moment go together (see staterelay/store/delivery.py).
+-- same moment go together (see staterelay/core/delivery/keys.py).
 --
 -- A row now ends as 'delivered' (sent, with the status code in its activity entry),
 -- 'merged' (a report sent for another row of its key carried its change: merged_into

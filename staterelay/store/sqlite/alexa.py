@@ -6,19 +6,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
-from staterelay.core.records import NewOutboxEvent
 from staterelay.core.records.alexa import AlexaGrant, AlexaReportNote, grant_from_row
-from staterelay.jsoncodec import decode
-from staterelay.store.delivery import alexa_key, is_routine_trigger
-from staterelay.store.sqlite_engine import SQLiteEngine
-from staterelay.store.sqlite_outbox import insert_outbox_row, mergeable_tail
+from staterelay.store.sqlite.engine import SQLiteEngine
 
 SINK: Final = "alexa"
-# Property changes and presses become ChangeReports and DoorbellPress events; the device
-# lifecycle becomes AddOrUpdateReport and DeleteReport, so Alexa keeps no ghost devices.
-ALEXA_EVENT_TYPES: Final = frozenset(
-    {"state.changed", "button.pressed", "device.created", "device.updated", "device.deleted"}
-)
 
 _GRANT_COLUMNS = (
     "id, tenant_id, user_id, region, status, access_token_ciphertext, refresh_token_ciphertext,"
@@ -191,64 +182,3 @@ class SQLiteAlexa:
             )
 
         await self.engine.write(write)
-
-
-def alexa_fan_out(
-    conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
-) -> int:
-    """One row per active grant of the tenant for every event Alexa must hear about.
-
-    The row's payload also carries ``at`` (the commit time, which the changed properties'
-    ``changed_at`` hold) and ``device_version`` (the device's version with this change), so
-    the sink can tell which rows a report it already sent has covered.
-
-    Rows of one endpoint and grant share an ordering key. A state change that is not a
-    Routine trigger is merged at once into the key's newest row when that row is such a
-    change too and no one has picked it up yet: the sink builds that row's ChangeReport from
-    the device as it is when sending, so it carries this change too. Routine-trigger
-    transitions, presses and lifecycle events are never merged, and nothing merges past them.
-    """
-    if (
-        event.event_type not in ALEXA_EVENT_TYPES
-        or event.device_id is None
-        or event.only_destination is not None
-    ):
-        return 0
-    # One statement for what the fan-out needs to know (it runs for every change): the
-    # active grants and the device's version and type (as this transaction left them).
-    grants = conn.execute(
-        "SELECT g.id, d.version, d.type, d.options"
-        " FROM alexa_grants g LEFT JOIN devices d ON d.tenant_id = g.tenant_id AND d.id = ?"
-        " WHERE g.tenant_id = ? AND g.status = 'active'",
-        (event.device_id, tenant_id),
-    ).fetchall()
-    if not grants:
-        return 0
-    _, version, device_type, options = grants[0]
-    mergeable = (
-        event.event_type == "state.changed"
-        and device_type is not None
-        and not is_routine_trigger(device_type, decode(options), event.payload.get("property"))
-    )
-    stamped = NewOutboxEvent(
-        event_type=event.event_type,
-        device_id=event.device_id,
-        payload={**event.payload, "at": now, "device_version": version},
-    )
-    written = 0
-    for grant_id, _, _, _ in grants:
-        key = alexa_key(grant_id, event.device_id)
-        tail = mergeable_tail(conn, key) if mergeable else None
-        if tail is not None:
-            # The row now stands for this change too: it is covered only once a report
-            # has told Alexa this version.
-            conn.execute(
-                "UPDATE outbox SET payload = json_set(payload, '$.device_version', ?) WHERE id = ?",
-                (version, tail),
-            )
-            continue
-        insert_outbox_row(
-            conn, tenant_id, SINK, grant_id, stamped, now, ordering_key=key, mergeable=mergeable
-        )
-        written += 1
-    return written

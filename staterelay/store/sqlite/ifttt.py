@@ -1,41 +1,27 @@
-"""SQLite implementation of the IFTTT part of the store, and the IFTTT fan-out.
+"""The IFTTT aggregate on SQLite: timelines, thresholds, trigger identities, request ids.
 
-The fan-out runs inside every device change's transaction. It appends the change to its
-trigger timeline (and to the timeline of each tracked threshold it crosses), then, when a
-live trigger identity cares about the change, makes sure a Realtime notification for it is
-queued in the outbox.
-
-Realtime rows are per user (their ordering key) and device, and coalesced: there is at most
-one waiting row per user and device, due at the end of the current debounce window (windows
-are aligned to multiples of the debounce, so rows of all devices and households fall due
-together and the sink sends them as one request). A change inside a window adds its
-identities to the waiting row instead of adding a row.
+Timeline events and Realtime rows are written by the change's delivery plan
+(``store/sqlite/delivery.py``); this module reads timelines, tracks thresholds (backfilling
+their crossings from recorded readings), keeps identities and prunes.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from staterelay.core.records import NewOutboxEvent
+from staterelay.core.delivery import ifttt_key
 from staterelay.core.records.ifttt import (
-    DEFAULT_DEBOUNCE_SECONDS,
-    REALTIME_BATCH,
-    REALTIME_EVENT,
-    REALTIME_SINK,
     SENSOR_KIND,
     IftttEvent,
     IftttPruned,
     Threshold,
     TriggerIdentity,
-    timeline_entry,
 )
 from staterelay.jsoncodec import decode, encode_sorted_text
-from staterelay.store.delivery import ifttt_key
-from staterelay.store.sqlite_engine import SQLiteEngine
-from staterelay.store.sqlite_outbox import insert_outbox_row, uuid4_hex
+from staterelay.store.sqlite.delivery import insert_timeline_event
+from staterelay.store.sqlite.engine import SQLiteEngine
 
 BACKFILL_MAX = 100  # crossings a newly tracked threshold gets from recorded readings
 
@@ -272,85 +258,6 @@ class SQLiteIfttt:
         return await self.engine.write(write)
 
 
-# the fan-out ---------------------------------------------------------------------------------
-
-
-def ifttt_fan_out(
-    conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
-) -> int:
-    """Record a change on its IFTTT timelines and queue Realtime; returns outbox rows added."""
-    recorded = _record_event(conn, tenant_id, event, now)
-    if recorded is None:
-        return 0
-    device_id, kind, crossed = recorded
-    wanted: dict[str, set[str]] = {}
-    for user_id, identity, identity_kind, direction, value in conn.execute(
-        "SELECT user_id, identity, kind, direction, threshold FROM ifttt_trigger_identities"
-        " WHERE tenant_id = ? AND device_id = ? AND deleted_at IS NULL",
-        (tenant_id, device_id),
-    ).fetchall():
-        if identity_kind == kind and (
-            direction is None or _threshold(direction, value).variant in crossed
-        ):
-            wanted.setdefault(user_id, set()).add(identity)
-    written = 0
-    for user_id, identities in sorted(wanted.items()):
-        written += _queue_realtime(
-            conn, tenant_id, event, device_id, user_id, sorted(identities), now
-        )
-    return written
-
-
-def _record_event(
-    conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
-) -> tuple[str, str, set[str]] | None:
-    """Append the event to its timeline; (device id, kind, variants crossed) or None."""
-    entry = timeline_entry(event.event_type, event.device_id, event.payload)
-    if entry is None:
-        return None
-    device_id, kind, prop = entry.device_id, entry.kind, entry.property
-    old_number, new_number = entry.old_number, entry.new_number
-    uid = uuid4_hex()
-    row = (
-        tenant_id,
-        device_id,
-        entry.device_name,
-        kind,
-        prop,
-        None if entry.old is None else encode_sorted_text(entry.old),
-        None if entry.new is None else encode_sorted_text(entry.new),
-        old_number,
-        new_number,
-        entry.cause,
-        entry.source,
-        now,
-    )
-    source_id = _insert_event(conn, uid, "", None, row)
-    crossed: set[str] = set()
-    if prop == "temperature":
-        for variant, direction, value in conn.execute(
-            "SELECT variant, direction, threshold FROM ifttt_thresholds"
-            " WHERE tenant_id = ? AND device_id = ?",
-            (tenant_id, device_id),
-        ).fetchall():
-            if _threshold(direction, value).crossed(old_number, new_number):
-                _insert_event(conn, f"{uid}-{variant}", variant, source_id, row)
-                crossed.add(variant)
-    return device_id, kind, crossed
-
-
-def _insert_event(
-    conn: sqlite3.Connection, uid: str, variant: str, source_id: int | None, row: tuple[Any, ...]
-) -> int:
-    cursor = conn.execute(
-        "INSERT INTO ifttt_events (uid, variant, source_id, tenant_id, device_id, device_name,"
-        " kind, property, old_value, new_value, old_number, new_number, cause, source,"
-        " occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (uid, variant, source_id, *row),
-    )
-    return int(cursor.lastrowid or 0)
-
-
 def _backfill_crossings(
     conn: sqlite3.Connection, tenant_id: str, device_id: str, threshold: Threshold
 ) -> int:
@@ -375,71 +282,8 @@ def _backfill_crossings(
             if len(found) >= BACKFILL_MAX:
                 break
     for row in reversed(found):
-        _insert_event(conn, f"{row[1]}-{variant}", variant, row[0], row[2:])
+        insert_timeline_event(conn, f"{row[1]}-{variant}", variant, row[0], row[2:])
     return len(found)
-
-
-def _queue_realtime(
-    conn: sqlite3.Connection,
-    tenant_id: str,
-    event: NewOutboxEvent,
-    device_id: str,
-    user_id: str,
-    identities: list[str],
-    now: float,
-) -> int:
-    """Add the identities to the user's waiting Realtime row of the device, or queue one."""
-    config = conn.execute(
-        "SELECT enabled, debounce_seconds FROM ifttt_realtime WHERE id = 1"
-    ).fetchone()
-    if config is not None and not config[0]:
-        return 0
-    debounce = float(config[1]) if config is not None else DEFAULT_DEBOUNCE_SECONDS
-    key = ifttt_key(user_id)
-    waiting = conn.execute(
-        "SELECT id, payload FROM outbox WHERE ordering_key = ? AND status = 'pending'"
-        " AND device_id = ? AND next_attempt_at > ? AND attempts = 0 AND lease_owner IS NULL"
-        " ORDER BY id DESC LIMIT 1",
-        (key, device_id, now),
-    ).fetchone()
-    if waiting is not None:
-        payload = decode(waiting[1])
-        queued: list[str] = list(payload.get("trigger_identities") or ())
-        new = [identity for identity in identities if identity not in queued]
-        if not new:
-            return 0
-        if len(queued) + len(new) <= REALTIME_BATCH:
-            payload["trigger_identities"] = queued + new
-            conn.execute(
-                "UPDATE outbox SET payload = ? WHERE id = ?",
-                (encode_sorted_text(payload), waiting[0]),
-            )
-            return 0
-        identities = new
-    due = math.ceil(now / debounce) * debounce if debounce > 0 else now
-    written = 0
-    for start in range(0, len(identities), REALTIME_BATCH):
-        row = NewOutboxEvent(
-            event_type=REALTIME_EVENT,
-            device_id=device_id,
-            payload={
-                "device": event.payload.get("device"),
-                "trigger_identities": identities[start : start + REALTIME_BATCH],
-            },
-        )
-        insert_outbox_row(
-            conn,
-            tenant_id,
-            REALTIME_SINK,
-            device_id,
-            row,
-            now,
-            ordering_key=key,
-            mergeable=True,
-            due_at=due,
-        )
-        written += 1
-    return written
 
 
 def _threshold(direction: str, value: Any) -> Threshold:

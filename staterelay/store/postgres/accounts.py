@@ -11,10 +11,10 @@ import asyncpg
 from staterelay.core.errors import Conflict, NotFound
 from staterelay.core.records import Tenant, User
 from staterelay.core.records.accounts import Invite, PasswordReset, Session
-from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
+from staterelay.store.postgres.engine import PostgresEngine, bind_tenant, clean_text, rowcount
 
 if TYPE_CHECKING:
-    from staterelay.store.postgres_engine import Connection
+    from staterelay.store.postgres.engine import Connection
 
 _SESSION_COLUMNS = "id, tenant_id, user_id, created_at, last_seen_at, expires_at, ip, user_agent"
 _INVITE_COLUMNS = "id, tenant_id, created_by, created_at, expires_at, used_at, used_by"

@@ -1,4 +1,4 @@
-"""What both stores' fan-outs agree on: ordering keys and which rows may be merged.
+"""Ordering keys: which rows of the outbox form one stream that must arrive in order.
 
 A key names one stream whose order matters to its receiver: one Alexa endpoint of one
 linked user, one IFTTT user, one webhook's view of one device. Rows of a key are handed to

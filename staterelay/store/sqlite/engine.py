@@ -58,6 +58,8 @@ def connect(
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
+    # Temporary tables (the deliverer's leases) live in memory, never in a file.
+    conn.execute("PRAGMA temp_store = MEMORY")
     return conn
 
 
@@ -158,6 +160,7 @@ class SQLiteEngine:
         """Create the file if needed, apply migrations and start the writer."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
+        self._closing = False
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._writer = await loop.run_in_executor(
             self._write_pool, lambda: connect(self.path, synchronous=self.synchronous)

@@ -1,6 +1,6 @@
 """PostgreSQL implementation of the IFTTT part of the store, and the IFTTT fan-out.
 
-The same design as ``sqlite_ifttt`` (timelines written inside the change's transaction,
+The same design as ``store.sqlite.ifttt`` (timelines written inside the change's transaction,
 Realtime rows coalesced per device and debounce window). Where SQLite relies on its single
 writer, this relies on the device's row lock that every change holds: changes of one device
 run one after another, and tracking a new threshold waits for the change in progress.
@@ -8,32 +8,23 @@ run one after another, and tracking a new threshold waits for the change in prog
 
 from __future__ import annotations
 
-import math
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from staterelay.core.records import NewOutboxEvent
+from staterelay.core.delivery import ifttt_key
 from staterelay.core.records.ifttt import (
-    DEFAULT_DEBOUNCE_SECONDS,
-    REALTIME_BATCH,
-    REALTIME_EVENT,
-    REALTIME_SINK,
     SENSOR_KIND,
     IftttEvent,
     IftttPruned,
     Threshold,
     TriggerIdentity,
-    timeline_entry,
 )
-from staterelay.store.delivery import ifttt_key
-from staterelay.store.postgres_engine import PostgresEngine, rowcount
-from staterelay.store.postgres_outbox import insert_outbox_row
+from staterelay.store.postgres.engine import PostgresEngine, rowcount
 
 if TYPE_CHECKING:
-    from staterelay.store.postgres_engine import Connection
+    from staterelay.store.postgres.engine import Connection
 
 BACKFILL_MAX = 100  # crossings a newly tracked threshold gets from recorded readings
 
@@ -60,13 +51,13 @@ class PostgresIfttt:
     async def configure_ifttt_realtime(
         self, *, enabled: bool, debounce_seconds: float, now: float
     ) -> None:
-        """Store the Realtime switch and window for every replica's fan-out."""
+        """Store the Realtime switch and window; every replica's facts move with it."""
         async with self.engine.instance() as conn:
             await conn.execute(
                 "INSERT INTO ifttt_realtime (id, enabled, debounce_seconds, updated_at)"
                 " VALUES (1, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET"
                 " enabled = excluded.enabled, debounce_seconds = excluded.debounce_seconds,"
-                " updated_at = excluded.updated_at",
+                " updated_at = excluded.updated_at, generation = ifttt_realtime.generation + 1",
                 enabled,
                 debounce_seconds,
                 now,
@@ -264,71 +255,6 @@ class PostgresIfttt:
 # the fan-out ---------------------------------------------------------------------------------
 
 
-async def ifttt_fan_out(conn: Connection, tenant_id: str, event: NewOutboxEvent, now: float) -> int:
-    """Record a change on its IFTTT timelines and queue Realtime; returns outbox rows added."""
-    recorded = await _record_event(conn, tenant_id, event, now)
-    if recorded is None:
-        return 0
-    device_id, kind, crossed = recorded
-    rows = await conn.fetch(
-        "SELECT user_id, identity, kind, direction, threshold FROM ifttt_trigger_identities"
-        " WHERE tenant_id = $1 AND device_id = $2 AND deleted_at IS NULL",
-        tenant_id,
-        device_id,
-    )
-    wanted: dict[str, set[str]] = {}
-    for user_id, identity, identity_kind, direction, value in rows:
-        if identity_kind == kind and (
-            direction is None or _threshold(direction, value).variant in crossed
-        ):
-            wanted.setdefault(user_id, set()).add(identity)
-    written = 0
-    for user_id, identities in sorted(wanted.items()):
-        written += await _queue_realtime(
-            conn, tenant_id, event, device_id, user_id, sorted(identities), now
-        )
-    return written
-
-
-async def _record_event(
-    conn: Connection, tenant_id: str, event: NewOutboxEvent, now: float
-) -> tuple[str, str, set[str]] | None:
-    """Append the event to its timeline; (device id, kind, variants crossed) or None."""
-    entry = timeline_entry(event.event_type, event.device_id, event.payload)
-    if entry is None:
-        return None
-    device_id, kind, prop = entry.device_id, entry.kind, entry.property
-    old_number, new_number = entry.old_number, entry.new_number
-    uid = uuid.uuid4().hex
-    body = (
-        tenant_id,
-        device_id,
-        entry.device_name,
-        kind,
-        prop,
-        entry.old,
-        entry.new,
-        old_number,
-        new_number,
-        entry.cause,
-        entry.source,
-        now,
-    )
-    source_id = await _insert_event(conn, uid, "", None, body)
-    crossed: set[str] = set()
-    if prop == "temperature":
-        for variant, direction, value in await conn.fetch(
-            "SELECT variant, direction, threshold FROM ifttt_thresholds"
-            " WHERE tenant_id = $1 AND device_id = $2",
-            tenant_id,
-            device_id,
-        ):
-            if _threshold(direction, value).crossed(old_number, new_number):
-                await _insert_event(conn, f"{uid}-{variant}", variant, source_id, body)
-                crossed.add(variant)
-    return device_id, kind, crossed
-
-
 async def _insert_event(
     conn: Connection,
     uid: str,
@@ -378,72 +304,6 @@ async def _backfill_crossings(
     for row in reversed(found):
         await _insert_event(conn, f"{row['uid']}-{variant}", variant, row["id"], tuple(row)[2:])
     return len(found)
-
-
-async def _queue_realtime(
-    conn: Connection,
-    tenant_id: str,
-    event: NewOutboxEvent,
-    device_id: str,
-    user_id: str,
-    identities: list[str],
-    now: float,
-) -> int:
-    """Add the identities to the user's waiting Realtime row of the device, or queue one."""
-    config = await conn.fetchrow(
-        "SELECT enabled, debounce_seconds FROM ifttt_realtime WHERE id = 1"
-    )
-    if config is not None and not config["enabled"]:
-        return 0
-    debounce = float(config["debounce_seconds"]) if config is not None else DEFAULT_DEBOUNCE_SECONDS
-    key = ifttt_key(user_id)
-    waiting = await conn.fetchrow(
-        "SELECT id, payload FROM outbox WHERE tenant_id = $1 AND ordering_key = $2"
-        " AND status = 'pending' AND device_id = $3 AND next_attempt_at > $4"
-        " AND attempts = 0 AND lease_owner IS NULL"
-        " ORDER BY id DESC LIMIT 1 FOR UPDATE",
-        tenant_id,
-        key,
-        device_id,
-        now,
-    )
-    if waiting is not None:
-        payload = dict(waiting["payload"])
-        queued: list[str] = list(payload.get("trigger_identities") or ())
-        new = [identity for identity in identities if identity not in queued]
-        if not new:
-            return 0
-        if len(queued) + len(new) <= REALTIME_BATCH:
-            payload["trigger_identities"] = queued + new
-            await conn.execute(
-                "UPDATE outbox SET payload = $1 WHERE id = $2", payload, waiting["id"]
-            )
-            return 0
-        identities = new
-    due = math.ceil(now / debounce) * debounce if debounce > 0 else now
-    written = 0
-    for start in range(0, len(identities), REALTIME_BATCH):
-        row = NewOutboxEvent(
-            event_type=REALTIME_EVENT,
-            device_id=device_id,
-            payload={
-                "device": event.payload.get("device"),
-                "trigger_identities": identities[start : start + REALTIME_BATCH],
-            },
-        )
-        await insert_outbox_row(
-            conn,
-            tenant_id,
-            REALTIME_SINK,
-            device_id,
-            row,
-            now,
-            ordering_key=key,
-            mergeable=True,
-            due_at=due,
-        )
-        written += 1
-    return written
 
 
 def _threshold(direction: str, value: Any) -> Threshold:

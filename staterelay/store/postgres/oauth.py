@@ -23,10 +23,10 @@ from staterelay.core.records.oauth import (
     OAuthToken,
     Rotation,
 )
-from staterelay.store.postgres_engine import PostgresEngine, rowcount
+from staterelay.store.postgres.engine import PostgresEngine, rowcount
 
 if TYPE_CHECKING:
-    from staterelay.store.postgres_engine import Connection
+    from staterelay.store.postgres.engine import Connection
 
 _CLIENT_COLUMNS = (
     "id, name, redirect_uris, token_endpoint_auth_method, scopes, source, created_at, secret_digest"

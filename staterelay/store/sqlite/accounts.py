@@ -10,7 +10,7 @@ from typing import Any
 from staterelay.core.errors import Conflict, NotFound
 from staterelay.core.records import Tenant, User
 from staterelay.core.records.accounts import Invite, PasswordReset, Session
-from staterelay.store.sqlite_engine import SQLiteEngine
+from staterelay.store.sqlite.engine import SQLiteEngine
 
 _SESSION_COLUMNS = "id, tenant_id, user_id, created_at, last_seen_at, expires_at, ip, user_agent"
 _INVITE_COLUMNS = "id, tenant_id, created_by, created_at, expires_at, used_at, used_by"

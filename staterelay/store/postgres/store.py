@@ -8,24 +8,18 @@ single writer, this one locks rows (``SELECT ... FOR UPDATE``).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from staterelay.core.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.core.errors import NotFound
 from staterelay.core.records import (
     ActivityEntry,
     ApiKey,
-    CommittedChange,
     Device,
-    DeviceMutator,
-    NewActivity,
-    NewOutboxEvent,
     PoolStats,
     PropertyState,
     StorageStats,
@@ -36,26 +30,22 @@ from staterelay.core.records import (
     WebhookMutator,
 )
 from staterelay.jsoncodec import decode
-from staterelay.store.postgres_accounts import PostgresAccount, insert_tenant, insert_user, user
-from staterelay.store.postgres_alexa import PostgresAlexa, alexa_fan_out
-from staterelay.store.postgres_engine import (
+from staterelay.store.postgres.accounts import PostgresAccount, insert_tenant, insert_user, user
+from staterelay.store.postgres.alexa import PostgresAlexa
+from staterelay.store.postgres.devices import PostgresDevices
+from staterelay.store.postgres.engine import (
     PostgresEngine,
-    clean_text,
     pending_migrations,
     rowcount,
 )
-from staterelay.store.postgres_ifttt import PostgresIfttt, ifttt_fan_out
-from staterelay.store.postgres_oauth import PostgresOAuth
-from staterelay.store.postgres_outbox import (
-    HEAD_DUE,
-    SQL_EVENT_ID,
+from staterelay.store.postgres.ifttt import PostgresIfttt
+from staterelay.store.postgres.oauth import PostgresOAuth
+from staterelay.store.postgres.outbox import (
     PostgresOutbox,
-    insert_activity_row,
 )
 
 if TYPE_CHECKING:
-    from staterelay.store.postgres_engine import Connection
-    from staterelay.store.postgres_outbox import FanOut
+    from staterelay.store.postgres.engine import Connection
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -81,23 +71,23 @@ _API_KEY_COLUMNS = (
 )
 
 
-class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt, PostgresOutbox):
+class PostgresStore(
+    PostgresDevices, PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt, PostgresOutbox
+):
     """``Store`` on a PostgreSQL database shared by any number of replicas."""
 
     def __init__(self, url: str, *, migrate_url: str | None = None) -> None:
         self.engine = PostgresEngine(url, migrate_url=migrate_url)
-        # Changes of one device queue here, in this process, rather than on its row lock
-        # in the database, where each waiter would hold a pooled connection and all of
-        # them wake at every commit. Across replicas the row lock still orders them.
-        self._device_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._init_devices()
 
-    def _device_lock(self, tenant_id: str, device_id: str) -> asyncio.Lock:
-        lock = self._device_locks.get((tenant_id, device_id))
-        if lock is None:
-            lock = self._device_locks[(tenant_id, device_id)] = asyncio.Lock()
-        return lock
+    async def configure_ifttt_realtime(
+        self, *, enabled: bool, debounce_seconds: float, now: float
+    ) -> None:
+        """Store the Realtime switch and window; households' facts are read again."""
+        await super().configure_ifttt_realtime(
+            enabled=enabled, debounce_seconds=debounce_seconds, now=now
+        )
+        self.forget_interest()
 
     # lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -298,51 +288,6 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
             )
 
     # devices -------------------------------------------------------------------------------
-    async def create_device(
-        self, device: Device, activity: NewActivity, events: Sequence[NewOutboxEvent]
-    ) -> tuple[Device, ActivityEntry, int]:
-        """Insert a device with its properties, log it and fan out its events."""
-        async with self.engine.tenant(device.tenant_id) as conn:
-            try:
-                seq = await conn.fetchval(
-                    "INSERT INTO devices (id, tenant_id, type, name, name_key, description,"
-                    " options, version, created_at, updated_at, room)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
-                    device.id,
-                    device.tenant_id,
-                    device.type,
-                    device.name,
-                    device.name.casefold(),
-                    device.description,
-                    dict(device.options),
-                    device.version,
-                    device.created_at,
-                    device.updated_at,
-                    device.room,
-                )
-            except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name == "devices_name_unique":
-                    raise Conflict("a device with this name exists", field="name") from None
-                raise Conflict("a device with this id exists", field="id") from None
-            if device.properties:
-                await conn.executemany(
-                    "INSERT INTO device_properties (tenant_id, device_id, name, value,"
-                    " changed_at) VALUES ($1, $2, $3, $4, $5)",
-                    [
-                        (device.tenant_id, device.id, name, p.value, p.changed_at)
-                        for name, p in device.properties.items()
-                    ],
-                )
-            stored = dataclasses.replace(device, seq=int(seq))
-            entry = await _insert_activity(conn, device.tenant_id, activity, device.created_at)
-            rows = await _fan_out(conn, device.tenant_id, events, device.created_at)
-        return stored, entry, rows
-
-    async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
-        """One device."""
-        async with self.engine.tenant(tenant_id, readonly=True) as conn:
-            return await _load_device(conn, tenant_id, device_id)
-
     async def list_devices(
         self, tenant_id: str, *, after_seq: int | None, limit: int
     ) -> Sequence[Device]:
@@ -362,93 +307,6 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
             return int(
                 await conn.fetchval("SELECT count(*) FROM devices WHERE tenant_id = $1", tenant_id)
             )
-
-    async def change_device(
-        self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float
-    ) -> CommittedChange:
-        """Lock, mutate and write a device in one transaction."""
-        async with self._device_lock(tenant_id, device_id), self.engine.tenant(tenant_id) as conn:
-            # The row lock orders concurrent changes of one device: each mutator sees the
-            # version the previous change committed.
-            before = await _load_device(conn, tenant_id, device_id, lock=True)
-            if before is None:
-                raise NotFound("no such device")
-            change = mutate(before)
-            if change.is_empty:
-                return CommittedChange(before=before, after=before, activity=(), outbox_rows=0)
-            properties = dict(before.properties)
-            for name, value in change.properties.items():
-                properties[name] = PropertyState(value=value, changed_at=now)
-            options = dict(change.options) if change.options is not None else None
-            after = dataclasses.replace(
-                before,
-                name=before.name if change.name is None else change.name,
-                description=(
-                    before.description if change.description is None else change.description
-                ),
-                options=before.options if options is None else options,
-                room=before.room if change.room is None else change.room,
-                properties=properties,
-                version=before.version + 1,
-                updated_at=now,
-            )
-            activity = change.activity
-            try:
-                ids = await conn.fetch(
-                    _APPLY_CHANGE,
-                    tenant_id,
-                    device_id,
-                    list(change.properties),
-                    list(change.properties.values()),
-                    now,
-                    after.version,
-                    change.name,
-                    None if change.name is None else change.name.casefold(),
-                    change.description,
-                    options,
-                    *_activity_columns(activity),
-                    change.room,
-                )
-            except asyncpg.UniqueViolationError:
-                raise Conflict("a device with this name exists", field="name") from None
-            entries = tuple(
-                _entry(tenant_id, a, activity_id, now)
-                for a, activity_id in zip(activity, sorted(r["id"] for r in ids), strict=True)
-            )
-            rows = await _fan_out(conn, tenant_id, change.events, now)
-        return CommittedChange(before=before, after=after, activity=entries, outbox_rows=rows)
-
-    async def delete_device(
-        self,
-        tenant_id: str,
-        device_id: str,
-        activity: NewActivity,
-        events: Sequence[NewOutboxEvent],
-        *,
-        if_version: int | None = None,
-    ) -> tuple[Device, ActivityEntry, int]:
-        """Delete a device."""
-        async with self.engine.tenant(tenant_id) as conn:
-            device = await _load_device(conn, tenant_id, device_id, lock=True)
-            if device is None:
-                raise NotFound("no such device")
-            if if_version is not None and device.version != if_version:
-                raise PreconditionFailed(
-                    f"the device is at version {device.version}, not {if_version}"
-                )
-            # The deletion and the time it happened, in one round trip (a data-modifying
-            # WITH runs whether or not the query reads it).
-            now = float(
-                await conn.fetchval(
-                    "WITH gone AS (DELETE FROM devices WHERE tenant_id = $1 AND id = $2)"
-                    " SELECT extract(epoch FROM clock_timestamp())::double precision",
-                    tenant_id,
-                    device_id,
-                )
-            )
-            entry = await _insert_activity(conn, tenant_id, activity, now)
-            rows = await _fan_out(conn, tenant_id, events, now)
-        return device, entry, rows
 
     # activity ------------------------------------------------------------------------------
     async def list_activity(
@@ -504,9 +362,12 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
         return dataclasses.replace(webhook, seq=int(seq))
 
     async def get_webhook(self, tenant_id: str, webhook_id: str) -> Webhook | None:
-        """One webhook."""
-        async with self.engine.tenant(tenant_id, readonly=True) as conn:
-            return await _load_webhook(conn, tenant_id, webhook_id)
+        """One webhook, in one round trip (``sr_get_webhook`` sets the tenant)."""
+        async with self.engine.statement() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM sr_get_webhook($1, $2)", tenant_id, webhook_id
+            )
+        return None if row is None else _webhook(row)
 
     async def list_webhooks(
         self, tenant_id: str, *, after_seq: int | None, limit: int
@@ -558,12 +419,6 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
                 await _drop_pending(conn, tenant_id, webhook_id)
         return bool(deleted)
 
-    async def enqueue_events(self, tenant_id: str, events: Sequence[NewOutboxEvent]) -> int:
-        """Fan events out outside a device change."""
-        async with self.engine.tenant(tenant_id) as conn:
-            now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8"))
-            return await _fan_out(conn, tenant_id, events, now)
-
     async def list_webhook_deliveries(
         self, tenant_id: str, webhook_id: str, *, before_id: int | None, limit: int
     ) -> Sequence[WebhookDelivery]:
@@ -584,43 +439,6 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
 # A change's writes in one round trip: the properties, the device row and the activity
 # rows (the data-modifying WITH parts run whether or not the main statement reads them).
 # Activity ids are assigned in the order of the rows, which the caller sorts back.
-_APPLY_CHANGE = (
-    "WITH props AS ("
-    " INSERT INTO device_properties (tenant_id, device_id, name, value, changed_at)"
-    " SELECT $1, $2, p.name, p.value, $5 FROM unnest($3::text[], $4::jsonb[]) AS p (name, value)"
-    " ON CONFLICT (tenant_id, device_id, name)"
-    " DO UPDATE SET value = excluded.value, changed_at = excluded.changed_at"
-    "), device AS ("
-    " UPDATE devices SET version = $6, updated_at = $5, name = coalesce($7, name),"
-    " name_key = coalesce($8, name_key), description = coalesce($9, description),"
-    " options = coalesce($10::jsonb, options), room = coalesce($21::text, room)"
-    " WHERE tenant_id = $1 AND id = $2"
-    ") INSERT INTO activity_log (tenant_id, device_id, device_name, kind, source, actor, cause,"
-    " property, old_value, new_value, detail, created_at)"
-    " SELECT $1, a.device_id, a.device_name, a.kind, a.source, a.actor, a.cause, a.property,"
-    " a.old_value, a.new_value, a.detail, $5 FROM unnest($11::text[], $12::text[], $13::text[],"
-    " $14::text[], $15::text[], $16::text[], $17::text[], $18::jsonb[], $19::jsonb[],"
-    " $20::jsonb[]) WITH ORDINALITY AS a (device_id, device_name, kind, source, actor, cause,"
-    " property, old_value, new_value, detail, n) ORDER BY a.n RETURNING id"
-)
-
-
-def _activity_columns(activity: Sequence[NewActivity]) -> list[list[Any]]:
-    """The activity rows as the ten column arrays ``_APPLY_CHANGE`` unnests."""
-    return [
-        [a.device_id for a in activity],
-        [a.device_name for a in activity],
-        [a.kind for a in activity],
-        [a.source for a in activity],
-        [clean_text(a.actor) for a in activity],
-        [clean_text(a.cause) for a in activity],
-        [a.property for a in activity],
-        [a.old_value for a in activity],
-        [a.new_value for a in activity],
-        [dict(a.detail or {}) for a in activity],
-    ]
-
-
 # row helpers ---------------------------------------------------------------------------------
 
 
@@ -637,27 +455,6 @@ def _api_key(row: asyncpg.Record) -> ApiKey:
         revoked_at=row["revoked_at"],
         device_ids=None if row["device_ids"] is None else tuple(row["device_ids"]),
     )
-
-
-async def _load_device(
-    conn: Connection, tenant_id: str, device_id: str, *, lock: bool = False
-) -> Device | None:
-    """One device with its properties (locked first, for a change).
-
-    The lock is a statement of its own: a statement that waited for a lock sees the new
-    version of the locked row but still reads other tables from its old snapshot, so the
-    properties are read by the next statement, which sees what the previous change wrote.
-    """
-    if lock and not await conn.fetchval(
-        "SELECT true FROM devices WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-        tenant_id,
-        device_id,
-    ):
-        return None
-    row = await conn.fetchrow(
-        f"{_DEVICE_SELECT} WHERE d.tenant_id = $1 AND d.id = $2", tenant_id, device_id
-    )
-    return None if row is None else _device(row)
 
 
 def _device(row: asyncpg.Record) -> Device:
@@ -684,31 +481,6 @@ def _device(row: asyncpg.Record) -> Device:
     )
 
 
-async def _insert_activity(
-    conn: Connection, tenant_id: str, activity: NewActivity, at: float
-) -> ActivityEntry:
-    activity_id, _ = await insert_activity_row(conn, tenant_id, activity, at)
-    return _entry(tenant_id, activity, activity_id, at)
-
-
-def _entry(tenant_id: str, activity: NewActivity, activity_id: int, at: float) -> ActivityEntry:
-    return ActivityEntry(
-        id=activity_id,
-        tenant_id=tenant_id,
-        device_id=activity.device_id,
-        device_name=activity.device_name,
-        kind=activity.kind,
-        source=activity.source,
-        actor=activity.actor,
-        cause=activity.cause,
-        property=activity.property,
-        old_value=activity.old_value,
-        new_value=activity.new_value,
-        detail=dict(activity.detail or {}),
-        created_at=at,
-    )
-
-
 def _activity(row: asyncpg.Record) -> ActivityEntry:
     return ActivityEntry(
         id=row["id"],
@@ -725,52 +497,6 @@ def _activity(row: asyncpg.Record) -> ActivityEntry:
         detail=row["detail"] or {},
         created_at=row["created_at"],
     )
-
-
-async def _fan_out(
-    conn: Connection, tenant_id: str, events: Sequence[NewOutboxEvent], now: float
-) -> int:
-    """Write one outbox row per interested destination of each event, for every sink."""
-    written = 0
-    for event in events:
-        for fan_out in FAN_OUTS:
-            written += await fan_out(conn, tenant_id, event, now)
-    return written
-
-
-async def _webhook_fan_out(
-    conn: Connection, tenant_id: str, event: NewOutboxEvent, now: float
-) -> int:
-    """One row per enabled webhook whose event and device filters match, in one statement."""
-    match = (
-        "(w.event_types IS NULL OR $2 = ANY (w.event_types))"
-        " AND (w.device_ids IS NULL OR $4 = ANY (w.device_ids))"
-    )
-    value = event.device_id
-    if event.only_destination is not None:
-        # A test send goes to the one webhook named, whatever its filters.
-        match, value = "w.id = $4", event.only_destination
-    # Each row's ordering key is ``webhook_key(webhook, device)``; it is due no earlier than
-    # the head of its key (see INSERT_OUTBOX_ROW).
-    status = await conn.execute(
-        "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
-        " device_id, payload, mergeable, next_attempt_at, created_at)"
-        f" SELECT $1, 'webhook', w.id, k.key, {SQL_EVENT_ID}, $2, $3, $5, false,"
-        f"  greatest($6, coalesce({HEAD_DUE.format(key='k.key')}, 0)), $6"
-        " FROM webhooks w"
-        " CROSS JOIN LATERAL (SELECT 'webhook:' || w.id || ':' || coalesce($3::text, '') AS key) k"
-        f" WHERE w.tenant_id = $1 AND w.enabled AND {match} ORDER BY w.seq",
-        tenant_id,
-        event.event_type,
-        event.device_id,
-        value,
-        dict(event.payload),
-        now,
-    )
-    return rowcount(status)
-
-
-FAN_OUTS: tuple[FanOut, ...] = (_webhook_fan_out, alexa_fan_out, ifttt_fan_out)
 
 
 async def _drop_pending(conn: Connection, tenant_id: str, webhook_id: str) -> None:

@@ -6,15 +6,12 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import TYPE_CHECKING
 
-from staterelay.core.records import NewOutboxEvent
 from staterelay.core.records.alexa import AlexaGrant, AlexaReportNote, grant_from_row
-from staterelay.store.delivery import alexa_key, is_routine_trigger
-from staterelay.store.postgres_engine import PostgresEngine, bind_tenant, clean_text, rowcount
-from staterelay.store.postgres_outbox import insert_outbox_row, mergeable_tail
-from staterelay.store.sqlite_alexa import ALEXA_EVENT_TYPES, SINK
+from staterelay.store.postgres.engine import PostgresEngine, bind_tenant, clean_text, rowcount
+from staterelay.store.sqlite.alexa import SINK
 
 if TYPE_CHECKING:
-    from staterelay.store.postgres_engine import Connection
+    from staterelay.store.postgres.engine import Connection
 
 _GRANT_COLUMNS = (
     "id, tenant_id, user_id, region, status, access_token_ciphertext, refresh_token_ciphertext,"
@@ -182,66 +179,3 @@ class PostgresAlexa:
                         for note in group
                     ],
                 )
-
-
-async def alexa_fan_out(conn: Connection, tenant_id: str, event: NewOutboxEvent, now: float) -> int:
-    """One row per active grant of the tenant for every event Alexa must hear about.
-
-    The row's payload also carries ``at`` (the commit time, which the changed properties'
-    ``changed_at`` hold) and ``device_version`` (the device's version with this change), so
-    the sink can tell which rows a report it already sent has covered.
-
-    As on SQLite, a state change that is not a Routine trigger merges into the newest row of
-    its key when that row may take it (``mergeable_tail``, which locks it until this change
-    commits); everything else gets a row of its own, behind the key's earlier rows.
-    """
-    if (
-        event.event_type not in ALEXA_EVENT_TYPES
-        or event.device_id is None
-        or event.only_destination is not None
-    ):
-        return 0
-    grants = await conn.fetch(
-        "SELECT id FROM alexa_grants WHERE tenant_id = $1 AND status = 'active' ORDER BY id",
-        tenant_id,
-    )
-    if not grants:
-        return 0
-    device = await conn.fetchrow(
-        "SELECT version, type, options FROM devices WHERE tenant_id = $1 AND id = $2",
-        tenant_id,
-        event.device_id,
-    )
-    mergeable = (
-        event.event_type == "state.changed"
-        and device is not None
-        and not is_routine_trigger(device["type"], device["options"], event.payload.get("property"))
-    )
-    stamped = NewOutboxEvent(
-        event_type=event.event_type,
-        device_id=event.device_id,
-        payload={
-            **event.payload,
-            "at": now,
-            "device_version": None if device is None else device["version"],
-        },
-    )
-    written = 0
-    for grant in grants:
-        key = alexa_key(grant["id"], event.device_id)
-        tail = await mergeable_tail(conn, tenant_id, key) if mergeable else None
-        if tail is not None:
-            # The row now stands for this change too (see the SQLite fan-out).
-            await conn.execute(
-                "UPDATE outbox SET payload = payload || jsonb_build_object('device_version',"
-                " $1::integer) WHERE tenant_id = $2 AND id = $3",
-                stamped.payload["device_version"],
-                tenant_id,
-                tail,
-            )
-            continue
-        await insert_outbox_row(
-            conn, tenant_id, SINK, grant["id"], stamped, now, ordering_key=key, mergeable=mergeable
-        )
-        written += 1
-    return written

@@ -8,18 +8,17 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from staterelay.core.errors import Conflict, NotFound, PreconditionFailed
+from staterelay.core.delivery import DeviceFacts, InterestFacts, Planner
+from staterelay.core.errors import Conflict, NotFound
 from staterelay.core.records import (
     ActivityEntry,
     ApiKey,
     CommittedChange,
-    DeliveryOutcome,
     Device,
     DeviceMutator,
+    DeviceRemover,
     NewActivity,
     NewOutboxEvent,
-    OutboxItem,
-    OutboxStats,
     PoolStats,
     PropertyState,
     StorageStats,
@@ -29,16 +28,15 @@ from staterelay.core.records import (
     WebhookDelivery,
     WebhookMutator,
 )
-from staterelay.jsoncodec import decode, encode_sorted_text, encode_text
-from staterelay.store.delivery import webhook_key
-from staterelay.store.sqlite_accounts import SQLiteAccount, insert_user
-from staterelay.store.sqlite_alexa import SQLiteAlexa, alexa_fan_out
-from staterelay.store.sqlite_engine import SQLiteEngine, pending_migrations
-from staterelay.store.sqlite_ifttt import SQLiteIfttt, ifttt_fan_out
-from staterelay.store.sqlite_oauth import SQLiteOAuth
-from staterelay.store.sqlite_outbox import FanOut, insert_outbox_row
-
-CLAIM_PER_DESTINATION = 25
+from staterelay.jsoncodec import decode, encode_sorted_text
+from staterelay.store.sqlite.accounts import SQLiteAccount, insert_user
+from staterelay.store.sqlite.activity import insert_activity
+from staterelay.store.sqlite.alexa import SQLiteAlexa
+from staterelay.store.sqlite.delivery import InterestCache, apply_plan
+from staterelay.store.sqlite.engine import SQLiteEngine, pending_migrations
+from staterelay.store.sqlite.ifttt import SQLiteIfttt
+from staterelay.store.sqlite.oauth import SQLiteOAuth
+from staterelay.store.sqlite.outbox import LEASES, SQLiteOutbox
 
 # Devices the writer remembers between changes (forgotten all at once when full).
 WRITTEN_MAX = 4096
@@ -55,25 +53,6 @@ _WEBHOOK_COLUMNS = (
     " secret_ciphertext, created_at, updated_at, disabled_reason, format, ifttt_event,"
     " ifttt_key_ciphertext"
 )
-_OUTBOX_COLUMNS = (
-    "id, tenant_id, sink, destination, event_id, event_type, device_id, payload, attempts,"
-    " created_at, ordering_key, mergeable"
-)
-# Rows of a key go in order (see store/delivery.py): a row may be claimed when every older
-# pending row of its key is mergeable, due and free, and so is this one (then they go
-# together); ``_HELD_BACK`` is the opposite, with ? for now (probed via the outbox_key index).
-_HELD_BACK = (
-    "EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = outbox.ordering_key"
-    " AND e.status = 'pending' AND e.id < outbox.id AND NOT (e.mergeable AND outbox.mergeable"
-    " AND e.next_attempt_at <= ? AND (e.lease_until IS NULL OR e.lease_until < ?)))"
-)
-# For "when is the next row claimable": a row is waiting on an older one that is not
-# mergeable with it or is being sent; that older row's own time counts instead.
-_WAITING = (
-    "EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = outbox.ordering_key"
-    " AND e.status = 'pending' AND e.id < outbox.id"
-    " AND NOT (e.mergeable AND outbox.mergeable AND e.lease_owner IS NULL))"
-)
 _API_KEY_COLUMNS = (
     "id, tenant_id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at, device_ids"
 )
@@ -83,17 +62,28 @@ def _loads(text: str | None) -> Any:
     return None if text is None else decode(text)
 
 
-class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
+class SQLiteStore(SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     """``Store`` on one SQLite file."""
 
     def __init__(self, path: Path, *, durability: str = "full") -> None:
         self.path = path
         self.engine = SQLiteEngine(path, durability=durability)
+        self._interest = InterestCache()
+
+    async def configure_ifttt_realtime(
+        self, *, enabled: bool, debounce_seconds: float, now: float
+    ) -> None:
+        """Store the Realtime switch and window; households' facts are read again."""
+        await super().configure_ifttt_realtime(
+            enabled=enabled, debounce_seconds=debounce_seconds, now=now
+        )
+        self._interest.clear()
 
     # lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect and migrate."""
+        """Connect, migrate, and make the deliverer's lease table (in memory)."""
         await self.engine.open()
+        await self.engine.write(lambda conn: conn.execute(LEASES))
 
     async def close(self) -> None:
         """Flush and close."""
@@ -303,9 +293,14 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
 
     # devices -------------------------------------------------------------------------------
     async def create_device(
-        self, device: Device, activity: NewActivity, events: Sequence[NewOutboxEvent]
+        self,
+        device: Device,
+        activity: NewActivity,
+        events: Sequence[NewOutboxEvent],
+        *,
+        plan: Planner,
     ) -> tuple[Device, ActivityEntry, int]:
-        """Insert a device with its properties, log it and fan out its events."""
+        """Insert a device with its properties, log it and queue what its events owe."""
 
         def write(conn: sqlite3.Connection) -> tuple[Device, ActivityEntry, int]:
             try:
@@ -340,8 +335,10 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 ],
             )
             stored = _replace_seq(device, int(cursor.lastrowid or 0))
-            entry = _insert_activity(conn, device.tenant_id, activity, device.created_at)
-            rows = _fan_out(conn, device.tenant_id, events, device.created_at)
+            entry = insert_activity(conn, device.tenant_id, activity, device.created_at)
+            rows = self._deliver(
+                conn, device.tenant_id, events, _facts_of(stored), device.created_at, plan
+            )
             return stored, entry, rows
 
         return await self.engine.write(write)
@@ -378,9 +375,9 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         )
 
     async def change_device(
-        self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float
+        self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float, *, plan: Planner
     ) -> CommittedChange:
-        """Load, mutate and write a device in one transaction."""
+        """Load, mutate and write a device, and queue what the change owes, in one transaction."""
 
         def write(conn: sqlite3.Connection) -> CommittedChange:
             before = _current_device(conn, written, tenant_id, device_id)
@@ -447,8 +444,8 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 updated_at=now,
                 room=room,
             )
-            entries = tuple(_insert_activity(conn, tenant_id, a, now) for a in change.activity)
-            rows = _fan_out(conn, tenant_id, change.events, now)
+            entries = tuple(insert_activity(conn, tenant_id, a, now) for a in change.activity)
+            rows = self._deliver(conn, tenant_id, change.events, _facts_of(after), now, plan)
             _remember_device(written, after)
             return CommittedChange(before=before, after=after, activity=entries, outbox_rows=rows)
 
@@ -459,27 +456,24 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
         self,
         tenant_id: str,
         device_id: str,
-        activity: NewActivity,
-        events: Sequence[NewOutboxEvent],
+        remove: DeviceRemover,
+        now: float,
         *,
-        if_version: int | None = None,
+        plan: Planner,
     ) -> tuple[Device, ActivityEntry, int]:
-        """Delete a device."""
+        """Delete a device as ``remove`` decides (it may refuse), and queue what it owes."""
 
         def write(conn: sqlite3.Connection) -> tuple[Device, ActivityEntry, int]:
             device = _load_device(conn, tenant_id, device_id)
             if device is None:
                 raise NotFound("no such device")
-            if if_version is not None and device.version != if_version:
-                raise PreconditionFailed(
-                    f"the device is at version {device.version}, not {if_version}"
-                )
+            removal = remove(device)
             conn.execute(
                 "DELETE FROM devices WHERE tenant_id = ? AND id = ?", (tenant_id, device_id)
             )
-            now = activity_time = _now_from(conn)
-            entry = _insert_activity(conn, tenant_id, activity, activity_time)
-            rows = _fan_out(conn, tenant_id, events, now)
+            entry = insert_activity(conn, tenant_id, removal.activity, now)
+            gone = DeviceFacts(device_id=device_id, type=None, options={}, version=None)
+            rows = self._deliver(conn, tenant_id, removal.events, gone, now, plan)
             return device, entry, rows
 
         return await self.engine.write(write)
@@ -623,13 +617,36 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
 
         return await self.engine.write(write)
 
-    async def enqueue_events(self, tenant_id: str, events: Sequence[NewOutboxEvent]) -> int:
-        """Fan events out outside a device change."""
+    async def enqueue_events(
+        self, tenant_id: str, events: Sequence[NewOutboxEvent], now: float, *, plan: Planner
+    ) -> int:
+        """Queue what events outside a device change owe (a webhook's test send)."""
+        none = DeviceFacts(device_id="", type=None, options={}, version=None)
 
         def write(conn: sqlite3.Connection) -> int:
-            return _fan_out(conn, tenant_id, events, _now_from(conn))
+            return self._deliver(conn, tenant_id, events, none, now, plan)
 
         return await self.engine.write(write)
+
+    # delivery ------------------------------------------------------------------------------
+    async def interest_facts(self, tenant_id: str) -> InterestFacts:
+        """What the household's changes are delivered to, as the planner sees it."""
+        return await self.engine.write(lambda conn: self._interest.facts(conn, tenant_id))
+
+    def _deliver(
+        self,
+        conn: sqlite3.Connection,
+        tenant_id: str,
+        events: Sequence[NewOutboxEvent],
+        device: DeviceFacts,
+        now: float,
+        plan: Planner,
+    ) -> int:
+        """Plan (core's rules) and queue what ``events`` owe, inside the caller's write."""
+        if not events:
+            return 0
+        facts = self._interest.facts(conn, tenant_id)
+        return apply_plan(conn, tenant_id, plan(events, facts, device, now), now)
 
     async def list_webhook_deliveries(
         self, tenant_id: str, webhook_id: str, *, before_id: int | None, limit: int
@@ -644,171 +661,6 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
                 (tenant_id, webhook_id, before_id if before_id is not None else 2**62, limit),
             ).fetchall()
             return [WebhookDelivery(*row) for row in rows]
-
-        return await self.engine.read(read)
-
-    # outbox --------------------------------------------------------------------------------
-    async def claim_outbox(
-        self, owner: str, now: float, lease_seconds: float, limit: int
-    ) -> Sequence[OutboxItem]:
-        """Lease due rows that head their ordering keys."""
-
-        def write(conn: sqlite3.Connection) -> list[OutboxItem]:
-            # At most CLAIM_PER_DESTINATION rows of one destination per claim, so one
-            # tenant's backlog cannot fill the batch while others wait. Rows behind a head
-            # are never due before it (see insert_outbox_row), so few are looked at here.
-            # In id order, so a cut at the limit never takes a row without the older ones
-            # of its key it goes with.
-            rows = conn.execute(
-                "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                " SELECT id FROM (SELECT id, row_number() OVER ("
-                "   PARTITION BY sink, destination ORDER BY id) AS place"
-                "  FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-                f"  AND (lease_until IS NULL OR lease_until < ?) AND NOT {_HELD_BACK})"
-                " WHERE place <= ? ORDER BY id LIMIT ?)"
-                f" RETURNING {_OUTBOX_COLUMNS}",
-                (owner, now + lease_seconds, now, now, now, now, CLAIM_PER_DESTINATION, limit),
-            ).fetchall()
-            items = [_outbox_item(row) for row in rows]
-            items.sort(key=lambda item: item.id)
-            return items
-
-        return await self.engine.write(write)
-
-    async def renew_outbox_leases(
-        self, owner: str, ids: Sequence[int], lease_until: float
-    ) -> set[int]:
-        """Extend the leases ``owner`` still holds; returns their ids."""
-        if not ids:
-            return set()
-
-        def write(conn: sqlite3.Connection) -> set[int]:
-            rows = conn.execute(
-                "UPDATE outbox SET lease_until = ?"
-                " WHERE id IN (SELECT value FROM json_each(?))"
-                " AND status = 'pending' AND lease_owner = ? RETURNING id",
-                (lease_until, encode_text(list(ids)), owner),
-            ).fetchall()
-            return {int(row[0]) for row in rows}
-
-        return await self.engine.write(write)
-
-    async def record_deliveries(
-        self, outcomes: Sequence[DeliveryOutcome], now: float, *, owner: str
-    ) -> set[int]:
-        """Write delivery results of rows still leased to ``owner``; returns their ids."""
-        if not outcomes:
-            return set()
-
-        def write(conn: sqlite3.Connection) -> set[int]:
-            recorded: set[int] = set()
-            for outcome in outcomes:
-                item = outcome.item
-                status = outcome.status
-                updated = conn.execute(
-                    "UPDATE outbox SET status = ?, attempts = attempts + ?,"
-                    " next_attempt_at = coalesce(?, next_attempt_at), lease_owner = NULL,"
-                    " lease_until = NULL, last_error = ?, merged_into = ?, finished_at = ?"
-                    " WHERE id = ? AND lease_owner = ?",
-                    (
-                        status,
-                        0 if outcome.merged_into is not None else 1,
-                        outcome.next_attempt_at,
-                        outcome.error,
-                        outcome.merged_into,
-                        None if status == "pending" else now,
-                        item.id,
-                        owner,
-                    ),
-                ).rowcount
-                if (
-                    not updated
-                    and conn.execute("SELECT 1 FROM outbox WHERE id = ?", (item.id,)).fetchone()
-                ):
-                    continue  # the lease was lost: the row's new owner records it
-                recorded.add(item.id)
-                if outcome.next_attempt_at is not None:
-                    # The rows behind it wait for its retry (never due before their head).
-                    conn.execute(
-                        "UPDATE outbox SET next_attempt_at = ? WHERE ordering_key = ?"
-                        " AND status = 'pending' AND id > ? AND next_attempt_at < ?",
-                        (
-                            outcome.next_attempt_at,
-                            item.ordering_key,
-                            item.id,
-                            outcome.next_attempt_at,
-                        ),
-                    )
-                if item.sink == "webhook" and outcome.merged_into is None:
-                    exists = conn.execute(
-                        "SELECT 1 FROM webhooks WHERE tenant_id = ? AND id = ?",
-                        (item.tenant_id, item.destination),
-                    ).fetchone()
-                    if exists:
-                        conn.execute(
-                            "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id,"
-                            " event_type, attempt, status_code, error, duration_ms, created_at)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                item.tenant_id,
-                                item.destination,
-                                item.event_id,
-                                item.event_type,
-                                item.attempts + 1,
-                                outcome.status_code,
-                                outcome.error,
-                                outcome.duration_ms,
-                                now,
-                            ),
-                        )
-                if outcome.activity is not None:
-                    _insert_activity(conn, item.tenant_id, outcome.activity, now)
-            return recorded
-
-        return await self.engine.write(write)
-
-    async def release_leases(self, owner: str | None) -> int:
-        """Free leases."""
-
-        def write(conn: sqlite3.Connection) -> int:
-            params: tuple[str, ...]
-            if owner is None:
-                sql, params = (
-                    "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
-                    " WHERE lease_owner IS NOT NULL",
-                    (),
-                )
-            else:
-                sql, params = (
-                    "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
-                    " WHERE lease_owner = ?",
-                    (owner,),
-                )
-            return int(conn.execute(sql, params).rowcount)
-
-        return await self.engine.write(write)
-
-    async def next_outbox_due(self) -> float | None:
-        """When the next row may be claimed (falls due, or its lease runs out)."""
-
-        def read(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(
-                "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox"
-                f" WHERE status = 'pending' AND NOT {_WAITING}"
-            ).fetchone()
-            return None if row is None or row[0] is None else float(row[0])
-
-        return await self.engine.read(read)
-
-    async def outbox_stats(self) -> OutboxStats:
-        """Depth and age of the outbox."""
-
-        def read(conn: sqlite3.Connection) -> OutboxStats:
-            pending, oldest = conn.execute(
-                "SELECT count(*), min(created_at) FROM outbox WHERE status = 'pending'"
-            ).fetchone()
-            dead = conn.execute("SELECT count(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
-            return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_at=oldest)
 
         return await self.engine.read(read)
 
@@ -943,46 +795,6 @@ def _device(row: tuple[Any, ...]) -> Device:
     )
 
 
-def _insert_activity(
-    conn: sqlite3.Connection, tenant_id: str, activity: NewActivity, at: float
-) -> ActivityEntry:
-    detail = dict(activity.detail or {})
-    cursor = conn.execute(
-        "INSERT INTO activity_log (tenant_id, device_id, device_name, kind, source, actor, cause,"
-        " property, old_value, new_value, detail, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            tenant_id,
-            activity.device_id,
-            activity.device_name,
-            activity.kind,
-            activity.source,
-            activity.actor,
-            activity.cause,
-            activity.property,
-            None if activity.old_value is None else encode_sorted_text(activity.old_value),
-            None if activity.new_value is None else encode_sorted_text(activity.new_value),
-            encode_sorted_text(detail) if detail else "{}",  # a state change has no detail
-            at,
-        ),
-    )
-    return ActivityEntry(
-        id=int(cursor.lastrowid or 0),
-        tenant_id=tenant_id,
-        device_id=activity.device_id,
-        device_name=activity.device_name,
-        kind=activity.kind,
-        source=activity.source,
-        actor=activity.actor,
-        cause=activity.cause,
-        property=activity.property,
-        old_value=activity.old_value,
-        new_value=activity.new_value,
-        detail=detail,
-        created_at=at,
-    )
-
-
 def _activity(row: tuple[Any, ...]) -> ActivityEntry:
     return ActivityEntry(
         id=row[0],
@@ -1001,63 +813,9 @@ def _activity(row: tuple[Any, ...]) -> ActivityEntry:
     )
 
 
-def _fan_out(
-    conn: sqlite3.Connection, tenant_id: str, events: Sequence[NewOutboxEvent], now: float
-) -> int:
-    """Write one outbox row per interested destination of each event, for every sink."""
-    written = 0
-    for event in events:
-        for fan_out in FAN_OUTS:
-            written += fan_out(conn, tenant_id, event, now)
-    return written
-
-
-def _webhook_fan_out(
-    conn: sqlite3.Connection, tenant_id: str, event: NewOutboxEvent, now: float
-) -> int:
-    """One row per enabled webhook whose event and device filters match."""
-    params: list[Any] = [tenant_id]
-    sql = "SELECT id FROM webhooks WHERE tenant_id = ? AND enabled = 1"
-    if event.only_destination is not None:
-        # A test send goes to the one webhook named, whatever its filters.
-        sql += " AND id = ?"
-        params.append(event.only_destination)
-    else:
-        sql += (
-            " AND (event_types IS NULL OR EXISTS ("
-            "  SELECT 1 FROM json_each(webhooks.event_types) WHERE value = ?))"
-        )
-        params.append(event.event_type)
-        sql += (
-            " AND (device_ids IS NULL OR EXISTS ("
-            "  SELECT 1 FROM json_each(webhooks.device_ids) WHERE value = ?))"
-        )
-        params.append(event.device_id)
-    written = 0
-    for (webhook_id,) in conn.execute(sql, params).fetchall():
-        key = webhook_key(webhook_id, event.device_id)
-        insert_outbox_row(conn, tenant_id, "webhook", webhook_id, event, now, ordering_key=key)
-        written += 1
-    return written
-
-
-FAN_OUTS: tuple[FanOut, ...] = (_webhook_fan_out, alexa_fan_out, ifttt_fan_out)
-
-
-def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
-    return OutboxItem(
-        id=row[0],
-        tenant_id=row[1],
-        sink=row[2],
-        destination=row[3],
-        event_id=row[4],
-        event_type=row[5],
-        device_id=row[6],
-        payload=decode(row[7]),
-        attempts=row[8],
-        created_at=row[9],
-        ordering_key=row[10],
-        mergeable=bool(row[11]),
+def _facts_of(device: Device) -> DeviceFacts:
+    return DeviceFacts(
+        device_id=device.id, type=device.type, options=device.options, version=device.version
     )
 
 

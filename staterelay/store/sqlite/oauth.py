@@ -18,7 +18,7 @@ from staterelay.core.records.oauth import (
     OAuthToken,
     Rotation,
 )
-from staterelay.store.sqlite_engine import SQLiteEngine
+from staterelay.store.sqlite.engine import SQLiteEngine
 
 _CLIENT_COLUMNS = (
     "id, name, redirect_uris, token_endpoint_auth_method, scopes, source, created_at, secret_digest"

@@ -270,6 +270,19 @@ class PostgresEngine:
             raise self._disk_full(exc) from exc
 
     @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Connection]:
+        """A connection for one statement that is its own transaction: one round trip.
+
+        For the ``sr_*`` functions that set the tenant themselves (transaction-local, so the
+        setting ends with the statement).
+        """
+        try:
+            async with self.pool.acquire() as conn:
+                yield conn
+        except asyncpg.DiskFullError as exc:
+            raise self._disk_full(exc) from exc
+
+    @asynccontextmanager
     async def instance(self, *, readonly: bool = False) -> AsyncIterator[Connection]:
         """A transaction with no tenant: instance tables and ``sr_*`` functions only."""
         try:

@@ -1,0 +1,1 @@
+"""The PostgreSQL store: hosted instances, row-level security, one module per aggregate."""

@@ -1,0 +1,1 @@
+"""The SQLite store: StateRelay's default, embedded engine, one module per aggregate."""
