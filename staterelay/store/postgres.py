@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -84,8 +85,10 @@ _API_KEY_COLUMNS = (
 class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt, PostgresOutbox):
     """``Store`` on a PostgreSQL database shared by any number of replicas."""
 
-    def __init__(self, url: str, *, migrate_url: str | None = None) -> None:
-        self.engine = PostgresEngine(url, migrate_url=migrate_url)
+    def __init__(
+        self, url: str, *, migrate_url: str | None = None, migrations: Sequence[Traversable] = ()
+    ) -> None:
+        self.engine = PostgresEngine(url, migrate_url=migrate_url, migrations=migrations)
         # Changes of one device queue here, in this process, rather than on its row lock
         # in the database, where each waiter would hold a pooled connection and all of
         # them wake at every commit. Across replicas the row lock still orders them.
@@ -128,7 +131,7 @@ class PostgresStore(PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt
         """True when a query answers and no migration is pending."""
         try:
             async with self.engine.instance(readonly=True) as conn:
-                return not await pending_migrations(conn)
+                return not await pending_migrations(conn, self.engine.migrations)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError):
             return False
 

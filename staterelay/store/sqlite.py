@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Hashable, Mapping, Sequence
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,11 @@ def _loads(text: str | None) -> Any:
 class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     """``Store`` on one SQLite file."""
 
-    def __init__(self, path: Path, *, durability: str = "full") -> None:
+    def __init__(
+        self, path: Path, *, durability: str = "full", migrations: Sequence[Traversable] = ()
+    ) -> None:
         self.path = path
-        self.engine = SQLiteEngine(path, durability=durability)
+        self.engine = SQLiteEngine(path, durability=durability, migrations=migrations)
 
     # lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -110,7 +113,8 @@ class SQLiteStore(SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     async def ready(self) -> bool:
         """True when a query answers and no migration is pending."""
         try:
-            return not await self.engine.read(pending_migrations)
+            folders = self.engine.migrations
+            return not await self.engine.read(lambda conn: pending_migrations(conn, folders))
         except (sqlite3.Error, RuntimeError):
             return False
 
