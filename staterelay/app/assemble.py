@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from importlib.resources.abc import Traversable
+
 from staterelay.core import MIB, AddressPolicy, Core, CoreConfig, InProcessBus
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, system_clock
@@ -34,15 +37,19 @@ def build_core(
     bus: EventBus | None = None,
     clock: Clock = system_clock,
     login_throttle: LoginThrottle | None = None,
+    migrations: Sequence[Traversable] = (),
 ) -> Core:
     """A Core on the configured database; the store is not opened yet.
 
-    Raises ``ValueError`` for a database URL this version cannot open.
+    ``migrations`` are the integrations' migration folders (``app.registry``), applied with
+    the bundled ones when the store opens. Raises ``ValueError`` for a database URL this
+    version cannot open.
     """
     store = open_store(
         settings.database_url,
         durability=settings.database.durability,
         migrate_url=settings.database.migrate_url,
+        migrations=migrations,
     )
     return Core(
         store,

@@ -1,14 +1,23 @@
 """An integration's own migrations: applied with the bundled ones, in version order, on both
-stores; a repeated version refuses to open."""
+stores; a repeated version refuses to open; ``doctor`` and readiness count them as known."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient
 
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
+from staterelay.app.integration import Integration, IntegrationContext, Parts
+from staterelay.app.registry import BUILTIN
+from staterelay.ops.doctor import run_checks
+from staterelay.settings import Settings
 from staterelay.store import open_store
 from staterelay.store.sqlite_engine import migration_files
 from tests.postgres_support import APP_ROLE, fresh_database
@@ -105,3 +114,41 @@ async def test_postgres_applies_an_integrations_folder_as_the_owner(tmp_path: Pa
             assert await conn.fetchval("SELECT current_user") == APP_ROLE
         finally:
             await conn.close()
+
+
+class WithMigrations(Integration):
+    """An integration that only ships migrations."""
+
+    name = "with-migrations"
+
+    def __init__(self, migrations: Path) -> None:
+        self.migrations = migrations
+
+    def build(self, context: IntegrationContext) -> Parts:
+        """Nothing to build."""
+        return Parts()
+
+
+async def test_the_app_applies_its_integrations_migrations_and_doctor_knows_them(
+    aiohttp_client: Callable[..., Any], settings: Settings, tmp_path: Path
+) -> None:
+    """``create_app`` opens the store with the registry's folders; ``doctor`` calls a
+    database without them behind, and one with them up to date."""
+    example = WithMigrations(folder(tmp_path / "example", sqlite__1001_example=SQLITE_TABLE))
+    registry = (*BUILTIN, example)
+    plain: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    assert await plain.app[CORE_KEY].store.ready()
+    await plain.close()
+    behind = [c for c in run_checks(settings, None, integrations=registry) if c.name == "database"]
+    assert [c.status for c in behind] == ["WARN"]
+    assert "migrations 1001 not applied yet" in behind[0].message
+
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, integrations=registry))
+    assert (await client.get("/readyz")).status == 200
+    await client.close()
+    current = [c for c in run_checks(settings, None, integrations=registry) if c.name == "database"]
+    assert [c.status for c in current] == ["OK"]
+    # A release without the integration sees a database newer than it knows.
+    newer = [c for c in run_checks(settings, None) if c.name == "database"]
+    assert [c.status for c in newer] == ["FAIL"]
+    assert "newer than this StateRelay" in newer[0].message
