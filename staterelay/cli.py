@@ -23,6 +23,7 @@ from aiohttp import web
 from staterelay import __version__
 from staterelay.app.assemble import build_core
 from staterelay.app.factory import create_app
+from staterelay.app.registry import delivery_policies, migration_folders
 from staterelay.browser.addresses import public_url_is_default, reachable_urls, unreachable_reason
 from staterelay.core import Core
 from staterelay.core.clock import iso
@@ -149,7 +150,12 @@ def _open_core(settings: Settings) -> Core:
         ) from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    return build_core(settings, instance_secret=secret)
+    return build_core(
+        settings,
+        instance_secret=secret,
+        migrations=migration_folders(),
+        delivery_policies=delivery_policies(),
+    )
 
 
 def _run(settings: Settings, work: Callable[[Core], Awaitable[T]]) -> T:
@@ -1026,7 +1032,9 @@ def db_migrate(
     if app_role is None and settings.database_url != url:
         app_role = urlsplit(settings.database_url).username
     try:
-        applied = asyncio.run(migrate_database(url, app_role=app_role))
+        applied = asyncio.run(
+            migrate_database(url, app_role=app_role, migrations=migration_folders())
+        )
     except (OSError, RuntimeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     done = f"applied migrations {', '.join(map(str, applied))}" if applied else "schema up to date"

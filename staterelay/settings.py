@@ -54,6 +54,10 @@ class HostsSettings:
     ifttt: str | None = None
 
 
+HOST_ROLES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HostsSettings))
+"""The host roles a URL surface can belong to (``server.hosts.<role>``)."""
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Where the server listens and the URL the world reaches it by."""
@@ -618,7 +622,7 @@ def _validate(settings: Settings) -> None:
     parts = urlsplit(server.public_url)
     if parts.query or parts.fragment:
         raise SettingsError("server.public_url", "must not carry a query or fragment")
-    for role in (f.name for f in dataclasses.fields(HostsSettings)):
+    for role in HOST_ROLES:
         name = getattr(server.hosts, role)
         if name is not None and not _HOST_NAME.fullmatch(name):
             raise SettingsError(

@@ -18,10 +18,11 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from staterelay.api.openapi import build_document
+from staterelay.app.http import OutgoingHttp
 from staterelay.core import Core
 from staterelay.core.alexa import MessagingClient
 from staterelay.core.crypto import load_or_create_secret, relay_secret
-from staterelay.integrations.alexa.lwa import HttpSession, LoginWithAmazon, LwaError
+from staterelay.integrations.alexa.lwa import LoginWithAmazon, LwaError
 from staterelay.integrations.alexa.views import SECRET_HEADER
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
 from tests.ifttt.conftest import SERVICE_KEY, link
@@ -192,14 +193,16 @@ async def test_a_deep_answer_from_login_with_amazon_is_no_token_answer(
     app = web.Application()
     app.router.add_post("/auth/o2/token", deep)
     server = await aiohttp_server(app)
-    http = HttpSession()
+    http = OutgoingHttp()
     messaging = MessagingClient("amzn1.application-oa2-client.x", "messaging-secret")
 
     async def credentials() -> MessagingClient:
         return messaging
 
     lwa = LoginWithAmazon(
-        http, AlexaSettings(lwa_token_url=str(server.make_url("/auth/o2/token"))), credentials
+        http.shared,
+        AlexaSettings(lwa_token_url=str(server.make_url("/auth/o2/token"))),
+        credentials,
     )
     try:
         with pytest.raises(LwaError) as refused:

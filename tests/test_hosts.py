@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from staterelay.app.factory import create_app
-from staterelay.app.hosts import HostRouter, role_of_path
+from staterelay.app.hosts import HostRouter
+from staterelay.app.registry import BUILTIN
+from staterelay.app.surfaces import SurfaceTable
 from staterelay.settings import HostsSettings, ServerSettings, Settings
 
+SURFACES = SurfaceTable.of(BUILTIN)
 SPLIT = HostsSettings(
     app="app.example.test",
     api="api.example.test",
@@ -40,12 +43,12 @@ SPLIT = HostsSettings(
 )
 def test_role_of_path(path: str, role: str | None) -> None:
     """Each prefix belongs to one role; operations paths to none."""
-    assert role_of_path(path) == role
+    assert SURFACES.role_of(path) == role
 
 
 def test_router_rules() -> None:
     """Split hosts serve only their prefixes (ports ignored); one-name mode serves all."""
-    split = HostRouter(SPLIT)
+    split = HostRouter(SPLIT, SURFACES)
     assert split.allows("api.example.test", "/api/v1/devices")
     assert split.allows("API.example.test:443", "/api/v1/devices")
     assert not split.allows("app.example.test", "/api/v1/devices")
@@ -56,7 +59,7 @@ def test_router_rules() -> None:
     assert split.allows("auth.example.test", "/static/app.css")
     assert not split.allows("auth.example.test", "/dashboard")
     assert not split.allows("api.example.test", "/login")
-    single = HostRouter(HostsSettings())
+    single = HostRouter(HostsSettings(), SURFACES)
     assert single.allows("whatever:8080", "/api/v1/devices")
     assert single.allows(None, "/oauth/token")
 

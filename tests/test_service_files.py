@@ -26,6 +26,8 @@ import yaml
 from packaging.utils import canonicalize_name
 
 from staterelay.app.hosts import HostRouter
+from staterelay.app.registry import BUILTIN
+from staterelay.app.surfaces import SurfaceTable
 from staterelay.settings import load_settings
 from staterelay.store import open_store
 from tests.constraints import runtime_requirements
@@ -227,7 +229,7 @@ def test_caddy_layouts_match_staterelay_hosts(tmp_path: Path) -> None:
     hosts = {role: getattr(settings.server.hosts, role) for role in ROLES}
     assert sorted(split[0]) == sorted(hosts.values())
     assert settings.public_url == f"https://{hosts['app']}"
-    router = HostRouter(settings.server.hosts)
+    router = HostRouter(settings.server.hosts, SurfaceTable.of(BUILTIN))
     for role, path in {
         "app": "/dashboard",
         "api": "/api/v1/devices",

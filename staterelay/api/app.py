@@ -10,8 +10,9 @@ from aiohttp import web
 
 from staterelay.api import activity, devices, grants, integrations, keys, openapi, webhooks
 from staterelay.api.auth import authenticate, challenge_for
-from staterelay.api.problems import InternalError, error_for_http, problem_response
+from staterelay.api.problems import error_for_http
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.app.problems import InternalError, problem_response
 from staterelay.core import Core
 from staterelay.core.errors import NotAuthenticated, StateRelayError
 from staterelay.settings import Settings

@@ -1,16 +1,15 @@
-"""RFC 9457 problem details: every API error, domain or HTTP, as ``application/problem+json``."""
+"""The API's errors: HTTP errors aiohttp raises, each with a domain error and a stable code.
+
+Every one is answered in the one problem+json shape of ``staterelay.app.problems``.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
 from staterelay.core.errors import BadRequest, NotFound, StateRelayError
-
-PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
-PROBLEM_TYPE_BASE: Final = "https://staterelay.dev/problems/"
 
 
 class PayloadTooLarge(StateRelayError):
@@ -37,10 +36,6 @@ class MethodNotAllowed(StateRelayError):
     title = "Method not allowed"
 
 
-class InternalError(StateRelayError):
-    """Something unexpected failed; the detail never says what."""
-
-
 class OtherHTTPError(StateRelayError):
     """An HTTP error aiohttp raised that has no domain error of its own."""
 
@@ -65,32 +60,6 @@ _HTTP_DETAILS: Final[dict[int, str]] = {
     405: "this resource does not accept the method",
     413: "the request body is too large",
 }
-
-
-def problem_body(error: StateRelayError) -> dict[str, Any]:
-    """The problem document for a domain error."""
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + error.code,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-        "code": error.code,
-    }
-    if error.field is not None:
-        body["field"] = error.field
-    return body
-
-
-def problem_response(
-    error: StateRelayError, *, headers: dict[str, str] | None = None
-) -> web.Response:
-    """A problem+json response for a domain error."""
-    return web.Response(
-        status=error.status,
-        text=json.dumps(problem_body(error)),
-        content_type=PROBLEM_CONTENT_TYPE,
-        headers=headers,
-    )
 
 
 def error_for_http(exc: web.HTTPException) -> StateRelayError:

@@ -1,37 +1,23 @@
-"""One URL space, several host names: which prefixes each role's host serves."""
+"""One URL space, several host names: which surfaces each role's host serves.
+
+The surfaces table says which host roles serve a path; ``server.hosts`` names the host of
+each role. With no host named, every host serves every path.
+"""
 
 from __future__ import annotations
 
-from staterelay.settings import HostsSettings
-
-ROLE_PREFIXES: dict[str, tuple[str, ...]] = {
-    "api": ("/api/",),
-    "auth": ("/oauth/", "/.well-known/oauth-authorization-server"),
-    "alexa": ("/alexa/",),
-    "ifttt": ("/ifttt/",),
-}
-OPERATIONS = ("/healthz", "/readyz", "/metrics")
-# Pages the consent flow needs on the auth host too: its sign-in redirect and stylesheet.
-SIGN_IN_PATHS = ("/login", "/logout", "/static/")
-
-
-def role_of_path(path: str) -> str | None:
-    """The role owning ``path``: api, auth, alexa, ifttt, app; None for operations paths."""
-    if path in OPERATIONS:
-        return None
-    for role, prefixes in ROLE_PREFIXES.items():
-        for prefix in prefixes:
-            if path.startswith(prefix) or path == prefix.rstrip("/"):
-                return role
-    return "app"
+from staterelay.app.integration import Surface
+from staterelay.app.surfaces import SurfaceTable
+from staterelay.settings import HOST_ROLES, HostsSettings
 
 
 class HostRouter:
     """Decides whether a host may serve a path; with no hosts configured, every host may."""
 
-    def __init__(self, hosts: HostsSettings) -> None:
+    def __init__(self, hosts: HostsSettings, surfaces: SurfaceTable) -> None:
+        self._surfaces = surfaces
         self._roles_by_host: dict[str, set[str]] = {}
-        for role in ("app", "api", "auth", "alexa", "ifttt"):
+        for role in HOST_ROLES:
             name = getattr(hosts, role)
             if name:
                 self._roles_by_host.setdefault(name.lower().rstrip("."), set()).add(role)
@@ -43,16 +29,15 @@ class HostRouter:
 
     def allows(self, host: str | None, path: str) -> bool:
         """True when a request for ``path`` on ``host`` should be served."""
-        if not self._roles_by_host:
-            return True
-        role = role_of_path(path)
-        if role is None:
+        return self.serves(host, self._surfaces.lookup(path))
+
+    def serves(self, host: str | None, surface: Surface) -> bool:
+        """True when ``host`` serves ``surface`` (every host serves surfaces of no role)."""
+        if not self._roles_by_host or not surface.roles:
             return True
         name = _strip_port(host or "").lower().rstrip(".")
-        roles = self._roles_by_host.get(name, set())
-        if role == "app" and "auth" in roles and path.startswith(SIGN_IN_PATHS):
-            return True
-        return role in roles
+        roles = self._roles_by_host.get(name)
+        return roles is not None and any(role in roles for role in surface.roles)
 
 
 def _strip_port(host: str) -> str:

@@ -1,5 +1,5 @@
 """The Prometheus ``/metrics`` endpoint: HTTP traffic, what core counted, outbox, pool, disk
-and Redis gauges.
+and Redis gauges, and each integration's own collectors.
 
 Every application gets a registry of its own, so applications built in one process (tests,
 benches) never share a count. HTTP requests are observed by the request middleware under
@@ -16,7 +16,7 @@ import hmac
 import ipaddress
 import logging
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Final, Protocol
 
@@ -31,14 +31,10 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from staterelay.app.problems import problem_response
 from staterelay.core import Core, Readiness
-from staterelay.core.counters import (
-    DELIVERY_OUTCOMES,
-    KNOWN_SINKS,
-    LIVE_CAPS,
-    OAUTH_TOKEN_ERRORS,
-    Counters,
-)
+from staterelay.core.counters import DELIVERY_OUTCOMES, LIVE_CAPS, OAUTH_TOKEN_ERRORS, Counters
+from staterelay.core.errors import Forbidden, StateRelayError
 from staterelay.core.records import SOURCES, OutboxStats
 from staterelay.settings import MetricsSettings
 
@@ -49,7 +45,6 @@ UNMATCHED: Final = "unmatched"
 KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
-FAILURE_OUTCOMES: Final = ("retry", "dead")
 # The request duration buckets (seconds), those of a default prometheus_client Histogram.
 BUCKETS: Final = tuple(b for b in Histogram.DEFAULT_BUCKETS if b != float("inf"))
 BUCKET_LABELS: Final = (*(repr(bound) for bound in BUCKETS), "+Inf")  # the ``le`` values
@@ -72,14 +67,27 @@ class RedisHealth(Protocol):
 
 
 class AppMetrics:
-    """One application's registry: HTTP metrics it observes and the collectors it reads."""
+    """One application's registry: HTTP metrics it observes and the collectors it reads.
 
-    def __init__(self, core: Core, redis: RedisHealth | None = None) -> None:
+    ``sinks`` are the outbox sink names whose delivery counts show from the start, at 0;
+    ``collectors`` are the integrations' own.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        redis: RedisHealth | None = None,
+        *,
+        sinks: Iterable[str] = (),
+        collectors: Sequence[Collector] = (),
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.http = HttpCollector()
         self.registry.register(self.http)
-        self.core_collector = CoreCollector(core)
+        self.core_collector = CoreCollector(core, sinks=sinks)
         self.registry.register(self.core_collector)
+        for collector in collectors:
+            self.registry.register(collector)
         if redis is not None:
             self.registry.register(RedisCollector(redis))
         ProcessCollector(registry=self.registry)
@@ -160,8 +168,9 @@ class HttpCollector(Collector):
 class CoreCollector(Collector):
     """Reads core's counters, the outbox and the connection pool at scrape time."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, sinks: Iterable[str] = ()) -> None:
         self._core = core
+        self._sinks = frozenset(sinks)
         self._outbox: OutboxStats | None = None
         self._outbox_read_at = 0.0
         self._readiness = Readiness(False)
@@ -193,7 +202,7 @@ class CoreCollector(Collector):
             "1 when /readyz would answer 200 (database answers, migrated, disk has room).",
             value=1 if self._readiness.ready else 0,
         )
-        yield from _counter_families(counters)
+        yield from _counter_families(counters, self._sinks)
         yield from _live_families(counters)
         yield from self._outbox_families()
         yield from self._pool_families()
@@ -261,7 +270,7 @@ class CoreCollector(Collector):
         )
 
 
-def _counter_families(counters: Counters) -> Iterator[Metric]:
+def _counter_families(counters: Counters, sinks: frozenset[str]) -> Iterator[Metric]:
     changes = CounterMetricFamily(
         "device_state_changes",
         "Device state changes made in this process, by the surface they came from.",
@@ -277,47 +286,13 @@ def _counter_families(counters: Counters) -> Iterator[Metric]:
         labels=("sink", "outcome"),
     )
     by_sink: dict[tuple[str, str], int] = {
-        (sink, outcome): 0 for sink in KNOWN_SINKS for outcome in DELIVERY_OUTCOMES
+        (sink, outcome): 0 for sink in sinks for outcome in DELIVERY_OUTCOMES
     }
     for key, count in counters.deliveries.items():
         by_sink[(key.sink, key.outcome)] = by_sink.get((key.sink, key.outcome), 0) + count
     for labels, count in sorted(by_sink.items()):
         generic.add_metric(labels, count)
     yield generic
-
-    for name, sink, documentation in (
-        ("webhook_deliveries", "webhook", "Webhook delivery attempts, by outcome."),
-        (
-            "ifttt_realtime_notifications",
-            "ifttt",
-            "IFTTT Realtime notification attempts, by outcome.",
-        ),
-    ):
-        family = CounterMetricFamily(name, documentation, labels=("outcome",))
-        outcomes = counters.deliveries_of(sink)
-        for outcome in sorted(DELIVERY_OUTCOMES | set(outcomes)):
-            family.add_metric((outcome,), outcomes.get(outcome, 0))
-        yield family
-
-    sent = sum(
-        count
-        for key, count in counters.deliveries.items()
-        if key.sink == "alexa" and key.outcome == "delivered" and key.sent
-    )
-    yield CounterMetricFamily(
-        "alexa_changereports_sent",
-        "Events (ChangeReports and discovery updates) the Alexa event gateway accepted.",
-        value=sent,
-    )
-    failures = CounterMetricFamily(
-        "alexa_changereport_failures",
-        "Alexa event attempts that failed, by outcome (retry: tried again later, dead).",
-        labels=("outcome",),
-    )
-    alexa = counters.deliveries_of("alexa")
-    for outcome in FAILURE_OUTCOMES:
-        failures.add_metric((outcome,), alexa.get(outcome, 0))
-    yield failures
 
     errors = CounterMetricFamily(
         "oauth_token_errors",
@@ -380,17 +355,27 @@ METRICS_KEY: Final = web.AppKey("staterelay.app.metrics", AppMetrics)
 BEARER_CHALLENGE: Final = 'Bearer realm="metrics"'
 
 
+class MetricsUnauthorized(StateRelayError):
+    """A scraper without the metrics token (the code scrapers have always read)."""
+
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
 def setup_metrics(
     app: web.Application,
     core: Core,
     settings: MetricsSettings,
     *,
     redis: RedisHealth | None = None,
+    sinks: Iterable[str] = (),
+    collectors: Sequence[Collector] = (),
 ) -> None:
     """Serve ``/metrics`` when enabled; without it the path is unknown (404)."""
     if not settings.enabled:
         return
-    app[METRICS_KEY] = AppMetrics(core, redis)
+    app[METRICS_KEY] = AppMetrics(core, redis, sinks=sinks, collectors=collectors)
     app.router.add_get(METRICS_PATH, _metrics_view(settings.token))
 
 
@@ -401,18 +386,14 @@ def _metrics_view(token: str | None) -> Callable[[web.Request], Awaitable[web.Re
         """The metrics in Prometheus text format, for an allowed scraper."""
         if expected is None:
             if not loopback_peer(request):
-                return web.json_response(
-                    {"title": "Forbidden", "status": 403, "code": "forbidden"},
-                    status=403,
-                    content_type="application/problem+json",
+                return problem_response(
+                    Forbidden("only clients on this machine may read the metrics")
                 )
         else:
             presented = request.headers.get("Authorization", "").strip().encode()
             if not hmac.compare_digest(presented, expected):
-                return web.json_response(
-                    {"title": "Unauthorized", "status": 401, "code": "unauthorized"},
-                    status=401,
-                    content_type="application/problem+json",
+                return problem_response(
+                    MetricsUnauthorized("the metrics need metrics.token as a bearer token"),
                     headers={"WWW-Authenticate": BEARER_CHALLENGE},
                 )
         body = await request.app[METRICS_KEY].exposition()

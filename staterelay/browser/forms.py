@@ -1,8 +1,10 @@
-"""Reading HTML form posts as plain text fields."""
+"""HTML form posts: reading them as plain text fields, and a refusal next to its field."""
 
 from __future__ import annotations
 
 from aiohttp import web
+
+from staterelay.core.errors import Conflict, InvalidInput
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
@@ -13,3 +15,9 @@ async def read_form(request: web.Request) -> dict[str, str]:
         if isinstance(value, str) and name not in fields:
             fields[name] = value
     return fields
+
+
+def field_errors(error: InvalidInput | Conflict) -> dict[str, str]:
+    """A domain error as a sentence next to its form field (``form`` when it names none)."""
+    detail = error.detail[:1].upper() + error.detail[1:]
+    return {error.field or "form": detail if detail.endswith(".") else detail + "."}

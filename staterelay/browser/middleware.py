@@ -1,9 +1,9 @@
-"""Middlewares of every HTML route: sessions, origin checks, security headers, error pages.
+"""The HTML layer of every browser route: sessions, origin checks, security headers, error pages.
 
-They act only on the browser-facing part of the URL space. Paths under ``/api/``,
-``/alexa/`` and ``/ifttt/`` (JSON endpoints with error boundaries of their own) and the
-operations endpoints pass through untouched, and errors that a handler already answered as
-JSON stay JSON.
+The request boundary runs it only on the surfaces the surfaces table marks ``html`` (the
+browser-facing part of the URL space); JSON surfaces with error boundaries of their own
+(``/api/``, ``/alexa/``, ``/ifttt/``) and the operations endpoints never enter it. Errors a
+handler already answered as JSON stay JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -33,16 +33,13 @@ from staterelay.browser.state import (
 )
 from staterelay.core.errors import NotAuthenticated, StateRelayError
 from staterelay.core.throttle import LoginThrottled
-from staterelay.settings import HostsSettings
+from staterelay.settings import HOST_ROLES, HostsSettings
 
 _LOGGER = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-NOT_HTML_PREFIXES: Final = ("/api/", "/alexa/", "/ifttt/")
-OPERATIONS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
-STATIC_PREFIX: Final = "/static/"
 _TITLES: Final = {
     400: "Bad request",
     403: "Forbidden",
@@ -60,32 +57,27 @@ _MESSAGES: Final = {
 }
 
 
-async def html_layer(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def html_layer(
+    request: web.Request, handler: Handler, *, session: bool = True
+) -> web.StreamResponse:
     """``html_boundary`` around ``origin_check`` around ``session_middleware``, then ``handler``.
 
-    The app's request boundary calls it for browser paths only (``is_html_path``), so JSON
-    requests, the busy part of the URL space, never enter the HTML layer.
+    The app's request boundary calls it for the surfaces marked ``html`` only, so JSON
+    requests, the busy part of the URL space, never enter the HTML layer. Without
+    ``session`` (static files) no session is resolved and no cookie set.
     """
 
     async def with_session(inner: web.Request) -> web.StreamResponse:
         return await session_middleware(inner, handler)
 
     async def checked(inner: web.Request) -> web.StreamResponse:
-        return await origin_check(inner, with_session)
+        return await origin_check(inner, with_session if session else handler)
 
     return await html_boundary(request, checked)
 
 
-def is_html_path(path: str) -> bool:
-    """True for the browser-facing part of the URL space."""
-    return not path.startswith(NOT_HTML_PREFIXES) and path not in OPERATIONS_PATHS
-
-
-@web.middleware
 async def html_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn errors on HTML routes into pages and put security headers on every HTML answer."""
-    if not is_html_path(request.path):
-        return await handler(request)
     try:
         response = await handler(request)
     except NotAuthenticated:
@@ -114,6 +106,18 @@ async def html_boundary(request: web.Request, handler: Handler) -> web.StreamRes
     return response
 
 
+def html_error(
+    request: web.Request, error: StateRelayError, headers: Mapping[str, str]
+) -> web.Response:
+    """An error the request boundary raised itself, as an error page (``ErrorRenderer``)."""
+    page = error_page(
+        request, error.status, error.title, _sentence(f"{error.title}: {error.detail}")
+    )
+    page.headers.update(headers)
+    harden(page)
+    return page
+
+
 def harden(response: web.StreamResponse) -> None:
     """Add the security headers a handler did not set (only HTML gets the page headers)."""
     if response.prepared:
@@ -124,7 +128,6 @@ def harden(response: web.StreamResponse) -> None:
             response.headers.setdefault(name, value)
 
 
-@web.middleware
 async def origin_check(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse unsafe requests whose ``Origin`` is present and not one of this instance's.
 
@@ -132,7 +135,7 @@ async def origin_check(request: web.Request, handler: Handler) -> web.StreamResp
     ``Origin: null`` with a form POST, even to the page's own origin. ``Sec-Fetch-Site``
     (which pages cannot set) then says whether the form was ours: ``same-origin`` passes.
     """
-    if request.method in SAFE_METHODS or not is_html_path(request.path):
+    if request.method in SAFE_METHODS:
         return await handler(request)
     origin = request.headers.get("Origin")
     if origin is None or origin_allowed(request, origin):
@@ -151,11 +154,8 @@ async def origin_check(request: web.Request, handler: Handler) -> web.StreamResp
     return refusal(request, 403, "Request from another site", message)
 
 
-@web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve the session before the handler; afterwards set or clear the cookies it needs."""
-    if not is_html_path(request.path) or request.path.startswith(STATIC_PREFIX):
-        return await handler(request)
     await current_user(request)
     try:
         response = await handler(request)
@@ -220,7 +220,7 @@ def allowed_origins(public_url: str, hosts: HostsSettings) -> frozenset[str]:
     parts = urlsplit(public_url)
     origins = {_normal_origin(public_url)}
     port = f":{parts.port}" if parts.port and not _default_port(parts.scheme, parts.port) else ""
-    for role in ("app", "api", "auth", "alexa", "ifttt"):
+    for role in HOST_ROLES:
         name = getattr(hosts, role)
         if name:
             origins.add(f"{parts.scheme}://{name.lower().rstrip('.')}{port}")

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 # Label values come from code, never from a request, so the label sets stay small; anything
 # else is counted as "other".
 DELIVERY_OUTCOMES = frozenset({"delivered", "merged", "retry", "dead"})
-KNOWN_SINKS = frozenset({"webhook", "alexa", "ifttt"})
 OAUTH_TOKEN_ERRORS = frozenset(
     {
         "invalid_request",

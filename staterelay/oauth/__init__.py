@@ -2,20 +2,20 @@
 
 ``setup_oauth(app, core, settings)`` adds ``/oauth/...`` and
 ``/.well-known/oauth-authorization-server`` to the root application, plus a cleanup context
-that loads the config file's clients at startup and keeps grant bookkeeping flushed.
+that loads the config file's clients at startup and writes grant bookkeeping at shutdown;
+``periodic_tasks(core)`` keep that bookkeeping flushed while the app runs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
+from typing import Final
 
 from aiohttp import web
 
 from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.integration import PeriodicTask
 from staterelay.core import Core
 from staterelay.core.errors import StorageFull
 from staterelay.core.oauth_clients import issuer_url
@@ -25,8 +25,8 @@ from staterelay.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 10.0
-PURGE_INTERVAL = 3600.0
+FLUSH_INTERVAL: Final = 10.0
+PURGE_INTERVAL: Final = 3600.0
 
 
 def create_oauth_routes() -> list[web.AbstractRouteDef]:
@@ -44,40 +44,32 @@ def setup_oauth(app: web.Application, core: Core, settings: Settings) -> None:
     app.cleanup_ctx.append(_oauth_context)
 
 
+def periodic_tasks(core: Core) -> tuple[PeriodicTask, ...]:
+    """Flush grants' last-used times and drop successor pairs past their window often;
+    purge expired codes and tokens hourly."""
+
+    async def flush() -> None:
+        await core.oauth.flush_last_used()
+        await core.oauth.drop_expired_successors()
+
+    return (
+        PeriodicTask("oauth-last-used", FLUSH_INTERVAL, flush),
+        PeriodicTask("oauth-purge", PURGE_INTERVAL, core.oauth.purge),
+    )
+
+
 async def _oauth_context(app: web.Application) -> AsyncIterator[None]:
     core = app[CORE_KEY]
     loaded = await core.oauth.load_config_clients()
     if loaded:
         _LOGGER.info("loaded %d OAuth client(s) from the config file", loaded)
-    task = asyncio.create_task(_housekeeping(core), name="oauth-housekeeping")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         try:
             await core.oauth.flush_last_used(force=True)
         except StorageFull:
             _LOGGER.warning("linked apps' last-used times were not saved: the disk is full")
 
 
-async def _housekeeping(core: Core) -> None:
-    """Flush grants' last-used times and drop successor pairs past their window often;
-    purge expired codes and tokens hourly."""
-    last_purge = 0.0
-    while True:
-        try:
-            await core.oauth.flush_last_used()
-            await core.oauth.drop_expired_successors()
-            if time.monotonic() - last_purge >= PURGE_INTERVAL:
-                last_purge = time.monotonic()
-                await core.oauth.purge()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _LOGGER.exception("OAuth housekeeping failed")
-        await asyncio.sleep(FLUSH_INTERVAL)
-
-
-__all__ = ["ISSUER_KEY", "create_oauth_routes", "setup_oauth"]
+__all__ = ["ISSUER_KEY", "create_oauth_routes", "periodic_tasks", "setup_oauth"]

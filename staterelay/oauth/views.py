@@ -6,7 +6,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -42,6 +42,19 @@ routes = web.RouteTableDef()
 
 # token and revocation endpoints -------------------------------------------------------------
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def oauth_error(
+    request: web.Request, error: StateRelayError, headers: Mapping[str, str]
+) -> web.Response:
+    """An error the request boundary raised itself (a rate limit), as RFC 6749 error JSON.
+
+    RFC 6749 has no code for "too many requests"; ``temporarily_unavailable`` says "retry
+    later". This is the ``ErrorRenderer`` of the JSON endpoints in the surfaces table.
+    """
+    code = "temporarily_unavailable" if error.status in (429, 503) else error.code
+    body = {"error": code, "error_description": error.detail}
+    return web.json_response(body, status=error.status, headers={**headers, **NO_STORE})
 
 
 def _json_errors(handler: Handler) -> Handler:

@@ -28,18 +28,20 @@ import sqlite3
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from staterelay import __version__
+from staterelay.app.registry import migration_folders
 from staterelay.core.crypto import SECRET_BYTES, SecretBox
 from staterelay.ops.lock import InstanceLock, InstanceRunning
 from staterelay.settings import Settings
-from staterelay.store.sqlite.engine import BUSY_TIMEOUT_MS, migration_files
+from staterelay.store.sqlite.engine import BUSY_TIMEOUT_MS, all_migrations
 
 ARCHIVE_FORMAT = "staterelay-backup"
 ARCHIVE_VERSION = 1
@@ -150,16 +152,21 @@ def open_read_only(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def inspect_database(path: Path, *, thorough: bool = True) -> DatabaseFacts:
+def inspect_database(
+    path: Path, *, thorough: bool = True, migrations: Sequence[Traversable] | None = None
+) -> DatabaseFacts:
     """Validate a StateRelay database file and describe it; ``BackupError`` if it is not one.
 
     ``thorough`` runs SQLite's full ``integrity_check``; otherwise the faster ``quick_check``.
+    A database is newer than this release when it has a migration neither the bundled ones
+    nor the integrations' ``migrations`` folders (by default the registry's) know.
     """
     if not is_sqlite_file(path):
         raise BackupError(f"{path} is not an SQLite database")
+    folders = migration_folders() if migrations is None else migrations
     try:
         with open_read_only(path) as conn:
-            return _inspect(conn, path, thorough=thorough)
+            return _inspect(conn, path, thorough=thorough, folders=folders)
     except sqlite3.DatabaseError as exc:
         message = str(exc)
         if "unable to open" in message or "readonly" in message:
@@ -167,7 +174,9 @@ def inspect_database(path: Path, *, thorough: bool = True) -> DatabaseFacts:
         raise BackupError(f"{path} cannot be read as a database: {message}") from None
 
 
-def _inspect(conn: sqlite3.Connection, path: Path, *, thorough: bool) -> DatabaseFacts:
+def _inspect(
+    conn: sqlite3.Connection, path: Path, *, thorough: bool, folders: Sequence[Traversable]
+) -> DatabaseFacts:
     check = "integrity_check" if thorough else "quick_check"
     problems = [row[0] for row in conn.execute(f"PRAGMA {check}(5)")]
     if problems != ["ok"]:
@@ -183,7 +192,7 @@ def _inspect(conn: sqlite3.Connection, path: Path, *, thorough: bool) -> Databas
     )
     if not migrations:
         raise BackupError(f"{path} is not a StateRelay database (no schema version)")
-    known = {version for version, _, _ in migration_files()}
+    known = {version for version, _, _ in all_migrations(folders)}
     newer = [version for version in migrations if version not in known]
     if newer:
         raise BackupError(

@@ -13,11 +13,13 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from staterelay.app.integration import Integration, SettingsSection
+from staterelay.app.registry import BUILTIN, migration_folders
 from staterelay.ops.backup import (
     BackupError,
     DatabaseFacts,
@@ -29,8 +31,8 @@ from staterelay.ops.backup import (
 )
 from staterelay.ops.checks import Check, span
 from staterelay.ops.lock import running_pid
-from staterelay.settings import AlexaSettings, IftttSettings, Settings
-from staterelay.store.sqlite.engine import SQLiteEngine, migration_files
+from staterelay.settings import Settings
+from staterelay.store.sqlite.engine import SQLiteEngine, all_migrations
 
 # A system clock before this is certainly wrong (a board without a battery-backed clock).
 EARLIEST_PLAUSIBLE_TIME = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
@@ -38,10 +40,6 @@ FUTURE_TOLERANCE = 300.0
 IDLE_WARNING_DAYS = 365
 OUTBOX_STUCK_SECONDS = 3600.0
 SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
-# What each integration cannot work without, once any of its keys is set.
-# The relay secret is derived from the instance secret when not set, so it is not required.
-ALEXA_REQUIRED = ("messaging_client_id", "messaging_client_secret")
-IFTTT_REQUIRED = ("service_key",)
 _LOCAL_HOSTS = {"localhost", "localhost.localdomain"}
 MIB = 1024 * 1024
 
@@ -60,9 +58,13 @@ def config_failure(message: str) -> Check:
 
 
 def run_checks(
-    settings: Settings, config_file: Path | None, *, clock: Callable[[], float] = time.time
+    settings: Settings,
+    config_file: Path | None,
+    *,
+    clock: Callable[[], float] = time.time,
+    integrations: Sequence[Integration] = BUILTIN,
 ) -> list[Check]:
-    """Every check, in the order ``doctor`` prints them."""
+    """Every check, in the order ``doctor`` prints them; each integration adds its own."""
     checks = [
         Check(
             "config",
@@ -71,7 +73,7 @@ def run_checks(
         ),
         _data_dir(settings),
     ]
-    facts, database_checks = _database(settings, clock)
+    facts, database_checks = _database(settings, clock, integrations)
     checks += database_checks
     disk = _free_space(settings)
     if disk is not None:
@@ -79,8 +81,10 @@ def run_checks(
     checks.append(_secret_key(settings, facts))
     checks.append(_durability(settings))
     checks.append(_public_url(settings))
-    checks.append(_integration("alexa", settings.alexa, AlexaSettings(), ALEXA_REQUIRED, settings))
-    checks.append(_integration("ifttt", settings.ifttt, IftttSettings(), IFTTT_REQUIRED, settings))
+    for integration in integrations:
+        if integration.section is not None:
+            checks.append(settings_check(integration.section, settings))
+        checks.extend(integration.doctor_checks(settings))
     if facts is not None:
         checks.append(_clock(settings, clock()))
         checks.append(_outbox(settings, clock()))
@@ -126,14 +130,15 @@ def _database_path(settings: Settings) -> Path | None:
 
 
 def _database(
-    settings: Settings, clock: Callable[[], float]
+    settings: Settings, clock: Callable[[], float], integrations: Sequence[Integration]
 ) -> tuple[DatabaseFacts | None, list[Check]]:
     path = _database_path(settings)
+    folders = migration_folders(integrations)
     if path is None:
         # Imported here: asyncpg has no place in a SQLite server (the CLI module imports this).
         from staterelay.ops.doctor_postgres import postgres_checks
 
-        return None, postgres_checks(settings, clock=clock)
+        return None, postgres_checks(settings, clock=clock, migrations=folders)
     if not path.exists():
         return None, [
             Check(
@@ -155,13 +160,13 @@ def _database(
             )
         ]
     try:
-        facts = inspect_database(path, thorough=False)
+        facts = inspect_database(path, thorough=False, migrations=folders)
     except BackupError as exc:
         return None, [Check("database", "FAIL", str(exc), _database_fix(str(exc), path))]
     except sqlite3.Error as exc:
         return None, [Check("database", "FAIL", f"cannot read {path}: {exc}", _readable_fix(path))]
     checks: list[Check] = []
-    pending = sorted({v for v, _, _ in migration_files()} - set(facts.migrations))
+    pending = sorted({v for v, _, _ in all_migrations(folders)} - set(facts.migrations))
     size = path.stat().st_size
     summary = (
         f"{path} ({_size(size)}, schema version {facts.schema_version}, "
@@ -350,22 +355,23 @@ def _public_url(settings: Settings) -> Check:
     )
 
 
-def _integration(
-    name: str,
-    section: AlexaSettings | IftttSettings,
-    defaults: AlexaSettings | IftttSettings,
-    required: tuple[str, ...],
-    settings: Settings,
-) -> Check:
-    if section == defaults:
+def settings_check(section: SettingsSection, settings: Settings) -> Check:
+    """Whether an integration's settings section is unused, complete, or set but incomplete."""
+    name = section.name
+    values = section.read(settings)
+    # Every section is a dataclass of defaults: its class called bare is the unset section.
+    assert dataclasses.is_dataclass(values)
+    assert not isinstance(values, type)
+    defaults = type(values)()
+    if values == defaults:
         return Check(name, "OK", "not configured (optional)")
-    missing = [key for key in required if not getattr(section, key)]
+    missing = [key for key in section.required if not getattr(values, key)]
     if missing:
         keys = ", ".join(f"{name}.{key}" for key in missing)
         set_keys = ", ".join(
             f"{name}.{f.name}"
-            for f in dataclasses.fields(section)
-            if getattr(section, f.name) != getattr(defaults, f.name)
+            for f in dataclasses.fields(values)
+            if getattr(values, f.name) != getattr(defaults, f.name)
         )
         return Check(
             name,
@@ -373,12 +379,12 @@ def _integration(
             f"partly configured ({set_keys} set) but {keys} missing",
             f"set {keys}, or remove the other {name} keys",
         )
-    if urlsplit(settings.public_url).scheme != "https":
+    if section.public_https and urlsplit(settings.public_url).scheme != "https":
         return Check(
             name,
             "FAIL",
             f"configured, but server.public_url ({settings.public_url}) is not https",
-            f"{name.capitalize() if name == 'alexa' else 'IFTTT'} only calls https URLs: "
+            f"{section.title} only calls https URLs: "
             "set server.public_url to the https name of your reverse proxy",
         )
     return Check(name, "OK", "configured")

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.resources.abc import Traversable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from staterelay.ops.checks import Check, span
 from staterelay.settings import Settings
-from staterelay.store.postgres.engine import applied_versions, migration_files
+from staterelay.store.postgres.engine import all_migrations, applied_versions
 
 CONNECT_TIMEOUT = 5.0
 OUTBOX_STUCK_SECONDS = 3600.0
@@ -28,12 +29,20 @@ HOSTING_DOCS = "docs/hosting.md"
 Probe = Callable[[asyncpg.Connection], Awaitable[Check]]
 
 
-def postgres_checks(settings: Settings, *, clock: Callable[[], float] = time.time) -> list[Check]:
-    """The PostgreSQL checks, in the order ``doctor`` prints them."""
-    return asyncio.run(_checks(settings, clock))
+def postgres_checks(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    migrations: Sequence[Traversable] = (),
+) -> list[Check]:
+    """The PostgreSQL checks, in the order ``doctor`` prints them; ``migrations`` are the
+    integrations' migration folders."""
+    return asyncio.run(_checks(settings, clock, migrations))
 
 
-async def _checks(settings: Settings, clock: Callable[[], float]) -> list[Check]:
+async def _checks(
+    settings: Settings, clock: Callable[[], float], folders: Sequence[Traversable]
+) -> list[Check]:
     url = settings.database_url
     where = redacted(url)
     try:
@@ -56,7 +65,7 @@ async def _checks(settings: Settings, clock: Callable[[], float]) -> list[Check]
         version = await conn.fetchval("SHOW server_version")
         role = await conn.fetchval("SELECT current_user")
         checks = [Check("database", "OK", f"PostgreSQL {version} at {where}, as role {role}")]
-        migrated = await _migrations(conn, settings)
+        migrated = await _migrations(conn, settings, folders)
         checks.append(migrated)
         if migrated.status == "OK":
             checks.append(await _row_level_security(conn))
@@ -68,9 +77,11 @@ async def _checks(settings: Settings, clock: Callable[[], float]) -> list[Check]
         await conn.close()
 
 
-async def _migrations(conn: asyncpg.Connection, settings: Settings) -> Check:
+async def _migrations(
+    conn: asyncpg.Connection, settings: Settings, folders: Sequence[Traversable]
+) -> Check:
     done = await applied_versions(conn)
-    known = [version for version, _, _ in migration_files()]
+    known = [version for version, _, _ in all_migrations(folders)]
     pending = [version for version in known if version not in done]
     newer = sorted(done - set(known))
     if newer:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from staterelay.ui.integrations import ALEXA_TOOLS_KEY, AlexaTools, GuideProgress
 from staterelay.ui.live import LIVE_KEY, LiveHub
 from staterelay.ui.routes import SETUP_PATH, announce_setup_link, setup_ui, ui_routes
 
 __all__ = [
-    "ALEXA_TOOLS_KEY",
     "LIVE_KEY",
     "SETUP_PATH",
-    "AlexaTools",
-    "GuideProgress",
     "LiveHub",
     "announce_setup_link",
     "setup_ui",

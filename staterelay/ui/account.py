@@ -13,7 +13,8 @@ from aiohttp import web
 
 from staterelay.app.appkeys import SETTINGS_KEY
 from staterelay.browser.csrf import verify_csrf
-from staterelay.browser.forms import read_form
+from staterelay.browser.forms import field_errors, read_form
+from staterelay.browser.household import all_devices
 from staterelay.browser.principal import require_user, session_principal
 from staterelay.browser.render import render
 from staterelay.browser.sessions import client_ip, end_session, link_base
@@ -23,8 +24,7 @@ from staterelay.core.recovery import RESET_PATH
 from staterelay.core.sessions import SignedIn
 from staterelay.core.throttle import LoginThrottled
 from staterelay.core.users import validate_email
-from staterelay.ui.devices import all_devices
-from staterelay.ui.forms import confirm_errors, field_errors
+from staterelay.ui.forms import confirm_errors
 
 _LOGGER = logging.getLogger(__name__)
 

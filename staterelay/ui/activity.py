@@ -8,10 +8,11 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from staterelay.app.appkeys import CORE_KEY
+from staterelay.browser.household import all_devices
 from staterelay.browser.principal import require_principal
 from staterelay.browser.render import render
 from staterelay.core.records import SOURCES
-from staterelay.ui.devices import all_devices, webhook_names
+from staterelay.ui.devices import webhook_names
 from staterelay.ui.present import SOURCE_LABELS, activity_view
 
 ACTIVITY_PAGE: Final = 50

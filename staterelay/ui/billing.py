@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.browser.household import all_devices
 from staterelay.browser.principal import require_principal
 from staterelay.browser.render import render
-from staterelay.ui.devices import all_devices
 
 routes = web.RouteTableDef()
 

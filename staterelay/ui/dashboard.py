@@ -7,11 +7,12 @@ from typing import Final
 from aiohttp import web
 
 from staterelay.app.appkeys import CORE_KEY
+from staterelay.browser.household import all_devices
 from staterelay.browser.principal import require_principal, session_principal
 from staterelay.browser.render import render
 from staterelay.browser.sessions import current_user, safe_next
-from staterelay.ui.devices import all_devices, webhook_names
-from staterelay.ui.integrations import integration_summary
+from staterelay.ui.devices import webhook_names
+from staterelay.ui.integrations import card_views
 from staterelay.ui.present import activity_view, device_view, room_groups
 
 RECENT: Final = 8
@@ -36,7 +37,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             "nav": "dashboard",
             "devices": views,
             "groups": room_groups(views),
-            "integrations": await integration_summary(request, principal),
+            "integrations": await card_views(request, principal),
             "activity": [activity_view(entry, types, hooks) for entry in recent.items],
             "next": "/dashboard",
         },

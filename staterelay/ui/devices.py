@@ -16,6 +16,7 @@ from aiohttp import web
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 from staterelay.browser.csrf import verify_csrf
 from staterelay.browser.forms import read_form
+from staterelay.browser.household import all_devices, webhook_name
 from staterelay.browser.principal import require_principal
 from staterelay.browser.render import render
 from staterelay.browser.sessions import safe_next
@@ -31,13 +32,11 @@ from staterelay.ui.present import (
     curl_snippet,
     device_view,
     room_choices,
-    webhook_name,
 )
 
 SOURCE: Final = "ui"
 STATE_FIELDS: Final = ("power", "brightness", "detection", "temperature")
 ACTIVITY_PAGE: Final = 25
-DEVICE_PAGE: Final = 300
 NOTICES: Final = {
     "created": "The device was created.",
     "saved": "Your changes were saved.",
@@ -45,18 +44,6 @@ NOTICES: Final = {
 }
 
 routes = web.RouteTableDef()
-
-
-async def all_devices(core: Core, principal: Principal) -> list[Device]:
-    """Every device of the principal's tenant, in creation order."""
-    devices: list[Device] = []
-    cursor: str | None = None
-    while True:
-        page = await core.devices.list(principal, cursor=cursor, limit=DEVICE_PAGE)
-        devices.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            return devices
 
 
 async def webhook_names(core: Core, principal: Principal) -> dict[str, str]:

@@ -6,15 +6,10 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from staterelay.browser.forms import field_errors
 from staterelay.core.errors import Conflict, InvalidInput
 
 MISMATCH: Final = "The two passwords are not the same."
-
-
-def field_errors(error: InvalidInput | Conflict) -> dict[str, str]:
-    """A domain error as a sentence next to its form field (``form`` when it names none)."""
-    detail = error.detail[:1].upper() + error.detail[1:]
-    return {error.field or "form": detail if detail.endswith(".") else detail + "."}
 
 
 def confirm_errors(form: Mapping[str, str], field: str = "password") -> dict[str, str]:

@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 from staterelay.browser.csrf import verify_csrf
 from staterelay.browser.forms import read_form
+from staterelay.browser.household import webhook_name
 from staterelay.browser.middleware import origin_allowed
 from staterelay.browser.principal import session_principal
 from staterelay.browser.sessions import current_user
@@ -37,7 +38,7 @@ from staterelay.core.events import (
 )
 from staterelay.core.records import ActivityEntry, Principal
 from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
-from staterelay.ui.present import activity_view, device_view, webhook_name
+from staterelay.ui.present import activity_view, device_view
 
 _LOGGER = logging.getLogger(__name__)
 

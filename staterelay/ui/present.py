@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from staterelay.browser.render import when
 from staterelay.core.clock import iso
 from staterelay.core.device_types import SCALE_SYMBOLS, TEMPERATURE_RANGE
-from staterelay.core.records import ActivityEntry, Device, Webhook
+from staterelay.core.records import ActivityEntry, Device
 from staterelay.settings import Settings
 
 TYPE_LABELS: Final = {
@@ -285,15 +285,6 @@ def delivery_text(
         again = f", attempt {attempt}" if isinstance(attempt, int) else ""
         return f"{what} failed{code}: {reason} (will retry{again})", tone
     return f"{what} failed{code}: {reason}", tone
-
-
-def webhook_name(hook: Webhook) -> str:
-    """What a webhook is called on pages: its description, else its IFTTT event or host."""
-    if hook.description:
-        return hook.description
-    if hook.ifttt_event:
-        return f"IFTTT {hook.ifttt_event}"
-    return urlsplit(hook.url).hostname or hook.url
 
 
 # curl ----------------------------------------------------------------------------------------

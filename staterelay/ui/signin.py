@@ -8,7 +8,7 @@ from typing import Any, Final, NoReturn
 from aiohttp import web
 
 from staterelay.browser.csrf import verify_csrf
-from staterelay.browser.forms import read_form
+from staterelay.browser.forms import field_errors, read_form
 from staterelay.browser.render import render
 from staterelay.browser.sessions import (
     client_ip,
@@ -24,7 +24,7 @@ from staterelay.core.errors import Conflict, InvalidInput, NotAuthenticated
 from staterelay.core.records import User
 from staterelay.core.recovery import LinkUnusable
 from staterelay.core.throttle import LoginThrottled
-from staterelay.ui.forms import confirm_errors, field_errors
+from staterelay.ui.forms import confirm_errors
 
 routes = web.RouteTableDef()
 

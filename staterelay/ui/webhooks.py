@@ -10,6 +10,7 @@ from aiohttp import web
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 from staterelay.browser.csrf import verify_csrf
 from staterelay.browser.forms import read_form
+from staterelay.browser.household import FAILING_RUN, all_devices, webhook_health, webhook_row
 from staterelay.browser.principal import require_principal
 from staterelay.browser.render import render
 from staterelay.browser.sessions import safe_next
@@ -17,14 +18,8 @@ from staterelay.core.errors import InvalidInput
 from staterelay.core.records import Principal
 from staterelay.core.webhook_formats import IFTTT_WEBHOOKS, STANDARD
 from staterelay.core.webhooks import EVENT_TYPES
-from staterelay.ui.devices import all_devices
 from staterelay.ui.forms import human_errors
-from staterelay.ui.integrations import (
-    FAILING_RUN,
-    integrations_page,
-    webhook_health,
-    webhook_row,
-)
+from staterelay.ui.integrations import integrations_page
 
 DELIVERY_PAGE: Final = 25
 NOTICES: Final = {

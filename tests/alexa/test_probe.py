@@ -8,14 +8,14 @@ from aiohttp import web
 
 from staterelay.core import Core
 from staterelay.core.records import Principal
-from staterelay.ui import ALEXA_TOOLS_KEY
+from staterelay.integrations.alexa import ALEXA_KEY
 from tests.alexa.conftest import Amazon, assert_valid
 
 
 async def test_the_test_event_reaches_the_gateway_and_says_what_it_answered(
     alexa_app: web.Application, core: Core, principal: Principal, granted: str, amazon: Amazon
 ) -> None:
-    tools = alexa_app[ALEXA_TOOLS_KEY]
+    tools = alexa_app[ALEXA_KEY]
     assert await tools.send_test(principal) == (
         False,
         "Make a device first: the test event announces your devices to Alexa.",
@@ -42,5 +42,5 @@ async def test_the_test_event_reaches_the_gateway_and_says_what_it_answered(
 async def test_the_test_event_without_a_link(
     alexa_app: web.Application, principal: Principal
 ) -> None:
-    ok, text = await alexa_app[ALEXA_TOOLS_KEY].send_test(principal)
+    ok, text = await alexa_app[ALEXA_KEY].send_test(principal)
     assert (ok, text) == (False, "Alexa is not linked to your account yet (step 8).")

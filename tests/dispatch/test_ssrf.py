@@ -20,16 +20,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given, strategies as st
 from yarl import URL
 
+from staterelay.app.ssrf import AddressRefused, GuardedResolver, check_url, refusal
 from staterelay.core import Core
 from staterelay.core.netpolicy import AddressPolicy, embedded_ipv4, is_public
 from staterelay.core.records import OutboxItem, Webhook
-from staterelay.integrations.webhooks import (
-    AddressRefused,
-    GuardedResolver,
-    WebhookSink,
-    check_url,
-)
-from staterelay.integrations.webhooks.ssrf import refusal
+from staterelay.integrations.webhooks import WebhookSink
 from tests.dispatch.conftest import HookFactory, Receiver
 
 FORBIDDEN = [

@@ -8,9 +8,10 @@ import re
 from aiohttp import web
 
 from staterelay.app.appkeys import SETTINGS_KEY
+from staterelay.browser.household import webhook_health
 from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.core.records import Webhook, WebhookDelivery
-from staterelay.ui.integrations import webhook_health, webhooks_summary
+from staterelay.integrations.webhooks.dashboard import webhooks_summary
 from tests.dispatch.conftest import Receiver, receiver, wait_until  # noqa: F401 - a fixture
 from tests.ui.homes import Browse, Home, MakeApp, sign_in_home
 from tests.web.support import FakeClock

@@ -1,83 +1,111 @@
 """The Alexa Smart Home skill: directives in, proactive events out, and the Lambda relay.
 
-``setup_alexa(app, core, settings)`` adds ``POST /alexa/smart_home`` and keeps the
-integration (its HTTP session, Login with Amazon client, token keeper and the ``alexa``
-outbox sink) under ``ALEXA_KEY``; the app factory hands ``sink`` to the dispatcher, whose
-shutdown closes it.
+``Alexa`` is the integration: the ``/alexa/`` surface with ``POST /alexa/smart_home``, the
+``alexa`` outbox sink, the periodic write of report results, its card and set-up page, and
+its metrics. What it keeps for the life of an application is under ``ALEXA_KEY``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from staterelay.core import Core
+from staterelay.app.integration import (
+    Integration,
+    IntegrationContext,
+    Parts,
+    PeriodicTask,
+    RateLimit,
+    SettingsSection,
+    Surface,
+)
+from staterelay.core.counters import Counters
+from staterelay.core.crypto import relay_secret
+from staterelay.core.delivery import AlexaPolicy
+from staterelay.integrations.alexa import dashboard
 from staterelay.integrations.alexa.change_report import ChangeReportSink
-from staterelay.integrations.alexa.lwa import HttpSession, LoginWithAmazon, TokenKeeper
-from staterelay.integrations.alexa.views import PATH, SmartHomeView
-from staterelay.settings import Settings
-
-_LOGGER = logging.getLogger(__name__)
+from staterelay.integrations.alexa.runtime import ALEXA_KEY, AlexaRuntime
+from staterelay.integrations.alexa.views import PATH
 
 REPORT_FLUSH_INTERVAL: Final = 10.0
+FAILURE_OUTCOMES: Final = ("retry", "dead")
 
 
-class AlexaIntegration:
-    """Everything the Alexa adapter keeps for the life of the app."""
+class Alexa(Integration):
+    """The Alexa integration."""
 
-    def __init__(self, core: Core, settings: Settings, relay_secret: str) -> None:
-        self.core = core
-        self.settings = settings
-        self.http = HttpSession()
-        self.lwa = LoginWithAmazon(self.http, settings.alexa, core.alexa.messaging)
-        self.tokens = TokenKeeper(core, self.lwa)
-        self.sink = ChangeReportSink(core, settings.alexa, self.http, self.tokens)
-        self.view = SmartHomeView(core, settings.alexa, self.lwa, relay_secret)
+    name = "alexa"
+    delivery_policies = (AlexaPolicy(),)
+    section = SettingsSection(
+        name="alexa",
+        title="Alexa",
+        read=lambda settings: settings.alexa,
+        # The relay secret is derived from the instance secret when not set: not required.
+        required=("messaging_client_id", "messaging_client_secret"),
+    )
+    # Amazon calls from a few shared addresses for every user: no rate limit. Errors are
+    # ErrorResponses the view writes itself; the boundary's own answers are problem+json.
+    surfaces = (Surface(path="/alexa/", roles=("alexa",), limit=RateLimit.NONE),)
 
-
-ALEXA_KEY: Final = web.AppKey("staterelay.integrations.alexa", AlexaIntegration)
-
-
-def setup_alexa(
-    app: web.Application, core: Core, settings: Settings, relay_secret: str
-) -> AlexaIntegration:
-    """Add the directive endpoint and the periodic write of report results.
-
-    ``relay_secret`` is what the Lambda relay must send: ``alexa.relay_secret``, or the one
-    derived from the instance's secret key.
-    """
-    integration = AlexaIntegration(core, settings, relay_secret)
-    app[ALEXA_KEY] = integration
-    app.router.add_post(PATH, integration.view.post, name="alexa-smart-home")
-    app.cleanup_ctx.append(_reports_context)
-    return integration
-
-
-async def _reports_context(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_flush_reports(app[ALEXA_KEY].core), name="alexa-reports")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def build(self, context: IntegrationContext) -> Parts:
+        """The directive endpoint, the sink, the report flush, the card and set-up page."""
+        settings, core = context.settings, context.core
+        relay = settings.alexa.relay_secret or relay_secret(context.instance_secret)
+        alexa = AlexaRuntime(core, settings, context.http, relay)
+        return Parts(
+            routes=[web.post(PATH, alexa.view.post, name="alexa-smart-home"), *dashboard.routes],
+            sinks=(alexa.sink,),
+            periodic=(
+                # The latest report result of each grant, written every few seconds.
+                PeriodicTask(
+                    "alexa-report-results",
+                    REPORT_FLUSH_INTERVAL,
+                    core.alexa.flush_reports,
+                    wait_first=True,
+                ),
+            ),
+            cards=(dashboard.CARD,),
+            collectors=(AlexaEvents(core.counters),),
+            keys={ALEXA_KEY: alexa},
+        )
 
 
-async def _flush_reports(core: Core) -> None:
-    """Write the latest report result of each grant every few seconds."""
-    while True:
-        await asyncio.sleep(REPORT_FLUSH_INTERVAL)
-        try:
-            await core.alexa.flush_reports()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _LOGGER.exception("writing Alexa report results failed")
+class AlexaEvents(Collector):
+    """Events the Alexa event gateway accepted, and the attempts that failed."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing up front: the families are made afresh at each scrape."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """``alexa_changereports_sent`` and ``alexa_changereport_failures``."""
+        counters = self._counters
+        sent = sum(
+            count
+            for key, count in counters.deliveries.items()
+            if key.sink == "alexa" and key.outcome == "delivered" and key.sent
+        )
+        yield CounterMetricFamily(
+            "alexa_changereports_sent",
+            "Events (ChangeReports and discovery updates) the Alexa event gateway accepted.",
+            value=sent,
+        )
+        failures = CounterMetricFamily(
+            "alexa_changereport_failures",
+            "Alexa event attempts that failed, by outcome (retry: tried again later, dead).",
+            labels=("outcome",),
+        )
+        alexa = counters.deliveries_of("alexa")
+        for outcome in FAILURE_OUTCOMES:
+            failures.add_metric((outcome,), alexa.get(outcome, 0))
+        yield failures
 
 
-__all__ = ["ALEXA_KEY", "AlexaIntegration", "ChangeReportSink", "setup_alexa"]
+__all__ = ["ALEXA_KEY", "Alexa", "AlexaRuntime", "ChangeReportSink"]

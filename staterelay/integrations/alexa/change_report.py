@@ -38,7 +38,13 @@ from staterelay.core.records import Device, OutboxItem, PropertyState
 from staterelay.core.sinks import SinkResult, parse_retry_after
 from staterelay.integrations.alexa.directive import header
 from staterelay.integrations.alexa.endpoints import AlexaEndpoint
-from staterelay.integrations.alexa.lwa import GrantGone, HttpSession, LwaError, TokenKeeper
+from staterelay.integrations.alexa.lwa import (
+    USER_AGENT,
+    GrantGone,
+    LwaError,
+    Session,
+    TokenKeeper,
+)
 from staterelay.settings import AlexaSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -126,11 +132,11 @@ class ChangeReportSink:
     name = "alexa"
 
     def __init__(
-        self, core: Core, settings: AlexaSettings, http: HttpSession, tokens: TokenKeeper
+        self, core: Core, settings: AlexaSettings, session: Session, tokens: TokenKeeper
     ) -> None:
         self._core = core
         self._settings = settings
-        self._http = http
+        self._session = session
         self._tokens = tokens
         self._reported: dict[tuple[str, str], _Reported] = {}
         self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
@@ -163,12 +169,11 @@ class ChangeReportSink:
                 self._turns[key] = (lock, users - 1)
 
     async def close(self) -> None:
-        """Write the last report results and close the shared HTTP session."""
+        """Write the last report results (the application closes the HTTP session)."""
         try:
             await self._core.alexa.flush_reports()
         except Exception:
             _LOGGER.exception("could not record the last Alexa report results")
-        await self._http.close()
 
     async def _deliver(self, link: AlexaLink, item: OutboxItem, key: tuple[str, str]) -> SinkResult:
         try:
@@ -323,12 +328,13 @@ class ChangeReportSink:
     async def _post(self, link: AlexaLink, message: JSON) -> tuple[SinkResult, str | None]:
         url = gateway_url(self._settings, link.region)
         try:
-            async with self._http.get().post(
+            async with self._session().post(
                 url,
                 data=json.dumps(message, separators=(",", ":")),
                 headers={
                     "Authorization": f"Bearer {link.access_token}",
                     "Content-Type": "application/json",
+                    "User-Agent": USER_AGENT,
                 },
                 timeout=GATEWAY_TIMEOUT,
                 allow_redirects=False,

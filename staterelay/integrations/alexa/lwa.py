@@ -1,9 +1,9 @@
-"""Login with Amazon: the shared HTTP session, code exchange, and tokens refreshed in time.
+"""Login with Amazon: code exchange, and tokens refreshed in time.
 
-One ``aiohttp.ClientSession`` (``trust_env=False``: no proxy from the environment) serves
-Login with Amazon and the event gateway. Tokens are refreshed ``REFRESH_AHEAD`` seconds
-before they expire, under a lock per grant so concurrent sends refresh once, and the new
-refresh token Amazon returns is stored every time.
+Requests go through the application's shared client session (``OutgoingHttp.shared``), as
+the event gateway's do. Tokens are refreshed ``REFRESH_AHEAD`` seconds before they expire,
+under a lock per grant so concurrent sends refresh once, and the new refresh token Amazon
+returns is stored every time.
 """
 
 from __future__ import annotations
@@ -30,27 +30,8 @@ MAX_ANSWER_BYTES: Final = 65536
 USER_AGENT: Final = "StateRelay (Alexa Smart Home)"
 
 
-class HttpSession:
-    """The one client session for Amazon, opened on first use and closed with the app."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-
-    def get(self) -> aiohttp.ClientSession:
-        """The open session (created inside the running loop)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                trust_env=False,
-                headers={"User-Agent": USER_AGENT},
-                connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
-            )
-        return self._session
-
-    async def close(self) -> None:
-        """Close the session; a later use opens a new one."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+Session = Callable[[], aiohttp.ClientSession]
+"""The client session to send with (``OutgoingHttp.shared``), opened on first use."""
 
 
 class LwaError(Exception):
@@ -81,11 +62,11 @@ class LoginWithAmazon:
 
     def __init__(
         self,
-        http: HttpSession,
+        session: Session,
         settings: AlexaSettings,
         credentials: Callable[[], Awaitable[MessagingClient | None]],
     ) -> None:
-        self._http = http
+        self._session = session
         self._settings = settings
         self._credentials = credentials
 
@@ -107,10 +88,10 @@ class LoginWithAmazon:
             )
         data = {**form, "client_id": client.client_id, "client_secret": client.client_secret}
         try:
-            async with self._http.get().post(
+            async with self._session().post(
                 self._settings.lwa_token_url,
                 data=data,
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
                 timeout=LWA_TIMEOUT,
                 allow_redirects=False,
             ) as response:

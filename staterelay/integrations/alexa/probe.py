@@ -17,7 +17,7 @@ from staterelay.core.records import Device, Principal
 from staterelay.integrations.alexa.change_report import gateway_url
 from staterelay.integrations.alexa.directive import header
 from staterelay.integrations.alexa.endpoints import endpoints
-from staterelay.integrations.alexa.lwa import GrantGone, HttpSession, LwaError, TokenKeeper
+from staterelay.integrations.alexa.lwa import USER_AGENT, GrantGone, LwaError, Session, TokenKeeper
 from staterelay.settings import AlexaSettings
 
 TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
@@ -27,7 +27,7 @@ PAGE: Final = 300
 async def send_test_event(
     core: Core,
     settings: AlexaSettings,
-    http: HttpSession,
+    session: Session,
     tokens: TokenKeeper,
     principal: Principal,
 ) -> tuple[bool, str]:
@@ -62,12 +62,13 @@ async def send_test_event(
         }
     }
     try:
-        async with http.get().post(
+        async with session().post(
             gateway_url(settings, link.region),
             data=json.dumps(message, separators=(",", ":")),
             headers={
                 "Authorization": f"Bearer {link.access_token}",
                 "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
             },
             timeout=TIMEOUT,
             allow_redirects=False,

@@ -1,14 +1,14 @@
 """The IFTTT service: the ``/ifttt/v1/`` API IFTTT calls, and Realtime notifications out.
 
-``setup_ifttt(app, core, settings)`` mounts the API, keeps the integration (its Realtime
-outbox sink) under ``IFTTT_KEY`` for the app factory to hand to the dispatcher, and runs
-the upkeep: at start it tells the fan-out whether to queue Realtime notifications, then it
-prunes old trigger events, identities and action request ids every hour.
+``Ifttt`` is the integration: the API mounted at ``/ifttt/v1/`` (IFTTT's error shape, a
+rate limit per IFTTT connection), the ``ifttt`` outbox sink of Realtime notifications, its
+upkeep (at start it tells the fan-out whether to queue Realtime notifications, then it
+prunes old trigger events, identities and action request ids every hour), its card and
+set-up page, and its metrics.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,10 +17,22 @@ from typing import Final
 from aiohttp import web
 
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
+from staterelay.app.integration import (
+    Integration,
+    IntegrationContext,
+    Parts,
+    PeriodicTask,
+    RateLimit,
+    SettingsSection,
+    SinkOutcomes,
+    Surface,
+)
 from staterelay.core import Core
+from staterelay.core.delivery import IftttPolicy
+from staterelay.integrations.ifttt import dashboard
 from staterelay.integrations.ifttt.realtime import IftttRealtimeSink
 from staterelay.integrations.ifttt.routes import routes
-from staterelay.integrations.ifttt.wire import errors_middleware
+from staterelay.integrations.ifttt.wire import boundary_error, errors_middleware
 from staterelay.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,19 +41,51 @@ PREFIX: Final = "/ifttt/v1/"
 PRUNE_INTERVAL: Final = 3600.0
 
 
-class IftttIntegration:
-    """What the IFTTT adapter keeps for the life of the app."""
+class Ifttt(Integration):
+    """The IFTTT integration."""
 
-    def __init__(self, core: Core, settings: Settings) -> None:
-        self.core = core
-        self.sink = IftttRealtimeSink(
+    name = "ifttt"
+    delivery_policies = (IftttPolicy(),)
+    section = SettingsSection(
+        name="ifttt", title="IFTTT", read=lambda settings: settings.ifttt, required=("service_key",)
+    )
+    surfaces = (
+        # IFTTT calls from a few shared addresses for every user: only its token counts.
+        Surface(path=PREFIX, roles=("ifttt",), limit=RateLimit.IFTTT_TOKEN, errors=boundary_error),
+        Surface(path="/ifttt/", roles=("ifttt",), limit=RateLimit.NONE),
+    )
+
+    def build(self, context: IntegrationContext) -> Parts:
+        """The API, the Realtime sink, the upkeep, the card and set-up page."""
+        core, settings = context.core, context.settings
+        sink = IftttRealtimeSink(
             url=settings.ifttt.realtime_url,
             service_key=settings.ifttt.service_key,
             clock=core.clock,
+            http=context.http,
         )
 
+        @contextlib.asynccontextmanager
+        async def running() -> AsyncIterator[None]:
+            await core.ifttt.start()
+            yield
 
-IFTTT_KEY: Final = web.AppKey("staterelay.integrations.ifttt", IftttIntegration)
+        return Parts(
+            routes=dashboard.routes,
+            subapps={PREFIX: create_ifttt_app(core, settings)},
+            sinks=(sink,),
+            periodic=(PeriodicTask("ifttt-prune", PRUNE_INTERVAL, lambda: prune(core)),),
+            cards=(dashboard.CARD,),
+            collectors=(
+                SinkOutcomes(
+                    core.counters,
+                    name="ifttt_realtime_notifications",
+                    sink=sink.name,
+                    documentation="IFTTT Realtime notification attempts, by outcome.",
+                ),
+            ),
+            running=running,
+        )
 
 
 def create_ifttt_app(core: Core, settings: Settings) -> web.Application:
@@ -53,44 +97,16 @@ def create_ifttt_app(core: Core, settings: Settings) -> web.Application:
     return app
 
 
-def setup_ifttt(app: web.Application, core: Core, settings: Settings) -> IftttIntegration:
-    """Mount the IFTTT API and its upkeep; call after the store's cleanup context."""
-    integration = IftttIntegration(core, settings)
-    app[IFTTT_KEY] = integration
-    app.add_subapp(PREFIX, create_ifttt_app(core, settings))
-    app.cleanup_ctx.append(_upkeep_context)
-    return integration
+async def prune(core: Core) -> None:
+    """Prune IFTTT's timelines and bookkeeping (the periodic task runs it every hour)."""
+    pruned = await core.ifttt.prune()
+    if pruned.total:
+        _LOGGER.info(
+            "pruned %d IFTTT events, %d identities, %d request ids",
+            pruned.events,
+            pruned.identities,
+            pruned.requests,
+        )
 
 
-async def _upkeep_context(app: web.Application) -> AsyncIterator[None]:
-    core = app[IFTTT_KEY].core
-    await core.ifttt.start()
-    task = asyncio.create_task(_prune(core), name="ifttt-upkeep")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _prune(core: Core) -> None:
-    """Prune IFTTT's timelines and bookkeeping now and then every hour."""
-    while True:
-        try:
-            pruned = await core.ifttt.prune()
-            if pruned.total:
-                _LOGGER.info(
-                    "pruned %d IFTTT events, %d identities, %d request ids",
-                    pruned.events,
-                    pruned.identities,
-                    pruned.requests,
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _LOGGER.exception("pruning IFTTT data failed")
-        await asyncio.sleep(PRUNE_INTERVAL)
-
-
-__all__ = ["IFTTT_KEY", "IftttIntegration", "IftttRealtimeSink", "create_ifttt_app", "setup_ifttt"]
+__all__ = ["Ifttt", "IftttRealtimeSink", "create_ifttt_app"]

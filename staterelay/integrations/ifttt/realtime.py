@@ -22,6 +22,7 @@ from typing import Final
 import aiohttp
 
 from staterelay import __version__
+from staterelay.app.http import OutgoingHttp
 from staterelay.core.clock import Clock
 from staterelay.core.ifttt import REALTIME_BATCH, REALTIME_SINK
 from staterelay.core.records import OutboxItem
@@ -46,7 +47,11 @@ class _Batch:
 
 
 class IftttRealtimeSink:
-    """Deliver ``ifttt`` outbox rows as batched Realtime notifications."""
+    """Deliver ``ifttt`` outbox rows as batched Realtime notifications.
+
+    Requests go through ``http.shared()``, the application's client; without ``http`` (a
+    sink used on its own, as tests do) the sink keeps a client of its own and closes it.
+    """
 
     name = REALTIME_SINK
 
@@ -59,6 +64,7 @@ class IftttRealtimeSink:
         gather_seconds: float = 0.02,
         timeout_seconds: float = 10.0,
         max_age_seconds: float = 3600.0,
+        http: OutgoingHttp | None = None,
     ) -> None:
         self._url = url
         self._key = (service_key or "").strip() or None
@@ -68,7 +74,8 @@ class IftttRealtimeSink:
         self._max_age = max_age_seconds
         self._batch: _Batch | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._own_http = http is None
+        self._http = http or OutgoingHttp()
         self._closed = False
 
     async def deliver(self, item: OutboxItem) -> SinkResult:
@@ -96,14 +103,13 @@ class IftttRealtimeSink:
         return await asyncio.shield(batch.outcome)
 
     async def close(self) -> None:
-        """Send what is gathered, wait for requests in flight, close the session."""
+        """Send what is gathered, wait for requests in flight, close an own client."""
         self._closed = True
         self._flush()
         if self._sending:
             await asyncio.wait(tuple(self._sending), timeout=self._timeout)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._own_http:
+            await self._http.close()
 
     def _join(self, identities: Iterable[str]) -> _Batch:
         wanted = dict.fromkeys(identities)
@@ -148,10 +154,15 @@ class IftttRealtimeSink:
             "Content-Type": "application/json",
             "Accept": "application/json",
             "X-Request-ID": request_id,
+            "User-Agent": USER_AGENT,
         }
         try:
-            async with self._client().post(
-                self._url, data=body, headers=headers, allow_redirects=False
+            async with self._http.shared().post(
+                self._url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 retry_after = (
@@ -182,16 +193,6 @@ class IftttRealtimeSink:
         else:
             error = f"IFTTT answered {status}"
         return SinkResult(delivered=False, status_code=status, error=error, retry_after=retry_after)
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                headers={"User-Agent": USER_AGENT},
-                cookie_jar=aiohttp.DummyCookieJar(),
-                raise_for_status=False,
-            )
-        return self._session
 
 
 __all__ = ["IftttRealtimeSink"]

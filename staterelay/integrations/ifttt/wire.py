@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -75,6 +75,18 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
     return value
+
+
+def boundary_error(
+    request: web.Request, error: StateRelayError, headers: Mapping[str, str]
+) -> web.Response:
+    """An error the request boundary raised itself (a rate limit), in IFTTT's error shape.
+
+    The ``ErrorRenderer`` of the ``/ifttt/v1/`` surface; IFTTT retries later.
+    """
+    response = errors_response(error.status, _sentence(error.detail))
+    response.headers.update(headers)
+    return response
 
 
 @web.middleware

@@ -10,13 +10,14 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from staterelay import __version__
+from staterelay.app.http import OutgoingHttp
+from staterelay.app.ssrf import AddressRefused, check_url
 from staterelay.core import Core
 from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.records import OutboxItem
 from staterelay.core.sinks import SinkResult, parse_retry_after
 from staterelay.core.webhook_formats import IFTTT_WEBHOOKS
 from staterelay.integrations.webhooks.signing import event_body, signature_headers
-from staterelay.integrations.webhooks.ssrf import AddressRefused, GuardedResolver, check_url
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ class WebhookSink:
     One attempt is one POST: no redirects are followed, no proxy or cookie is used, the
     answer's body is read up to ``max_response_bytes`` and thrown away, and only a 2xx
     status counts as delivered. A 410 answer switches the webhook off for good.
+
+    Requests go through ``http.guarded()``, the application's SSRF-guarded session. Without
+    ``http`` (a sink used on its own, as tests do) the sink keeps a client of its own,
+    guarded by ``policy`` and resolving with ``resolver``, and closes it with itself.
     """
 
     name = "webhook"
@@ -44,14 +49,17 @@ class WebhookSink:
         max_response_bytes: int,
         policy: AddressPolicy,
         resolver: AbstractResolver | None = None,
+        http: OutgoingHttp | None = None,
     ) -> None:
         self._core = core
         self._timeout_seconds = timeout_seconds
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, connect=min(timeout_seconds, CONNECT_TIMEOUT)
+        )
         self._max_response_bytes = max(0, max_response_bytes)
         self._policy = policy
-        self._inner_resolver = resolver
-        self._session: aiohttp.ClientSession | None = None
-        self._resolver: GuardedResolver | None = None
+        self._own_http = http is None
+        self._http = http or OutgoingHttp(policy, resolver=resolver)
         self._closed = False
 
     async def deliver(self, item: OutboxItem) -> SinkResult:
@@ -78,7 +86,11 @@ class WebhookSink:
         except ValueError:
             return SinkResult(delivered=False, error="not sent: the webhook URL is not valid")
         now = self._core.clock()
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": USER_AGENT,
+        }
         try:
             if webhook.format == IFTTT_WEBHOOKS:
                 # IFTTT's Webhooks trigger: value1-value3 to a URL holding the user's key.
@@ -98,8 +110,8 @@ class WebhookSink:
                 delivered=False, error="not sent: the event cannot be encoded", permanent=True
             )
         try:
-            async with self._client().post(
-                url, data=body, headers=headers, allow_redirects=False
+            async with self._http.guarded().post(
+                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
                 status = response.status
                 retry_after = (
@@ -117,14 +129,10 @@ class WebhookSink:
         return await self._judge(item, status, retry_after)
 
     async def close(self) -> None:
-        """Close the HTTP session and the resolver."""
+        """Take no more deliveries; close the client if it is the sink's own."""
         self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._resolver is not None:
-            await self._resolver.close()
-            self._resolver = None
+        if self._own_http:
+            await self._http.close()
 
     async def _judge(self, item: OutboxItem, status: int, retry_after: float | None) -> SinkResult:
         if 200 <= status < 300:
@@ -152,30 +160,6 @@ class WebhookSink:
             error=f"the receiver answered {status}",
             retry_after=retry_after,
         )
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._resolver = GuardedResolver(self._policy, self._inner_resolver)
-            connector = aiohttp.TCPConnector(
-                resolver=self._resolver,
-                # Every new connection resolves (and so is checked) afresh; pooled
-                # connections were checked when they were opened.
-                use_dns_cache=False,
-                limit=100,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=self._timeout_seconds,
-                    connect=min(self._timeout_seconds, CONNECT_TIMEOUT),
-                ),
-                headers={"User-Agent": USER_AGENT},
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                raise_for_status=False,
-            )
-        return self._session
 
     async def _discard_body(self, response: aiohttp.ClientResponse) -> None:
         """Read at most the cap and drop it; past the cap the connection is closed, not reused."""

@@ -18,15 +18,17 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
 from staterelay.core.errors import StorageFull
 from staterelay.core.records import PoolStats
+from staterelay.core.storage.migrations import Migration, merged
 from staterelay.jsoncodec import decode, encode_sorted_text
 
 if TYPE_CHECKING:
@@ -76,6 +78,11 @@ async def _init_connection(conn: Connection) -> None:
         )
 
 
+def all_migrations(folders: Sequence[Traversable] = ()) -> list[Migration]:
+    """The bundled migrations and those of integrations' ``folders``, in version order."""
+    return merged(migration_files(), folders, "postgres")
+
+
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every bundled PostgreSQL migration, in order."""
     folder = resources.files("staterelay.store").joinpath("migrations/postgres")
@@ -95,18 +102,21 @@ async def applied_versions(conn: Connection) -> set[int]:
     return {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
 
 
-async def pending_migrations(conn: Connection) -> list[int]:
-    """Versions of bundled migrations not yet applied."""
+async def pending_migrations(conn: Connection, folders: Sequence[Traversable] = ()) -> list[int]:
+    """Versions of migrations (bundled and of ``folders``) not yet applied."""
     done = await applied_versions(conn)
-    return [version for version, _, _ in migration_files() if version not in done]
+    return [version for version, _, _ in all_migrations(folders) if version not in done]
 
 
 class MigrationError(RuntimeError):
     """The schema cannot be brought up to date with the credentials at hand."""
 
 
-async def migrate(conn: Connection, *, app_role: str | None) -> list[int]:
-    """Apply pending migrations in one transaction and grant ``app_role`` its privileges.
+async def migrate(
+    conn: Connection, *, app_role: str | None, folders: Sequence[Traversable] = ()
+) -> list[int]:
+    """Apply pending migrations (bundled and of ``folders``) in one transaction and grant
+    ``app_role`` its privileges.
 
     Runs as the owner of the tables. Replicas starting together queue on the advisory lock;
     the first applies, the others find nothing left to do. Returns the versions applied.
@@ -119,7 +129,7 @@ async def migrate(conn: Connection, *, app_role: str | None) -> list[int]:
         )
         done = await applied_versions(conn)
         applied: list[int] = []
-        for version, name, sql in migration_files():
+        for version, name, sql in all_migrations(folders):
             if version in done:
                 continue
             await conn.execute(sql)
@@ -164,7 +174,9 @@ async def grant_app_role(conn: Connection, role: str) -> None:
     )
 
 
-async def migrate_url(url: str, *, app_role: str | None) -> list[int]:
+async def migrate_url(
+    url: str, *, app_role: str | None, folders: Sequence[Traversable] = ()
+) -> list[int]:
     """Connect to ``url`` (the owner's), migrate, grant ``app_role`` and disconnect.
 
     ``MigrationError`` says what went wrong when the server refuses or cannot be reached.
@@ -176,7 +188,7 @@ async def migrate_url(url: str, *, app_role: str | None) -> list[int]:
     except (OSError, asyncpg.PostgresError) as exc:
         raise MigrationError(f"cannot connect to the database to migrate it: {exc}") from None
     try:
-        return await migrate(conn, app_role=app_role)
+        return await migrate(conn, app_role=app_role, folders=folders)
     except asyncpg.PostgresError as exc:
         raise MigrationError(f"migrating the database failed: {exc}") from None
     finally:
@@ -187,9 +199,16 @@ class PostgresEngine:
     """Owns the asyncpg pool; hands out tenant-bound and instance transactions."""
 
     def __init__(
-        self, url: str, *, migrate_url: str | None = None, pool_size: int = POOL_MAX_SIZE
+        self,
+        url: str,
+        *,
+        migrate_url: str | None = None,
+        pool_size: int = POOL_MAX_SIZE,
+        migrations: Sequence[Traversable] = (),
     ) -> None:
         self.url = url
+        self.migrations = tuple(migrations)
+        """Integrations' migration folders, applied with the bundled migrations."""
         self.migrate_url = migrate_url if migrate_url and migrate_url != url else None
         self.pool_size = pool_size
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
@@ -230,9 +249,9 @@ class PostgresEngine:
         try:
             async with self._pool.acquire() as conn:
                 self.role = str(await conn.fetchval("SELECT current_user"))
-                pending = await pending_migrations(conn)
+                pending = await pending_migrations(conn, self.migrations)
             if self.migrate_url is not None:
-                await migrate_url(self.migrate_url, app_role=self.role)
+                await migrate_url(self.migrate_url, app_role=self.role, folders=self.migrations)
             elif pending:
                 await self._migrate_as_app(pending)
         except BaseException:
@@ -243,7 +262,7 @@ class PostgresEngine:
         """No owner URL: the app's role must be the owner itself (a one-role setup)."""
         async with self.pool.acquire() as conn:
             try:
-                await migrate(conn, app_role=None)
+                await migrate(conn, app_role=None, folders=self.migrations)
             except asyncpg.InsufficientPrivilegeError as exc:
                 raise MigrationError(
                     f"the database needs migrations {', '.join(map(str, pending))} and the role"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -76,8 +77,10 @@ class PostgresStore(
 ):
     """``Store`` on a PostgreSQL database shared by any number of replicas."""
 
-    def __init__(self, url: str, *, migrate_url: str | None = None) -> None:
-        self.engine = PostgresEngine(url, migrate_url=migrate_url)
+    def __init__(
+        self, url: str, *, migrate_url: str | None = None, migrations: Sequence[Traversable] = ()
+    ) -> None:
+        self.engine = PostgresEngine(url, migrate_url=migrate_url, migrations=migrations)
         self._init_devices()
 
     async def configure_ifttt_realtime(
@@ -118,7 +121,7 @@ class PostgresStore(
         """True when a query answers and no migration is pending."""
         try:
             async with self.engine.instance(readonly=True) as conn:
-                return not await pending_migrations(conn)
+                return not await pending_migrations(conn, self.engine.migrations)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError):
             return False
 

@@ -21,14 +21,16 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from staterelay.core.errors import StorageFull
 from staterelay.core.records import PoolStats, StorageStats
+from staterelay.core.storage.migrations import Migration, merged
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -76,15 +78,21 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def apply_migrations(conn: sqlite3.Connection) -> list[int]:
-    """Apply pending migrations, each in its own transaction; returns the versions applied."""
+def all_migrations(folders: Sequence[Traversable] = ()) -> list[Migration]:
+    """The bundled migrations and those of integrations' ``folders``, in version order."""
+    return merged(migration_files(), folders, "sqlite")
+
+
+def apply_migrations(conn: sqlite3.Connection, folders: Sequence[Traversable] = ()) -> list[int]:
+    """Apply pending migrations (bundled and of ``folders``), each in its own transaction;
+    returns the versions applied."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
     )
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     applied: list[int] = []
-    for version, name, sql in migration_files():
+    for version, name, sql in all_migrations(folders):
         if version in done:
             continue
         try:
@@ -105,13 +113,13 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-def pending_migrations(conn: sqlite3.Connection) -> list[int]:
-    """Versions of bundled migrations not yet applied."""
+def pending_migrations(conn: sqlite3.Connection, folders: Sequence[Traversable] = ()) -> list[int]:
+    """Versions of migrations (bundled and of ``folders``) not yet applied."""
     try:
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     except sqlite3.OperationalError:
         done = set()
-    return [v for v, _, _ in migration_files() if v not in done]
+    return [v for v, _, _ in all_migrations(folders) if v not in done]
 
 
 def _split_sql(sql: str) -> list[str]:
@@ -133,9 +141,13 @@ def _split_sql(sql: str) -> list[str]:
 class SQLiteEngine:
     """Owns the writer and reader connections and their threads."""
 
-    def __init__(self, path: Path, *, durability: str) -> None:
+    def __init__(
+        self, path: Path, *, durability: str, migrations: Sequence[Traversable] = ()
+    ) -> None:
         self.path = path
         self.synchronous = "FULL" if durability == "full" else "NORMAL"
+        self.migrations = tuple(migrations)
+        """Integrations' migration folders, applied with the bundled migrations."""
         self._write_pool: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -165,7 +177,9 @@ class SQLiteEngine:
         self._writer = await loop.run_in_executor(
             self._write_pool, lambda: connect(self.path, synchronous=self.synchronous)
         )
-        await loop.run_in_executor(self._write_pool, apply_migrations, self._writer)
+        await loop.run_in_executor(
+            self._write_pool, apply_migrations, self._writer, self.migrations
+        )
         self._reader = connect(
             self.path, synchronous=self.synchronous, busy_timeout_ms=READER_BUSY_TIMEOUT_MS
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Hashable, Mapping, Sequence
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,11 @@ def _loads(text: str | None) -> Any:
 class SQLiteStore(SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
     """``Store`` on one SQLite file."""
 
-    def __init__(self, path: Path, *, durability: str = "full") -> None:
+    def __init__(
+        self, path: Path, *, durability: str = "full", migrations: Sequence[Traversable] = ()
+    ) -> None:
         self.path = path
-        self.engine = SQLiteEngine(path, durability=durability)
+        self.engine = SQLiteEngine(path, durability=durability, migrations=migrations)
         self._interest = InterestCache()
 
     async def configure_ifttt_realtime(
@@ -100,7 +103,8 @@ class SQLiteStore(SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteI
     async def ready(self) -> bool:
         """True when a query answers and no migration is pending."""
         try:
-            return not await self.engine.read(pending_migrations)
+            folders = self.engine.migrations
+            return not await self.engine.read(lambda conn: pending_migrations(conn, folders))
         except (sqlite3.Error, RuntimeError):
             return False
 

@@ -1,10 +1,12 @@
-"""The SSRF guard of outbound deliveries: every address connected to must pass the policy.
+"""The SSRF guard of requests to addresses users give (webhooks): every address connected
+to must pass the policy.
 
 Two doors lead to a connection and both are guarded. A host name goes through
-``GuardedResolver``, which aiohttp's connector calls for every new connection, so the
-addresses checked are exactly the ones connected to (no DNS-rebinding gap between check
-and connect). An IP literal never reaches a resolver in aiohttp, so ``check_url`` refuses
-forbidden literals (and legacy numeric forms such as ``127.1``) before any request.
+``GuardedResolver``, which the connector of ``OutgoingHttp.guarded()`` calls for every new
+connection, so the addresses checked are exactly the ones connected to (no DNS-rebinding
+gap between check and connect). An IP literal never reaches a resolver in aiohttp, so the
+caller runs ``check_url``, which refuses forbidden literals (and legacy numeric forms such
+as ``127.1``), before any request.
 
 Ports: 80 and 443 only, unless the instance allows private networks or the address is in
 the operator's ``allowed_networks``; then any port (a NAS on :8123, a test receiver).
