@@ -154,7 +154,7 @@ def _open_core(settings: Settings) -> Core:
         settings,
         instance_secret=secret,
         migrations=migration_folders(),
-        delivery_policies=delivery_policies(),
+        delivery_policies=delivery_policies(settings),
     )
 
 

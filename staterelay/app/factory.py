@@ -73,7 +73,7 @@ def create_app(
         bus=fanout.bus if fanout is not None else None,
         login_throttle=fanout.login_throttle if fanout is not None else None,
         migrations=migration_folders(integrations),
-        delivery_policies=delivery_policies(integrations),
+        delivery_policies=delivery_policies(settings, integrations),
     )
     limiter = fanout.rate_limiter if fanout is not None else MemoryRateLimiter()
     surfaces = SurfaceTable.of(integrations)

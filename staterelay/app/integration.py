@@ -212,10 +212,12 @@ class Integration(Protocol):
     files, applied with the bundled migrations in version order; versions must not repeat
     any other migration's (the bundled ones use 1-999)."""
 
-    delivery_policies: Sequence[DeliveryPolicy] = ()
-    """Its sinks' delivery policies (``staterelay.core.delivery``): which changes they must
-    hear of, the ordering key of each row, what may merge. Core's planner asks every
-    registered integration's policies about every change."""
+    def delivery_policies(self, settings: Settings) -> Sequence[DeliveryPolicy]:
+        """Its sinks' delivery policies (``staterelay.core.delivery``): which changes they
+        must hear of, the ordering key of each row, what may merge. Core's planner asks every
+        registered integration's policies about every change; none when it is switched off
+        in ``settings``."""
+        return ()
 
     def doctor_checks(self, settings: Settings) -> Sequence[Check]:
         """``staterelay doctor``'s checks beyond its settings section's, in print order."""

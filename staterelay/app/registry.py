@@ -17,6 +17,7 @@ from staterelay.core.delivery import DeliveryPolicy
 from staterelay.integrations.alexa import Alexa
 from staterelay.integrations.ifttt import Ifttt
 from staterelay.integrations.webhooks import Webhooks
+from staterelay.settings import Settings
 
 BUILTIN: Final[tuple[Integration, ...]] = (Alexa(), Ifttt(), Webhooks())
 
@@ -26,9 +27,11 @@ def migration_folders(integrations: Sequence[Integration] = BUILTIN) -> tuple[Tr
     return tuple(i.migrations for i in integrations if i.migrations is not None)
 
 
-def delivery_policies(integrations: Sequence[Integration] = BUILTIN) -> tuple[DeliveryPolicy, ...]:
+def delivery_policies(
+    settings: Settings, integrations: Sequence[Integration] = BUILTIN
+) -> tuple[DeliveryPolicy, ...]:
     """Every integration's delivery policies, in registry order, for core's planner."""
-    return tuple(policy for i in integrations for policy in i.delivery_policies)
+    return tuple(policy for i in integrations for policy in i.delivery_policies(settings))
 
 
 def check_unique(integrations: Sequence[Integration]) -> None:

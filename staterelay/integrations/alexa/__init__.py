@@ -7,7 +7,7 @@ its metrics. What it keeps for the life of an application is under ``ALEXA_KEY``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -25,11 +25,12 @@ from staterelay.app.integration import (
 )
 from staterelay.core.counters import Counters
 from staterelay.core.crypto import relay_secret
-from staterelay.core.delivery import AlexaPolicy
+from staterelay.core.delivery import AlexaPolicy, DeliveryPolicy
 from staterelay.integrations.alexa import dashboard
 from staterelay.integrations.alexa.change_report import ChangeReportSink
 from staterelay.integrations.alexa.runtime import ALEXA_KEY, AlexaRuntime
 from staterelay.integrations.alexa.views import PATH
+from staterelay.settings import Settings
 
 REPORT_FLUSH_INTERVAL: Final = 10.0
 FAILURE_OUTCOMES: Final = ("retry", "dead")
@@ -39,7 +40,6 @@ class Alexa(Integration):
     """The Alexa integration."""
 
     name = "alexa"
-    delivery_policies = (AlexaPolicy(),)
     section = SettingsSection(
         name="alexa",
         title="Alexa",
@@ -50,6 +50,10 @@ class Alexa(Integration):
     # Amazon calls from a few shared addresses for every user: no rate limit. Errors are
     # ErrorResponses the view writes itself; the boundary's own answers are problem+json.
     surfaces = (Surface(path="/alexa/", roles=("alexa",), limit=RateLimit.NONE),)
+
+    def delivery_policies(self, settings: Settings) -> Sequence[DeliveryPolicy]:
+        """Every linked Alexa account hears of changes, presses and lifecycle events."""
+        return (AlexaPolicy(),)
 
     def build(self, context: IntegrationContext) -> Parts:
         """The directive endpoint, the sink, the report flush, the card and set-up page."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -28,7 +28,7 @@ from staterelay.app.integration import (
     Surface,
 )
 from staterelay.core import Core
-from staterelay.core.delivery import IftttPolicy
+from staterelay.core.delivery import DeliveryPolicy, IftttPolicy
 from staterelay.integrations.ifttt import dashboard
 from staterelay.integrations.ifttt.realtime import IftttRealtimeSink
 from staterelay.integrations.ifttt.routes import routes
@@ -45,7 +45,6 @@ class Ifttt(Integration):
     """The IFTTT integration."""
 
     name = "ifttt"
-    delivery_policies = (IftttPolicy(),)
     section = SettingsSection(
         name="ifttt", title="IFTTT", read=lambda settings: settings.ifttt, required=("service_key",)
     )
@@ -54,6 +53,10 @@ class Ifttt(Integration):
         Surface(path=PREFIX, roles=("ifttt",), limit=RateLimit.IFTTT_TOKEN, errors=boundary_error),
         Surface(path="/ifttt/", roles=("ifttt",), limit=RateLimit.NONE),
     )
+
+    def delivery_policies(self, settings: Settings) -> Sequence[DeliveryPolicy]:
+        """Linked households keep trigger timelines; live identities get Realtime nudges."""
+        return (IftttPolicy(),)
 
     def build(self, context: IntegrationContext) -> Parts:
         """The API, the Realtime sink, the upkeep, the card and set-up page."""

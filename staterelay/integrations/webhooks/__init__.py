@@ -8,18 +8,24 @@ are managed through the API and the dashboard, which are core's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from staterelay.app.integration import Integration, IntegrationContext, Parts, SinkOutcomes
-from staterelay.core.delivery import WebhookPolicy
+from staterelay.core.delivery import DeliveryPolicy, WebhookPolicy
 from staterelay.integrations.webhooks import dashboard
 from staterelay.integrations.webhooks.signing import event_body, sign, signature_headers
 from staterelay.integrations.webhooks.sink import WebhookSink
+from staterelay.settings import Settings
 
 
 class Webhooks(Integration):
     """The webhooks integration."""
 
     name = "webhooks"
-    delivery_policies = (WebhookPolicy(),)
+
+    def delivery_policies(self, settings: Settings) -> Sequence[DeliveryPolicy]:
+        """Every enabled webhook whose filters match hears of the event."""
+        return (WebhookPolicy(),)
 
     def build(self, context: IntegrationContext) -> Parts:
         """The sink (through the guarded client), the card and the set-up page."""
