@@ -31,14 +31,15 @@ class OutboxService:
     async def record(self, outcomes: Sequence[DeliveryOutcome], *, owner: str) -> set[int]:
         """Store the results of rows ``owner`` still holds and announce the activity rows
         they add; returns the ids recorded (a row whose lease was lost is left alone)."""
-        recorded = await self._store.record_deliveries(outcomes, self._clock(), owner=owner)
-        by_tenant: dict[str, int] = {}
-        for outcome in outcomes:
-            if outcome.activity is not None and outcome.item.id in recorded:
-                by_tenant[outcome.item.tenant_id] = by_tenant.get(outcome.item.tenant_id, 0) + 1
-        for tenant_id in by_tenant:
-            self._bus.publish(ActivityRecorded(tenant_id=tenant_id))
-        return recorded
+        tenants = {o.item.id: o.item.tenant_id for o in outcomes if o.activity is not None}
+
+        def announce(written: set[int]) -> None:  # once the activity rows can be read
+            for tenant_id in sorted({tenants[i] for i in written if i in tenants}):
+                self._bus.publish(ActivityRecorded(tenant_id=tenant_id))
+
+        return await self._store.record_deliveries(
+            outcomes, self._clock(), owner=owner, on_written=announce
+        )
 
     async def release(self, owner: str | None) -> int:
         """Free leases of ``owner`` (or all)."""

@@ -3,8 +3,10 @@
 It counts the state changes of each household (from core's event bus), publishes the counts
 every ``interval`` seconds with a periodic task, serves them at ``GET /example/v1/counts``
 on the API host (bearer credential, counted like API requests), shows them on a dashboard
-card, and has a ``doctor`` check. It touches no file of StateRelay: it is registered by
-handing ``create_app`` a registry with it (``integrations=(*BUILTIN, Example())``).
+card, and has a ``doctor`` check. Through the outbox it also hears of every state change,
+in order per device, with a delivery policy and a sink of its own (its "destination" is a
+list in memory). It touches no file of StateRelay: it is registered by handing
+``create_app`` a registry with it (``integrations=(*BUILTIN, Example())``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,66 @@ from staterelay.app.integration import (
     RateLimit,
     Surface,
 )
+from staterelay.core.delivery import (
+    NOTHING,
+    DeliveryPlan,
+    DeliveryPolicy,
+    DeviceFacts,
+    InterestFacts,
+    PlannedRow,
+)
 from staterelay.core.errors import NotAuthenticated
 from staterelay.core.events import StateChanged
+from staterelay.core.records import NewOutboxEvent, OutboxItem
+from staterelay.core.sinks import SinkResult
 from staterelay.ops.checks import Check
 from staterelay.settings import Settings
 
 PREFIX = "/example/v1/"
+SINK = "example"
+
+
+class ExamplePolicy:
+    """Every state change is owed to the example sink, in order per device."""
+
+    sink = SINK
+
+    def plan(
+        self, event: NewOutboxEvent, facts: InterestFacts, device: DeviceFacts, now: float
+    ) -> DeliveryPlan:
+        """One row per state change (never for a test send aimed at a webhook)."""
+        if (
+            event.event_type != "state.changed"
+            or event.device_id is None
+            or event.only_destination is not None
+        ):
+            return NOTHING
+        row = PlannedRow(
+            sink=SINK,
+            destination="memory",
+            ordering_key=f"{SINK}:{event.device_id}",
+            event_type=event.event_type,
+            device_id=event.device_id,
+            payload=event.payload,
+        )
+        return DeliveryPlan(rows=(row,))
+
+
+class ExampleSink:
+    """Delivers by appending the row's payload to ``received``."""
+
+    name = SINK
+
+    def __init__(self, received: list[dict[str, Any]]) -> None:
+        self.received = received
+
+    async def deliver(self, item: OutboxItem) -> SinkResult:
+        """One attempt: always accepted."""
+        self.received.append(dict(item.payload))
+        return SinkResult(delivered=True, status_code=200)
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 class Example(Integration):
@@ -45,6 +101,11 @@ class Example(Integration):
         self.contexts: list[IntegrationContext] = []
         self.published: dict[str, int] = {}
         self.snapshots = 0
+        self.received: list[dict[str, Any]] = []
+
+    def delivery_policies(self, settings: Settings) -> Sequence[DeliveryPolicy]:
+        """Its sink hears of every state change."""
+        return (ExamplePolicy(),)
 
     def doctor_checks(self, settings: Settings) -> Sequence[Check]:
         """One check: what it counts for."""
@@ -95,6 +156,7 @@ class Example(Integration):
         )
         return Parts(
             routes=routes,
+            sinks=(ExampleSink(self.received),),
             periodic=(PeriodicTask("example-snapshot", self.interval, snapshot),),
             cards=(card,),
             running=running,

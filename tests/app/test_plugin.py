@@ -65,6 +65,33 @@ async def test_the_route_counts_state_changes_through_the_bus_and_the_periodic_t
     assert await after.json() == {"household": account.tenant_id, "state_changes": 2}
 
 
+async def test_its_sink_hears_of_every_change_through_the_outbox_in_order(
+    aiohttp_client: MakeClient, settings: Settings
+) -> None:
+    """Its delivery policy plans a row for each state change in the change's transaction;
+    the dispatcher hands the rows to its sink in commit order, and the activity log says
+    they were sent."""
+    example = Example()
+    client: Client = await aiohttp_client(create_app(settings, integrations=(*BUILTIN, example)))
+    account = await make_account(client.app[CORE_KEY], "alice@example.com")
+    device = await client.post(
+        "/api/v1/devices", json={"type": "dimmer", "name": "Lamp"}, headers=account.headers
+    )
+    device_id = (await device.json())["id"]
+    levels = [10, 20, 30, 40, 50]
+    for level in levels:
+        changed = await client.put(
+            f"/api/v1/devices/{device_id}/state",
+            json={"brightness": level},
+            headers=account.headers,
+        )
+        assert changed.status == 200, await changed.text()
+    await eventually(lambda: len(example.received) >= len(levels) + 1)  # power came on too
+    brightness = [p["new"] for p in example.received if p["property"] == "brightness"]
+    assert brightness == levels
+    assert {p["device"]["id"] for p in example.received} == {device_id}
+
+
 async def test_errors_on_its_surface_are_problems_and_its_requests_are_counted(
     aiohttp_client: MakeClient, settings: Settings
 ) -> None:

@@ -88,7 +88,12 @@ async def test_changes_in_one_window_make_one_row_and_one_request(
     clock.advance(DEBOUNCE)
     app[DISPATCHER_KEY].wake()
     await wait_until(lambda: realtime.received)
-    await asyncio.sleep(0.2)
+
+    async def both_recorded() -> bool:  # results are on disk within a second (SQLite)
+        found = [await deliveries(core, alice, device) for device in (lamp, hall)]
+        return all(found)
+
+    await wait_until(both_recorded)
     [note] = realtime.received
     assert sorted(entry["trigger_identity"] for entry in note.body["data"]) == [
         "ti-hall",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from staterelay.core.records import DeliveryOutcome
 from staterelay.store import Store
 from staterelay.store.postgres.store import PostgresStore
 from staterelay.store.sqlite.store import SQLiteStore
@@ -75,3 +78,26 @@ def _row(row: Any, payload: dict[str, Any]) -> OutboxRow:
         merged_into=row[11],
         mergeable=bool(row[12]),
     )
+
+
+async def record_on_disk(
+    store: Store, outcomes: Sequence[DeliveryOutcome], now: float, *, owner: str
+) -> set[int]:
+    """``record_deliveries``, then see every result it recorded on disk (SQLite writes a
+    sent row's result with the next commit, or within a second); returns its answer."""
+    written: set[int] = set()
+    more = asyncio.Event()
+
+    def on_written(ids: set[int]) -> None:
+        written.update(ids)
+        more.set()
+
+    recorded = await store.record_deliveries(outcomes, now, owner=owner, on_written=on_written)
+    if isinstance(store, SQLiteStore) and not recorded <= written:
+        # Any write of the file takes the waiting results along: no need to wait a second.
+        await store.engine.write(lambda conn: None)
+    async with asyncio.timeout(10):
+        while not recorded <= written:
+            more.clear()
+            await more.wait()
+    return recorded

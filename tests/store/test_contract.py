@@ -23,6 +23,7 @@ from staterelay.core.records import (
     Webhook,
 )
 from staterelay.store import Store
+from tests.store.outbox_rows import record_on_disk
 from tests.store.planning import PLAN, removal
 
 NOW = 1_800_000_000.0
@@ -302,14 +303,14 @@ async def test_rows_of_one_key_go_one_at_a_time_in_order(store: Store) -> None:
     )
     assert (await store.claim_outbox("w", now, 30, 10)).items == []  # the rest wait behind `first`
     assert await store.next_outbox_due() == pytest.approx(now + 30)  # leases, not the waiting
-    await store.record_deliveries(
-        [outcome_of(first, retry_at=now + 100), outcome_of(second_key)], now, owner="w"
+    await record_on_disk(
+        store, [outcome_of(first, retry_at=now + 100), outcome_of(second_key)], now, owner="w"
     )
     await store.enqueue_events(a.id, [one, other], time.time(), plan=PLAN)
     # dev_1's rows (the one just written too) wait for its head's retry; dev_2 goes on.
     [next_other] = (await store.claim_outbox("w", now + 1, 30, 10)).items
     assert next_other.ordering_key == "webhook:whk:dev_2"
-    await store.record_deliveries([outcome_of(next_other)], now + 1, owner="w")
+    await record_on_disk(store, [outcome_of(next_other)], now + 1, owner="w")
     assert (await store.claim_outbox("w", now + 50, 30, 10)).items == []
     assert await store.next_outbox_due() == pytest.approx(now + 100)
     taken: list[int] = []
@@ -319,7 +320,7 @@ async def test_rows_of_one_key_go_one_at_a_time_in_order(store: Store) -> None:
         taken.append(item.id)
         merged = item.event_id if step == 2 else None
         result = outcome_of(item, merged_into=first.event_id if merged else None)
-        assert await store.record_deliveries([result], now + 101, owner="w") == {item.id}
+        assert await record_on_disk(store, [result], now + 101, owner="w") == {item.id}
     assert taken == sorted(taken)
     assert taken[0] == first.id
     assert (await store.claim_outbox("w", now + 200, 30, 10)).items == []
@@ -337,7 +338,8 @@ async def test_record_deliveries_retry_dead_and_history(store: Store) -> None:
     now = time.time()
     one, two = (await store.claim_outbox("w", now, 30, 10)).items
     activity = NewActivity(kind="delivery", source="system", actor=None, detail={"x": 1})
-    await store.record_deliveries(
+    await record_on_disk(
+        store,
         [
             DeliveryOutcome(
                 one,
@@ -369,7 +371,8 @@ async def test_record_deliveries_retry_dead_and_history(store: Store) -> None:
     assert await store.next_outbox_due() == pytest.approx(now + 100)
     retry = (await store.claim_outbox("w", now + 101, 30, 10)).items
     assert [r.attempts for r in retry] == [1]
-    await store.record_deliveries(
+    await record_on_disk(
+        store,
         [
             DeliveryOutcome(
                 retry[0],
@@ -417,8 +420,8 @@ async def test_renew_outbox_leases_extends_only_the_owners_pending_rows(store: S
     [three] = (await store.claim_outbox("w2", now, 30, 1)).items
     [four] = (await store.claim_outbox("w4", now, 30, 1)).items
     assert await store.release_leases("w4") == 1  # four is pending and leased to no one
-    assert await store.record_deliveries(
-        [attempt(two, delivered=True, status_code=200)], now, owner="w1"
+    assert await record_on_disk(
+        store, [attempt(two, delivered=True, status_code=200)], now, owner="w1"
     ) == {two.id}
     ids = [one.id, two.id, three.id, four.id]
     assert await store.renew_outbox_leases("w1", ids, now + 300) == {one.id}
@@ -454,20 +457,20 @@ async def test_record_deliveries_writes_only_rows_the_owner_still_holds(store: S
     [theirs] = (await store.claim_outbox("w2", now + 31, 30, 10)).items  # w1's lease ran out
     assert theirs.id == mine.id
     late = attempt(mine, delivered=True, status_code=200)
-    assert await store.record_deliveries([late], now + 32, owner="w1") == set()
+    assert await record_on_disk(store, [late], now + 32, owner="w1") == set()
     stats = await store.outbox_stats()
     assert (stats.pending, stats.dead) == (1, 0)
     assert await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10) == []
     assert [e.kind for e in await store.list_activity(a.id, limit=10)] == []
     assert (await store.claim_outbox("w3", now + 33, 30, 10)).items == []  # still w2's
     retry = attempt(theirs, delivered=False, status_code=500)
-    assert await store.record_deliveries([retry], now + 34, owner="w2") == {theirs.id}
+    assert await record_on_disk(store, [retry], now + 34, owner="w2") == {theirs.id}
     history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10)
     assert [h.status_code for h in history] == [500]
     assert [e.kind for e in await store.list_activity(a.id, limit=10)] == ["delivery"]
     # Once recorded the row is no one's: a replayed result of either owner changes nothing.
-    assert await store.record_deliveries([late], now + 35, owner="w1") == set()
-    assert await store.record_deliveries([retry], now + 35, owner="w2") == set()
+    assert await record_on_disk(store, [late], now + 35, owner="w1") == set()
+    assert await record_on_disk(store, [retry], now + 35, owner="w2") == set()
     [again] = (await store.claim_outbox("w3", now + 200, 30, 10)).items
     assert again.attempts == 1
     # A row deleted while it was sent (its webhook was switched off) is no one's either, but
@@ -475,7 +478,7 @@ async def test_record_deliveries_writes_only_rows_the_owner_still_holds(store: S
     await store.update_webhook(a.id, "whk", lambda w: dataclasses.replace(w, enabled=False))
     assert (await store.outbox_stats()).pending == 0
     gone = attempt(again, delivered=False, status_code=410)
-    assert await store.record_deliveries([gone], now + 201, owner="w3") == {again.id}
+    assert await record_on_disk(store, [gone], now + 201, owner="w3") == {again.id}
     history = await store.list_webhook_deliveries(a.id, "whk", before_id=None, limit=10)
     assert [h.status_code for h in history] == [410, 500]
     assert [e.kind for e in await store.list_activity(a.id, limit=10)] == ["delivery"] * 2

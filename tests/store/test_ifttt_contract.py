@@ -23,7 +23,7 @@ from staterelay.core.records.ifttt import (
     TriggerIdentity,
 )
 from staterelay.store import Store
-from tests.store.outbox_rows import OutboxRow, outbox_rows
+from tests.store.outbox_rows import OutboxRow, outbox_rows, record_on_disk
 from tests.store.planning import PLAN, link_ifttt
 from tests.store.test_contract import NOW, created, hook, tenant_with_user
 
@@ -432,7 +432,7 @@ async def test_a_users_realtime_rows_go_together_or_in_order(
         activity=None,
     )
     done = dataclasses.replace(retry, item=second, delivered=True, next_attempt_at=None)
-    assert await store.record_deliveries([retry, done], NOW + 1.1, owner="w") == {
+    assert await record_on_disk(store, [retry, done], NOW + 1.1, owner="w") == {
         first.id,
         second.id,
     }

@@ -9,6 +9,7 @@ import pytest
 
 from staterelay.core.records import DeliveryOutcome, NewOutboxEvent
 from staterelay.store import Store
+from tests.store.outbox_rows import record_on_disk
 from tests.store.planning import PLAN
 from tests.store.test_contract import hook, tenant_with_user
 
@@ -38,7 +39,8 @@ async def test_outbox_stats_age_is_the_oldest_pending_row(store: Store) -> None:
     oldest, *later = claimed
     assert stats.oldest_pending_at == pytest.approx(oldest.created_at)
     now = time.time()
-    await store.record_deliveries(
+    await record_on_disk(
+        store,
         [
             DeliveryOutcome(
                 oldest,

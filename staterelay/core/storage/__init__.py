@@ -8,7 +8,7 @@ sign-in, outbox claiming) are named for what they do. Implementations: ``sqlite.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from staterelay.core.delivery.plan import InterestFacts, Planner
@@ -221,15 +221,23 @@ class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
         """
 
     async def record_deliveries(
-        self, outcomes: Sequence[DeliveryOutcome], now: float, *, owner: str
+        self,
+        outcomes: Sequence[DeliveryOutcome],
+        now: float,
+        *,
+        owner: str,
+        on_written: Callable[[set[int]], None] | None = None,
     ) -> set[int]:
-        """Write the results of delivery attempts (status, retry time, history, activity).
+        """Record the results of delivery attempts (status, retry time, history, activity).
 
-        Only rows still leased to ``owner`` are written: a late result from an owner that
+        Only rows still leased to ``owner`` are recorded: a late result from an owner that
         lost its lease (the row is another owner's, or was released or recorded meanwhile)
         writes nothing, so it never overwrites the new owner's. A row deleted meanwhile (its
         destination was removed) still gets its history and activity. Returns the ids of the
-        outcomes written.
+        outcomes recorded: from then on they are finished for the deliverer (the rows
+        behind them may go). A store may write a sent row's result a moment later, sharing a
+        commit (SQLite does); ``on_written`` is called with the ids whose results reached
+        the disk, once or in parts, the last time when every result is there.
         """
 
     async def release_leases(self, owner: str | None) -> int:

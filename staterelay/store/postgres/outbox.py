@@ -11,7 +11,7 @@ written under its row's own tenant and only while the writer still holds the row
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from staterelay.core.records import (
@@ -111,17 +111,25 @@ class PostgresOutbox:
         return {int(row[0]) for row in rows}
 
     async def record_deliveries(
-        self, outcomes: Sequence[DeliveryOutcome], now: float, *, owner: str
+        self,
+        outcomes: Sequence[DeliveryOutcome],
+        now: float,
+        *,
+        owner: str,
+        on_written: Callable[[set[int]], None] | None = None,
     ) -> set[int]:
         """Write the results of rows still leased to ``owner``, each under its row's tenant,
-        in one round trip; returns the ids written."""
-        if not outcomes:
-            return set()
-        async with self.engine.statement() as conn:
-            recorded = await conn.fetchval(
-                "SELECT sr_record_deliveries($1, $2, $3)", owner, now, outcomes_json(outcomes)
-            )
-        return {int(row_id) for row_id in recorded}
+        in one round trip; returns the ids written (``on_written`` hears of them first)."""
+        recorded: set[int] = set()
+        if outcomes:
+            async with self.engine.statement() as conn:
+                ids = await conn.fetchval(
+                    "SELECT sr_record_deliveries($1, $2, $3)", owner, now, outcomes_json(outcomes)
+                )
+            recorded = {int(row_id) for row_id in ids}
+        if on_written is not None and recorded:
+            on_written(recorded)
+        return recorded
 
     async def release_leases(self, owner: str | None) -> int:
         """Free one owner's leases; with None only leases that ran out (others are alive)."""

@@ -23,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -49,6 +50,16 @@ STORAGE_CODES = frozenset({13, 10})  # SQLITE_FULL, SQLITE_IOERR
 FULL_LOG_EVERY = 60.0
 # A reader only waits while a crashed writer's WAL is recovered; never block the loop long.
 READER_BUSY_TIMEOUT_MS = 200
+# The WAL holds whole pages, and a change touches a dozen (its rows and their indexes, a few
+# bytes each): 1 KiB pages write a quarter of what 4 KiB pages do per commit, which is what
+# wears a Raspberry Pi's SD card. SQLite's default was 1 KiB until 2016.
+PAGE_SIZE = 1024
+# Checkpoint when the WAL reaches 4 MiB, SQLite's default in bytes (1,000 pages of 4 KiB):
+# pages a busy household changes again and again are copied back once per checkpoint.
+WAL_CHECKPOINT_PAGES = 4 * 1024 * 1024 // PAGE_SIZE
+# An older database is rewritten into PAGE_SIZE pages once when it opens, up to this size
+# (VACUUM takes a while on a Pi and needs as much free space again).
+REPAGE_MAX_BYTES = 512 * 1024 * 1024
 
 
 def connect(
@@ -57,7 +68,9 @@ def connect(
     """Open a connection with StateRelay's pragmas; transactions are issued explicitly."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # a new database only; see repage()
     conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     # Temporary tables (the deliverer's leases) live in memory, never in a file.
@@ -81,6 +94,47 @@ def migration_files() -> list[tuple[int, str, str]]:
 def all_migrations(folders: Sequence[Traversable] = ()) -> list[Migration]:
     """The bundled migrations and those of integrations' ``folders``, in version order."""
     return merged(migration_files(), folders, "sqlite")
+
+
+def repage(conn: sqlite3.Connection, path: Path) -> bool:
+    """Rewrite a database made with another page size into ``PAGE_SIZE`` pages, once.
+
+    Best effort: it needs the database to itself (another process using it, such as a
+    command run while the server starts, makes it wait for the next start), the file no
+    larger than ``REPAGE_MAX_BYTES`` and as much free space again. Returns True when done.
+    """
+    size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    if size == PAGE_SIZE:
+        return False
+    try:
+        length = path.stat().st_size
+        disk = os.statvfs(path.parent)
+    except OSError:
+        return False
+    free = disk.f_bavail * disk.f_frsize
+    if length > REPAGE_MAX_BYTES or free < 2 * length:
+        return False
+    started = time.monotonic()
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        conn.execute("VACUUM")
+    except sqlite3.Error as exc:
+        _LOGGER.info("database kept in %d-byte pages for now: %s", size, exc)
+        return False
+    finally:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    _LOGGER.info(
+        "rewrote the database (%.1f MiB) from %d-byte into %d-byte pages in %.1f s, once:"
+        " each change now writes less to the disk",
+        length / 2**20,
+        size,
+        PAGE_SIZE,
+        time.monotonic() - started,
+    )
+    return True
 
 
 def apply_migrations(conn: sqlite3.Connection, folders: Sequence[Traversable] = ()) -> list[int]:
@@ -151,7 +205,11 @@ class SQLiteEngine:
         self._write_pool: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._pending: list[_Write] = []
+        # Writes that may wait for a transaction that writes the file anyway (see
+        # ``write_soon``), and when the oldest of them must be written regardless.
+        self._riders: list[_Write] = []
+        self._riders_due: float | None = None
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -177,6 +235,7 @@ class SQLiteEngine:
         self._writer = await loop.run_in_executor(
             self._write_pool, lambda: connect(self.path, synchronous=self.synchronous)
         )
+        await loop.run_in_executor(self._write_pool, repage, self._writer, self.path)
         await loop.run_in_executor(
             self._write_pool, apply_migrations, self._writer, self.migrations
         )
@@ -301,33 +360,70 @@ class SQLiteEngine:
             cache[key] = value
         return value
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, file: bool = True) -> T:
         """Run ``fn`` in a write transaction; returns after its ``COMMIT``.
 
-        A caller cancelled while it waits does not take the write back: ``fn`` runs and
-        commits all the same (the writer skips answering a future no one awaits).
+        ``file=False`` says ``fn`` writes only the writer's in-memory tables (``temp.*``):
+        its transaction writes nothing to disk unless other writes share it. A caller
+        cancelled while it waits does not take the write back: ``fn`` runs and commits all
+        the same (the writer skips answering a future no one awaits).
         """
+        return await self.submit(fn, file=file)
+
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], *, file: bool = True
+    ) -> asyncio.Future[T]:
+        """Queue ``fn`` like ``write`` without waiting: the future is answered at its
+        ``COMMIT`` (for callers that cannot wait, such as a callback)."""
+        return self._queue(self._pending, fn, file)
+
+    def write_soon(
+        self, fn: Callable[[sqlite3.Connection], T], *, within: float
+    ) -> asyncio.Future[T]:
+        """Run ``fn`` in a later transaction: the next one that writes the file anyway, or
+        one of its own ``within`` seconds from now, whichever comes first (``close`` writes
+        it too). Awaiting the answer waits for that ``COMMIT``.
+
+        For writes nobody waits on that may be lost in a crash (delivery results: the row
+        is sent again), so that they cost no commit of their own while changes come in.
+        """
+        due = asyncio.get_running_loop().time() + within
+        if self._riders_due is None or due < self._riders_due:
+            self._riders_due = due
+        return self._queue(self._riders, fn, True)
+
+    def _queue(
+        self, queue: list[_Write], fn: Callable[[sqlite3.Connection], T], file: bool
+    ) -> asyncio.Future[T]:
         if self._closing or self._writer_task is None:
             raise RuntimeError("the database is closing")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((fn, future))
+        queue.append(_Write(fn, future, file))
         self._wake.set()
-        return await future
+        return future
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._pending:
+            riders_due = bool(self._riders) and (
+                self._closing or (self._riders_due or 0.0) <= loop.time()
+            )
+            if not self._pending and not riders_due:
                 if self._closing:
                     return
-                await self._wake.wait()
+                timeout = None if self._riders_due is None else self._riders_due - loop.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
                 self._wake.clear()
                 continue
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
+            if riders_due or any(write.file for write in batch):
+                batch = [*self._riders, *batch]  # they ride along, written first
+                self._riders, self._riders_due = [], None
             assert self._writer is not None
             assert self._write_pool is not None
-            fns = [fn for fn, _ in batch]
+            fns = [write.fn for write in batch]
             try:
                 # Taking the write lock may wait for another process: try it here without
                 # waiting (almost always free, and it spares a round trip through the
@@ -345,13 +441,22 @@ class SQLiteEngine:
                     if failure is not None:
                         self.written.clear()
                         outcomes = [(False, failure)] * len(fns)
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if future.done():
+            for write, (ok, value) in zip(batch, outcomes, strict=True):
+                if write.future.done():
                     continue
                 if ok:
-                    future.set_result(value)
+                    write.future.set_result(value)
                 else:
-                    future.set_exception(self._refused_by_disk(value))
+                    write.future.set_exception(self._refused_by_disk(value))
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A queued write: its function, who waits for it, and whether it writes the file."""
+
+    fn: WriteFn
+    future: asyncio.Future[Any]
+    file: bool
 
 
 def _read_in_snapshot(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
