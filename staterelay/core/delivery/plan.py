@@ -11,11 +11,11 @@ in the change's own transaction; the rules that make it live here, in core, writ
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from staterelay.core.records import NewOutboxEvent
-from staterelay.core.records.ifttt import Threshold
+from staterelay.core.records.ifttt import Threshold, TimelineEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +102,16 @@ class PlannedRow:
 
 
 @dataclass(frozen=True, slots=True)
-class TimelineEvent:
+class TimelineEvent(TimelineEntry):
     """An IFTTT trigger timeline event, and the threshold variants the reading crossed
     (each becomes an event of its own on that threshold's timeline)."""
 
-    device_id: str
-    device_name: str
-    kind: str
-    property: str | None
-    old: Any
-    new: Any
-    old_number: float | None
-    new_number: float | None
-    cause: str | None
-    source: str | None
     crossed: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, entry: TimelineEntry, crossed: tuple[str, ...] = ()) -> TimelineEvent:
+        """``entry`` with the thresholds it crossed."""
+        return cls(**{f.name: getattr(entry, f.name) for f in fields(entry)}, crossed=crossed)
 
 
 @dataclass(frozen=True, slots=True)

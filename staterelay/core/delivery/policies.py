@@ -157,19 +157,7 @@ class IftttPolicy:
                 for threshold in facts.thresholds.get(entry.device_id, ())
                 if threshold.crossed(entry.old_number, entry.new_number)
             )
-        timeline = TimelineEvent(
-            device_id=entry.device_id,
-            device_name=entry.device_name,
-            kind=entry.kind,
-            property=entry.property,
-            old=entry.old,
-            new=entry.new,
-            old_number=entry.old_number,
-            new_number=entry.new_number,
-            cause=entry.cause,
-            source=entry.source,
-            crossed=crossed,
-        )
+        timeline = TimelineEvent.of(entry, crossed)
         if not facts.realtime_enabled:
             return DeliveryPlan(timeline=(timeline,))
         wanted: dict[str, set[str]] = {}

@@ -89,6 +89,24 @@ class NewActivity:
     device_id: str | None = None
     device_name: str | None = None
 
+    def stored(self, *, entry_id: int, tenant_id: str, at: float) -> ActivityEntry:
+        """This row as the log holds it once written with ``entry_id`` at ``at``."""
+        return ActivityEntry(
+            id=entry_id,
+            tenant_id=tenant_id,
+            device_id=self.device_id,
+            device_name=self.device_name,
+            kind=self.kind,
+            source=self.source,
+            actor=self.actor,
+            cause=self.cause,
+            property=self.property,
+            old_value=self.old_value,
+            new_value=self.new_value,
+            detail=dict(self.detail or {}),
+            created_at=at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ActivityEntry:

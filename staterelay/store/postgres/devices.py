@@ -119,7 +119,7 @@ class PostgresDevices:
                     self._remember(after)
                     ids = sorted(int(i) for i in answer["activity_ids"])
                     entries = tuple(
-                        _entry(tenant_id, activity, activity_id, now)
+                        activity.stored(entry_id=activity_id, tenant_id=tenant_id, at=now)
                         for activity, activity_id in zip(change.activity, ids, strict=True)
                     )
                     return CommittedChange(
@@ -336,22 +336,4 @@ async def _insert_activity(
     conn: Connection, tenant_id: str, activity: NewActivity, at: float
 ) -> ActivityEntry:
     activity_id, _ = await insert_activity_row(conn, tenant_id, activity, at)
-    return _entry(tenant_id, activity, activity_id, at)
-
-
-def _entry(tenant_id: str, activity: NewActivity, activity_id: int, at: float) -> ActivityEntry:
-    return ActivityEntry(
-        id=activity_id,
-        tenant_id=tenant_id,
-        device_id=activity.device_id,
-        device_name=activity.device_name,
-        kind=activity.kind,
-        source=activity.source,
-        actor=activity.actor,
-        cause=activity.cause,
-        property=activity.property,
-        old_value=activity.old_value,
-        new_value=activity.new_value,
-        detail=dict(activity.detail or {}),
-        created_at=at,
-    )
+    return activity.stored(entry_id=activity_id, tenant_id=tenant_id, at=at)

@@ -32,18 +32,4 @@ def insert_activity(
             at,
         ),
     )
-    return ActivityEntry(
-        id=int(cursor.lastrowid or 0),
-        tenant_id=tenant_id,
-        device_id=activity.device_id,
-        device_name=activity.device_name,
-        kind=activity.kind,
-        source=activity.source,
-        actor=activity.actor,
-        cause=activity.cause,
-        property=activity.property,
-        old_value=activity.old_value,
-        new_value=activity.new_value,
-        detail=detail,
-        created_at=at,
-    )
+    return activity.stored(entry_id=int(cursor.lastrowid or 0), tenant_id=tenant_id, at=at)
