@@ -471,19 +471,22 @@ def report_limits(
     print(f"Where the time went ({cores} cores; PostgreSQL, wrk and the servers share them):")
     print(
         f"{'run':44} {'busy':>9} {'servers':>8} {'postgres':>9} {'wrk':>5} {'other':>6}"
-        f" {'commits/req':>12} {'WAL flushes/s':>14}"
+        f" {'commits/req':>12} {'WAL flushes/s':>14} {'app ms/req':>11} {'db ms/req':>10}"
     )
     for result, usage in (*one, *two):
         per_request = usage.commits / (result.rps * usage.seconds) if result.rps else 0.0
+        app_ms = 1000 * usage.servers / result.rps if result.rps else 0.0
+        db_ms = 1000 * usage.postgres / result.rps if result.rps else 0.0
         print(
             f"{result.name:44} {usage.cores_busy:5.2f}/{cores:<3} {usage.servers:8.2f}"
             f" {usage.postgres:9.2f} {usage.wrk:5.2f} {usage.other:6.2f} {per_request:12.2f}"
-            f" {usage.wal_syncs / usage.seconds:14.0f}"
+            f" {usage.wal_syncs / usage.seconds:14.0f} {app_ms:11.2f} {db_ms:10.2f}"
         )
     print(
         "(busy and the columns after it: CPU seconds per second; postgres is every PostgreSQL"
         " process and WAL flushes are server-wide, so other users of the server count too;"
-        " other is anything else running on the machine)"
+        " other is anything else running on the machine; app and db ms/req: CPU time of the"
+        " StateRelay processes and of PostgreSQL per request)"
     )
     print()
     print("What limits growth from one replica to two:")

@@ -315,6 +315,10 @@ def main() -> None:
             stop(proc)
     results += [write, read]
 
+    from disk import measure as measure_disk_writes  # bench/disk.py builds on this module
+
+    disk = measure_disk_writes(1000, args.durability)
+
     print()
     print(
         f"StateRelay bench: {args.connections} connections, {args.duration}s each, "
@@ -341,6 +345,10 @@ def main() -> None:
     print(
         f"device version after the write bench: {final['version']} "
         f"(every acknowledged toggle is a committed change)"
+    )
+    print(
+        f"{'disk writes per change (KiB)':32} {disk.per_change / 1024:.1f} (one webhook delivered"
+        f" each, {disk.changes} changes in a row, /proc write_bytes of the server)"
     )
 
 
