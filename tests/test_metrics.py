@@ -307,6 +307,11 @@ async def test_webhook_outcomes_and_outbox_gauges(
         return value(text, "webhook_deliveries_total", outcome="delivered") == 1
 
     await wait_until(delivered)
+
+    async def drained() -> bool:  # the result is on disk with the next commit, or within 1 s
+        return value(await scrape(client), "outbox_pending_rows") == 0
+
+    await wait_until(drained)
     text = await scrape(client)
     assert value(text, "outbox_deliveries_total", sink="webhook", outcome="delivered") == 1
     assert value(text, "outbox_pending_rows") == 0

@@ -140,6 +140,11 @@ async def test_rows_waiting_behind_a_slow_destination_are_sent_once(
     assert len(ids) == ROWS, f"rows sent more than once: {sorted(ids)}"
     assert len(set(ids)) == ROWS
     assert {sender for _, sender in sent} == {"replica-1"}
+
+    async def all_recorded() -> bool:  # on disk with the next commit, or within a second
+        return await _deliveries(core, principal, lamp) >= ROWS
+
+    await wait_until(all_recorded, timeout=5.0)
     assert await _deliveries(core, principal, lamp) == ROWS
     assert (await core.outbox.stats()).dead == 0
 

@@ -156,8 +156,6 @@ class SQLiteOutbox:
     """The outbox part of ``Store`` on SQLite; mixed into ``SQLiteStore``."""
 
     engine: SQLiteEngine
-    # Rows done in memory whose results are not on disk yet (outbox_stats leaves them out).
-    _done_unwritten: set[int]
 
     async def claim_outbox(
         self, owner: str, now: float, lease_seconds: float, limit: int
@@ -264,7 +262,6 @@ class SQLiteOutbox:
         if not done:
             return recorded
         done_ids = {outcome.item.id for outcome in done}
-        self._done_unwritten |= done_ids
         recorded |= done_ids
         written = self.engine.write_soon(write_done, within=RECORD_WITHIN)
         written.add_done_callback(lambda future: self._after_written(future, done_ids, on_written))
@@ -276,7 +273,6 @@ class SQLiteOutbox:
         ids: set[int],
         on_written: Callable[[set[int]], None] | None,
     ) -> None:
-        self._done_unwritten -= ids
         error = None if written.cancelled() else written.exception()
         if error is None and not written.cancelled():
             if on_written is not None:
@@ -319,13 +315,11 @@ class SQLiteOutbox:
     async def outbox_stats(self) -> OutboxStats:
         """Depth and age of the outbox."""
 
-        done = encode_text(sorted(self._done_unwritten))
-
         def read(conn: sqlite3.Connection) -> OutboxStats:
+            # A sent row whose result is not on disk yet counts until it is (a crash would
+            # send it again): pending means not finished for good.
             pending, oldest = conn.execute(
                 "SELECT count(*), min(created_at) FROM outbox WHERE status = 'pending'"
-                " AND id NOT IN (SELECT value FROM json_each(?))",
-                (done,),
             ).fetchone()
             dead = conn.execute("SELECT count(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
             return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_at=oldest)

@@ -72,7 +72,6 @@ class SQLiteStore(SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteI
         self.path = path
         self.engine = SQLiteEngine(path, durability=durability, migrations=migrations)
         self._interest = InterestCache()
-        self._done_unwritten = set()
 
     async def configure_ifttt_realtime(
         self, *, enabled: bool, debounce_seconds: float, now: float
