@@ -206,3 +206,32 @@ def test_a_stuck_outbox_is_reported(tmp_path: Path, database: ScratchDatabase) -
     later = checks(settings, clock=lambda: time.time() + 7200)["outbox"]
     assert later.status == "WARN"
     assert "the oldest pending delivery is 2 hours old" in later.message
+
+
+def test_deliveries_given_up_are_reported(tmp_path: Path, database: ScratchDatabase) -> None:
+    """A webhook delivery that failed on every retry is named as given up, with where to look."""
+    settings = settings_for(tmp_path, database.app_url)
+
+    async def queue_a_delivery() -> None:
+        core = build_core(settings, instance_secret=load_or_create_secret(tmp_path / "key"))
+        await core.store.open()
+        try:
+            account = await make_account(core, "gaveup@example.com")
+            principal = await core.auth.authenticate(account.key)
+            await core.webhooks.create(
+                principal,
+                {"url": "https://hooks.example.com/x", "event_types": ["device.created"]},
+            )
+            await core.devices.create(principal, type="switch", name="Lamp", source="api")
+        finally:
+            await core.bus.close()
+            await core.store.close()
+
+    asyncio.run(queue_a_delivery())
+    assert checks(settings)["outbox"].status == "OK"
+    # What the dispatcher leaves after the last attempt: the row is dead, nothing is pending.
+    superuser(database, "UPDATE outbox SET status = 'dead', last_error = 'answered 500'")
+    outbox = checks(settings)["outbox"]
+    assert outbox.status == "WARN"
+    assert outbox.message == "0 pending, 1 given up: 1 deliveries failed on every retry"
+    assert "deliveries" in (outbox.fix or "")

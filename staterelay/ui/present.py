@@ -253,7 +253,7 @@ def _state_sentence(entry: ActivityEntry, device_type: str) -> str:
 def delivery_text(
     detail: Mapping[str, Any], webhooks: Mapping[str, str] | None = None
 ) -> tuple[str, str]:
-    """``Alexa ChangeReport accepted (202)``, ``IFTTT notified``, ``Webhook … answered 500``,
+    """``Alexa ChangeReport accepted (202)``, ``IFTTT notified (200)``, ``Webhook … answered 500``,
     ``Alexa ChangeReport sent with msg_… (merged)``."""
     sink = str(detail.get("sink", ""))
     status = detail.get("status_code")
@@ -267,7 +267,7 @@ def delivery_text(
         done = f"{what} accepted{code}"
     elif sink == "ifttt":
         what = "IFTTT"
-        done = "IFTTT notified"
+        done = f"IFTTT notified{code}"
     elif sink == "webhook":
         name = (webhooks or {}).get(str(detail.get("destination", "")))
         what = f"Webhook “{name}”" if name else "Webhook"

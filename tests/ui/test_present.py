@@ -109,7 +109,7 @@ def test_state_reads_in_a_few_words(thing: Device, text: str) -> None:
                 "status_code": 200,
                 "outcome": "delivered",
             },
-            "IFTTT notified",
+            "IFTTT notified (200)",
             "ok",
         ),
         (
