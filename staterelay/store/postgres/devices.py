@@ -32,7 +32,7 @@ from staterelay.core.records import (
     PropertyState,
 )
 from staterelay.store.postgres.delivery import activity_json, device_from, facts_from, plan_json
-from staterelay.store.postgres.engine import PostgresEngine
+from staterelay.store.postgres.engine import PostgresEngine, dumps
 from staterelay.store.postgres.outbox import insert_activity_row
 
 if TYPE_CHECKING:
@@ -215,10 +215,12 @@ class PostgresDevices:
                 raise Conflict("a device with this id exists", field="id") from None
             if device.properties:
                 await conn.executemany(
+                    # The value goes as JSON text: asyncpg sends None as SQL NULL, not as
+                    # JSON null (a new button has no last press yet).
                     "INSERT INTO device_properties (tenant_id, device_id, name, value,"
-                    " changed_at) VALUES ($1, $2, $3, $4, $5)",
+                    " changed_at) VALUES ($1, $2, $3, $4::text::jsonb, $5)",
                     [
-                        (device.tenant_id, device.id, name, p.value, p.changed_at)
+                        (device.tenant_id, device.id, name, dumps(p.value), p.changed_at)
                         for name, p in device.properties.items()
                     ],
                 )
