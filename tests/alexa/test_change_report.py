@@ -700,3 +700,54 @@ def test_store_and_adapter_agree_on_routine_triggers() -> None:
                 assert is_routine_trigger(kind.name, options, prop) == (
                     prop in endpoint.transitions
                 ), (kind.name, options, prop)
+
+
+async def test_replicas_taking_turns_never_leave_alexa_on_an_old_value(
+    alexa_app: web.Application,
+    core: Core,
+    principal: Principal,
+    granted: str,
+    amazon: Amazon,
+) -> None:
+    """Two processes deliver one lamp's rows in turn (replicas on PostgreSQL do). What one
+    process told Alexa is not what Alexa last heard, so its memory never drops a report:
+    ON via A, OFF via B, ON via A must reach Alexa as ON, OFF, ON (A once remembered ON)."""
+    from staterelay.core.events import OutboxEnqueued
+    from staterelay.dispatch import Dispatcher, DispatcherConfig
+    from staterelay.integrations.alexa.change_report import ChangeReportSink
+
+    runtime = alexa_app[ALEXA_KEY]
+    await alexa_app[DISPATCHER_KEY].stop()
+    replicas = [
+        ChangeReportSink(
+            core, runtime.settings.alexa, runtime.http.shared, runtime.tokens, sole_sender=False
+        )
+        for _ in range(2)
+    ]
+
+    async def deliver_with(sink: ChangeReportSink, n: int) -> None:
+        """Run a dispatcher with ``sink`` (one replica) until nothing is pending."""
+        dispatcher = Dispatcher(
+            core,
+            {"alexa": sink},
+            config=DispatcherConfig(owner=f"replica-{n}", poll_seconds=0.05, trip_seconds=0.0),
+        )
+        unsubscribe = core.bus.subscribe(OutboxEnqueued, lambda _event: dispatcher.wake())
+        await dispatcher.start()
+        try:
+            await settle(core)
+        finally:
+            unsubscribe()
+            await dispatcher.stop()
+
+    lamp = await core.devices.create(principal, type="switch", name="Lamp", source="api")
+    await deliver_with(replicas[0], 0)  # its discovery report
+    sent = len(amazon.events)
+    for n, value in enumerate(("ON", "OFF", "ON", "OFF", "ON")):
+        await core.devices.set_state(principal, lamp.id, {"power": value}, source="api")
+        await deliver_with(replicas[n % 2], n)
+    reports = [c.json() for c in amazon.events[sent:]]
+    for report in reports:
+        assert_valid(report)
+    powers = [change(r)[("Alexa.PowerController", "powerState")] for r in reports]
+    assert powers == ["ON", "OFF", "ON", "OFF", "ON"]

@@ -132,12 +132,22 @@ class ChangeReportSink:
     name = "alexa"
 
     def __init__(
-        self, core: Core, settings: AlexaSettings, session: Session, tokens: TokenKeeper
+        self,
+        core: Core,
+        settings: AlexaSettings,
+        session: Session,
+        tokens: TokenKeeper,
+        *,
+        sole_sender: bool = True,
     ) -> None:
+        """``sole_sender``: this process delivers every row (SQLite's instance lock). With
+        replicas, another process may have told Alexa something since, so the values this
+        one remembers are never a reason to leave a property out of a report."""
         self._core = core
         self._settings = settings
         self._session = session
         self._tokens = tokens
+        self._sole_sender = sole_sender
         self._reported: dict[tuple[str, str], _Reported] = {}
         self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
@@ -306,7 +316,17 @@ class ChangeReportSink:
         }
         event_id = item.event_id
 
+        sole_sender = self._sole_sender
+
         def settle(state: _Reported) -> None:
+            if not sole_sender:
+                # Versions only grow and a key's rows go in order, so what was sent here is
+                # still "at least this new"; the values themselves may be out of date.
+                if transition and version >= state.transition:
+                    state.transition, state.transition_event = version, event_id
+                elif not transition and device.version >= state.version:
+                    state.version, state.version_event = device.version, event_id
+                return
             if transition:
                 if version >= state.transition:
                     state.transition, state.transition_event = version, event_id

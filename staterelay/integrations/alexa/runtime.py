@@ -35,7 +35,13 @@ class AlexaRuntime:
         self.relay_secret = relay_secret
         self.lwa = LoginWithAmazon(http.shared, settings.alexa, core.alexa.messaging)
         self.tokens = TokenKeeper(core, self.lwa)
-        self.sink = ChangeReportSink(core, settings.alexa, http.shared, self.tokens)
+        self.sink = ChangeReportSink(
+            core,
+            settings.alexa,
+            http.shared,
+            self.tokens,
+            sole_sender=settings.database_url.startswith("sqlite:"),
+        )
         self.view = SmartHomeView(core, settings.alexa, self.lwa, relay_secret)
         self.unreachable = unreachable_reason(relay_url(settings))
         """Why Amazon could not use the relay's URL; None when it can."""
