@@ -12,6 +12,8 @@ from staterelay.core.clock import Clock
 from staterelay.core.storage import Store
 
 ALEXA_RELAY_SEEN: Final = "seen:alexa_relay"
+ALEXA_CHANGE_REPORT_SEEN: Final = "seen:alexa_change_report"
+"""Alexa's gateway accepted a ChangeReport: proactive state reaches Routines."""
 IFTTT_STATUS_SEEN: Final = "seen:ifttt_status"
 
 

@@ -10,7 +10,6 @@ import base64
 import re
 from collections.abc import Awaitable, Callable
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
@@ -154,14 +153,6 @@ async def link_as_alexa(browser: Client) -> str:
     return token
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: the Alexa guide's step 10 ('Alexa accepted a ChangeReport') reads"
-    " core.alexa.status().last_report_status, which any accepted gateway event sets: the"
-    " AddOrUpdateReport announcing a switch made after enabling the skill (step 9, the"
-    " guide's own order) or the 'send a test event' button ticks it before any ChangeReport",
-)
 async def test_alexa_routine_does_not_tick_on_an_addorupdatereport(
     settings: Settings,
     amazon: Amazon,  # noqa: F811 - the fixture imported above

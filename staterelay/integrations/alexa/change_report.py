@@ -34,6 +34,7 @@ import aiohttp
 
 from staterelay.core import Core
 from staterelay.core.alexa import AlexaLink
+from staterelay.core.facts import ALEXA_CHANGE_REPORT_SEEN
 from staterelay.core.records import Device, OutboxItem, PropertyState
 from staterelay.core.sinks import SinkResult, parse_retry_after
 from staterelay.integrations.alexa.directive import header
@@ -210,6 +211,8 @@ class ChangeReportSink:
             if result.status_code == 401:
                 await self._core.alexa.note_token_error(link, str(result.error))
         if result.delivered:
+            if item.event_type == "state.changed":
+                await self._core.facts.note(ALEXA_CHANGE_REPORT_SEEN)
             if item.event_type == "device.deleted":
                 self._reported.pop(key, None)
             elif build.settle is not None:

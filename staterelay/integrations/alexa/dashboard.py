@@ -28,7 +28,7 @@ from staterelay.browser.render import render, when
 from staterelay.core import Core
 from staterelay.core.alexa import AlexaStatus
 from staterelay.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from staterelay.core.facts import ALEXA_RELAY_SEEN
+from staterelay.core.facts import ALEXA_CHANGE_REPORT_SEEN, ALEXA_RELAY_SEEN
 from staterelay.core.guide import GuideStep, GuideValue
 from staterelay.core.oauth import LinkedApp, OAuthClient
 from staterelay.core.oauth_clients import alexa_preset, is_alexa_client
@@ -244,7 +244,7 @@ async def _alexa_page(
             routine_switch=any(
                 d.type == "switch" and d.options.get("routine_trigger") for d in devices
             ),
-            report_accepted=link.last_report_status is not None and link.last_report_status < 300,
+            report_accepted=await core.facts.first_seen(ALEXA_CHANGE_REPORT_SEEN) is not None,
         )
         steps = setup_steps(settings, plan, seen)
         if signed_in.is_admin:
