@@ -96,3 +96,16 @@ async def test_tenants_do_not_leak_between_requests_on_one_connection(
     by_id = {e["request_id"]: e for e in lines.entries()}
     assert by_id["k-1"]["tenant"] == account.tenant_id
     assert "tenant" not in by_id["k-2"]
+
+
+async def test_a_live_feed_cut_by_shutdown_is_not_a_server_error(
+    client: Client, account: Account, lines: Lines
+) -> None:
+    """Stopping the server cancels every open live feed's handler: its access line says the
+    request was closed (499), never 500."""
+    ws = await client.ws_connect("/dashboard/ws", headers=account.headers)
+    assert (await ws.receive_json(timeout=2))["type"] == "hello"
+    await client.server.close()
+    feeds = [e for e in lines.entries() if e["route"] == "/dashboard/ws"]
+    assert [e["status"] for e in feeds] == [499]
+    await ws.close()

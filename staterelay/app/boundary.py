@@ -103,6 +103,9 @@ def request_boundary(
                 exc.force_close()
             raise
         except asyncio.CancelledError:
+            # The client went away (aiohttp cancels its handler) or the server is stopping:
+            # logged and counted as a closed request, never as a server error.
+            status = CLIENT_CLOSED_REQUEST
             raise
         except ConnectionResetError:
             # aiohttp hands this to a handler reading the body of a client that hung up:
