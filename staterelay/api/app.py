@@ -8,7 +8,16 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.api import activity, devices, grants, integrations, keys, openapi, webhooks
+from staterelay.api import (
+    activity,
+    billing,
+    devices,
+    grants,
+    integrations,
+    keys,
+    openapi,
+    webhooks,
+)
 from staterelay.api.auth import authenticate, challenge_for
 from staterelay.api.problems import error_for_http
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
@@ -38,6 +47,7 @@ def create_api_app(core: Core, settings: Settings) -> web.Application:
         keys.routes,
         grants.routes,
         integrations.routes,
+        billing.routes,
         openapi.routes,
     ):
         app.router.add_routes(table)

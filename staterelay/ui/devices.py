@@ -22,7 +22,14 @@ from staterelay.browser.render import render
 from staterelay.browser.sessions import safe_next
 from staterelay.core import Core
 from staterelay.core.device_types import DEVICE_TYPES, TEMPERATURE_SCALES
-from staterelay.core.errors import Conflict, InvalidInput, LimitReached, NotFound, StateRelayError
+from staterelay.core.errors import (
+    Conflict,
+    InvalidInput,
+    LimitReached,
+    NotFound,
+    PlanLimit,
+    StateRelayError,
+)
 from staterelay.core.records import Device, Principal
 from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
 from staterelay.ui.present import (
@@ -113,6 +120,10 @@ async def create_device(request: web.Request) -> web.StreamResponse:
         rooms = await devices.rooms(principal)
         errors = {"form": _sentence(error.detail)}
         return _new_device_page(request, form, errors, rooms, status=409)
+    except PlanLimit as error:
+        rooms = await devices.rooms(principal)
+        errors = {"form": _sentence(error.detail), "upgrade_url": "/dashboard/billing"}
+        return _new_device_page(request, form, errors, rooms, status=402)
     raise web.HTTPSeeOther(location=f"/dashboard/devices/{device.id}?done=created")
 
 

@@ -148,6 +148,7 @@ CROSS_TENANT_DEFINERS = {
     "sr_list_users",
     "sr_claim_batch",
     "sr_record_deliveries",
+    "sr_billing_customer_tenant",
 }
 
 
