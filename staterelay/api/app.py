@@ -23,7 +23,7 @@ from staterelay.api.problems import error_for_http
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 from staterelay.app.problems import InternalError, problem_response
 from staterelay.core import Core
-from staterelay.core.errors import NotAuthenticated, StateRelayError
+from staterelay.core.errors import NotAuthenticated, PlanRateLimited, StateRelayError
 from staterelay.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except NotAuthenticated as error:
         return problem_response(error, headers={"WWW-Authenticate": challenge_for(error)})
+    except PlanRateLimited as error:
+        return problem_response(error, headers={"Retry-After": str(error.retry_after)})
     except StateRelayError as error:
         return problem_response(error)
     except web.HTTPException as exc:

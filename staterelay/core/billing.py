@@ -14,19 +14,22 @@ interval's counts, and a change costs no extra database round trip.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from staterelay.core.clock import Clock, iso
-from staterelay.core.errors import Forbidden, InvalidInput, NotFound, PlanLimit
+from staterelay.core.errors import Forbidden, InvalidInput, NotFound, PlanLimit, PlanRateLimited
+from staterelay.core.ratelimit import MemoryRateLimiter, RateLimiter
 from staterelay.core.records import Device, NewActivity, Principal
 from staterelay.core.records.billing import NO_SUBSCRIPTION, Subscription, Usage
 from staterelay.core.storage import Store
 from staterelay.settings import FREE_PLAN, BillingSettings, PlanSettings
 
 DAY = 86400.0
+MINUTE = 60.0
 CACHE_SECONDS = 5.0
 """How long a household's plan and suspensions are remembered between reads; another
 replica's change reaches this one within it."""
@@ -162,6 +165,11 @@ class BillingService:
         self.free_plan = next((p for p in settings.plans if p.lookup_key is None), FREE_PLAN)
         self.upgrade_url = f"{public_url}/dashboard/billing"
         self._cache: dict[str, tuple[float, HouseholdPlan]] = {}
+        self._limiter: RateLimiter = MemoryRateLimiter()
+
+    def share_limiter(self, limiter: RateLimiter) -> None:
+        """Count API requests per plan with ``limiter`` (Redis's when replicas share one)."""
+        self._limiter = limiter
 
     # plans ---------------------------------------------------------------------------------
     def plan(self, key: str) -> PlanSettings | None:
@@ -270,6 +278,33 @@ class BillingService:
                 limit=SUSPENDED_LIMIT,
                 upgrade_url=self.upgrade_url,
             )
+
+    async def check_api_request(self, principal: Principal) -> None:
+        """Count one API request of the credential; ``PlanRateLimited`` past the plan's
+        ``api_per_minute`` (0: no plan limit)."""
+        if not self.enabled:
+            return
+        plan = (await self.household(principal.tenant_id)).plan
+        limit = plan.limits.api_per_minute
+        if not limit:
+            return
+        wait = await self._limiter.hit("plan-api", principal.credential_id, limit, MINUTE)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise PlanRateLimited(
+                f"the {plan.name} plan allows {limit} API requests a minute per credential;"
+                f" try again in {seconds} seconds, or upgrade",
+                retry_after=seconds,
+                upgrade_url=self.upgrade_url,
+            )
+
+    async def prune_activity(self) -> int:
+        """Delete activity older than each household's plan keeps; returns rows gone."""
+        if not self.enabled:
+            return 0
+        now = self._clock()
+        cuts = {plan.key: now - plan.limits.retention_days * DAY for plan in self.plans}
+        return await self._store.prune_activity_by_plan(cuts, default=cuts[self.free_plan.key])
 
     async def is_suspended(self, tenant_id: str, device_id: str) -> bool:
         """True when billing suspended the device."""

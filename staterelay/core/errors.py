@@ -132,6 +132,23 @@ class PlanLimit(StateRelayError):
         return {"limit": self.limit, "upgrade_url": self.upgrade_url}
 
 
+class PlanRateLimited(StateRelayError):
+    """More API requests a minute than the household's plan allows; ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, upgrade_url: str) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.upgrade_url = upgrade_url
+
+    def members(self) -> dict[str, Any]:
+        """The limit's name and the upgrade URL."""
+        return {"limit": "api_per_minute", "upgrade_url": self.upgrade_url}
+
+
 class Unavailable(StateRelayError):
     """A dependency (the database, say) is not ready."""
 

@@ -9,6 +9,7 @@ period end; usage counts; billing off changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from typing import Any
 
@@ -19,13 +20,14 @@ from staterelay.api.openapi import build_document
 from staterelay.app.appkeys import CORE_KEY
 from staterelay.core.billing import StripeSubscription
 from staterelay.integrations.alexa.runtime import ALEXA_KEY
+from staterelay.settings import Settings
 from tests.alexa.conftest import directive
-from tests.billing.conftest import HomeFactory
+from tests.billing.conftest import FREE, PRO, HomeFactory
 from tests.billing.fake_stripe import PRO_LOOKUP, FakeStripe, signed
 from tests.conftest import Account, link_oauth_client, make_account
 from tests.oauth.conftest import Client
 from tests.ui.homes import Home
-from tests.web.support import PASSWORD, FakeClock, csrf_in
+from tests.web.support import PASSWORD, FakeClock, build_app, csrf_in
 
 DAY = 86400
 
@@ -385,3 +387,78 @@ async def test_alexa_sees_a_suspended_device_as_unreachable_never_gone(
     assert health(fine) == {"value": "OK"}
     ids = [e["endpointId"] for e in found["event"]["payload"]["endpoints"]]
     assert newest in ids, "never removed from Alexa, so Routines survive"
+
+
+# per-plan API rate, retention and integrations -----------------------------------------------
+
+
+async def test_the_plans_api_rate_limit_answers_429_with_retry_after(
+    hosted: Settings, aiohttp_client: Any, clock: FakeClock
+) -> None:
+    tight = dataclasses.replace(FREE, limits=dataclasses.replace(FREE.limits, api_per_minute=3))
+    app = build_app(
+        dataclasses.replace(
+            hosted, billing=dataclasses.replace(hosted.billing, plans=(tight, PRO))
+        ),
+        clock,
+    )
+    client = await aiohttp_client(app)
+    account = await api_account(app, "chatty@example.com")
+    other = await api_account(app, "quiet@example.com")
+    for _ in range(3):
+        assert (await client.get("/api/v1/devices", headers=account.headers)).status == 200
+
+    refused = await client.get("/api/v1/devices", headers=account.headers)
+
+    assert refused.status == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    problem = await refused.json(content_type=None)
+    assert (problem["code"], problem["limit"]) == ("rate_limited", "api_per_minute")
+    assert "3 API requests a minute" in problem["detail"]
+    assert (await client.get("/api/v1/devices", headers=other.headers)).status == 200
+
+
+async def test_activity_retention_follows_the_plan(
+    household: HomeFactory, stripe_fake: FakeStripe, clock: FakeClock
+) -> None:
+    free = await household("forgetful@example.com")
+    paying, _ = await paying_home(household, stripe_fake, "archivist@example.com")
+    await free.add_device("switch", "Old lamp")
+    await paying.add_device("switch", "Old lamp")
+    clock.advance(10 * DAY)
+
+    removed = await free.core.billing.prune_activity()
+
+    assert removed >= 1
+    kept_free = await free.core.store.list_activity(free.user.tenant_id, limit=50)
+    kept_paying = await paying.core.store.list_activity(paying.user.tenant_id, limit=50)
+    assert kept_free == []
+    assert any(entry.kind == "device.created" for entry in kept_paying)
+
+
+async def test_a_plan_without_alexa_refuses_its_directives(
+    hosted: Settings, aiohttp_client: Any, clock: FakeClock
+) -> None:
+    no_alexa = dataclasses.replace(
+        FREE, limits=dataclasses.replace(FREE.limits, integrations=("ifttt", "webhooks"))
+    )
+    app = build_app(
+        dataclasses.replace(
+            hosted, billing=dataclasses.replace(hosted.billing, plans=(no_alexa, PRO))
+        ),
+        clock,
+    )
+    await aiohttp_client(app)
+    core = app[CORE_KEY]
+    account = await api_account(app, "noalexa@example.com")
+    _, token = await link_oauth_client(core, account)
+    principal = await core.auth.authenticate(token)
+    device = await core.devices.create(principal, type="switch", name="Lamp", source="api")
+
+    answer = await app[ALEXA_KEY].view.handle(
+        directive("Alexa.PowerController", "TurnOn", token, device.id)
+    )
+
+    assert answer["event"]["payload"]["type"] == "ENDPOINT_UNREACHABLE"
+    assert "does not include alexa" in answer["event"]["payload"]["message"]
+    assert (await core.devices.get(principal, device.id)).properties["power"].value == "OFF"

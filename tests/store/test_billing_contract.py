@@ -143,3 +143,28 @@ async def test_a_deleted_device_leaves_no_suspension(store: Store) -> None:
     await store.delete_device(tenant.id, "dev_a", removal(created(gone)), NOW, plan=PLAN)
 
     assert (await store.billing_state(tenant.id)).suspended == frozenset()
+
+
+async def test_activity_is_pruned_by_each_households_plan(store: Store) -> None:
+    """Pro keeps 90 days, free 7; a household whose plan was never enforced, the default."""
+    pro, _ = await tenant_with_user(store, "pro")
+    free, _ = await tenant_with_user(store, "free")
+    bare, _ = await tenant_with_user(store, "bare")
+    await store.save_billing(paid(pro.id, enforced_plan="pro"), now=NOW)
+    await store.save_billing(paid(free.id, plan_key="free", enforced_plan="free"), now=NOW)
+    old = NewActivity(kind="note", source="system", actor="t")
+    for tenant, plan in ((pro, "pro"), (free, "free"), (bare, None)):
+        # 30 days old: past the free plan's 7, within Pro's 90. "bare" has a row with no
+        # enforced plan (never enforced): the default applies.
+        await store.save_billing(
+            paid(tenant.id, enforced_plan=plan), activity=(old,), now=NOW - 30 * 86400
+        )
+
+    removed = await store.prune_activity_by_plan(
+        {"pro": NOW - 90 * 86400, "free": NOW - 7 * 86400}, default=NOW - 7 * 86400
+    )
+
+    assert removed == 2
+    assert len(await store.list_activity(pro.id, limit=10)) == 1
+    assert await store.list_activity(free.id, limit=10) == []
+    assert await store.list_activity(bare.id, limit=10) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from staterelay.core.records import NewActivity
@@ -46,3 +46,12 @@ class BillingStore(Protocol):
 
     async def get_usage(self, tenant_id: str, month: str) -> Usage:
         """The household's counts of ``month`` (zeros when nothing was counted)."""
+
+    async def prune_activity_by_plan(
+        self, older_than: Mapping[str, float], *, default: float
+    ) -> int:
+        """Cross-tenant: delete activity older than its household's plan allows.
+
+        ``older_than`` maps a plan key to the cut-off of the households whose enforced plan
+        it is; ``default`` applies to households without a billing row. Returns rows gone.
+        """

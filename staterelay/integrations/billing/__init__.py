@@ -33,6 +33,8 @@ from staterelay.settings import Settings
 
 USAGE_FLUSH_SECONDS: Final = 5.0
 """How often usage counts go to the database; a crash loses at most this long's counts."""
+RETENTION_SECONDS: Final = 3600.0
+"""How often activity older than each household's plan keeps is deleted."""
 
 
 class Billing(Integration):

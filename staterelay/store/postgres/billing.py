@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from staterelay.core.records import NewActivity
 from staterelay.core.records.billing import BillingState, Subscription, Usage
@@ -150,3 +150,16 @@ class PostgresBilling:
         if row is None:
             return Usage(month=month)
         return Usage(month=month, state_changes=int(row[0]), deliveries=int(row[1]))
+
+    async def prune_activity_by_plan(
+        self, older_than: Mapping[str, float], *, default: float
+    ) -> int:
+        """Delete activity older than each household's plan keeps (a listed definer)."""
+        async with self.engine.statement() as conn:
+            removed = await conn.fetchval(
+                "SELECT sr_prune_activity_by_plan($1::text[], $2::double precision[], $3)",
+                list(older_than),
+                list(older_than.values()),
+                default,
+            )
+        return int(removed or 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from staterelay.core.records import NewActivity
@@ -189,3 +189,24 @@ class SQLiteBilling:
         if row is None:
             return Usage(month=month)
         return Usage(month=month, state_changes=int(row[0]), deliveries=int(row[1]))
+
+    async def prune_activity_by_plan(
+        self, older_than: Mapping[str, float], *, default: float
+    ) -> int:
+        """Delete activity older than each household's plan keeps."""
+        cuts = list(older_than.items())
+
+        def write(conn: sqlite3.Connection) -> int:
+            values = ", ".join("(?, ?)" for _ in cuts) or "(NULL, NULL)"
+            params: list[object] = [value for cut in cuts for value in cut]
+            return int(
+                conn.execute(
+                    "DELETE FROM activity_log WHERE created_at < coalesce(("
+                    f" SELECT cut.column2 FROM subscriptions s JOIN (VALUES {values}) AS cut"
+                    " ON cut.column1 = s.enforced_plan"
+                    " WHERE s.tenant_id = activity_log.tenant_id), ?)",
+                    (*params, default),
+                ).rowcount
+            )
+
+        return await self.engine.write(write)

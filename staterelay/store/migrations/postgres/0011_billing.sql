@@ -73,3 +73,24 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$ SELECT tenant_id FROM subscriptions WHERE stripe_customer_id = p_customer $$;
 
 REVOKE ALL ON FUNCTION sr_billing_customer_tenant(text) FROM PUBLIC;
+
+-- Each plan keeps activity for its own number of days: one sweep across households, like
+-- sr_prune_activity, with the cut-off of each household's enforced plan (p_default for a
+-- household without a billing row).
+CREATE FUNCTION sr_prune_activity_by_plan(
+    p_plans text[], p_before double precision[], p_default double precision
+) RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+    WITH cut AS (SELECT * FROM unnest(p_plans, p_before) AS c (plan, before)),
+    gone AS (
+        DELETE FROM activity_log a WHERE a.created_at < coalesce((
+            SELECT cut.before FROM subscriptions s JOIN cut ON cut.plan = s.enforced_plan
+            WHERE s.tenant_id = a.tenant_id), p_default)
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+$$;
+
+REVOKE ALL ON FUNCTION sr_prune_activity_by_plan(text[], double precision[], double precision)
+    FROM PUBLIC;
