@@ -16,6 +16,7 @@ from staterelay.core.crypto import SecretBox
 from staterelay.core.delivery import BUILT_IN_POLICIES, DeliveryPlanner, DeliveryPolicy
 from staterelay.core.devices import DeviceService
 from staterelay.core.facts import InstanceFacts
+from staterelay.core.households import HouseholdService
 from staterelay.core.ifttt import IftttService
 from staterelay.core.mail import Mailer
 from staterelay.core.netpolicy import AddressPolicy
@@ -120,6 +121,7 @@ class Core:
             billing=self.billing,
         )
         self.outbox = OutboxService(store, bus, clock, usage=self.usage)
+        self.households = HouseholdService(store)
         self.oauth = OAuthService(
             store, clock, SecretBox(instance_secret, "oauth-successors"), config.oauth
         )

@@ -1,4 +1,5 @@
-"""The billing part of the store interface: subscriptions, Stripe events, usage, suspensions."""
+"""The billing part of the store interface: subscriptions, Stripe events, usage, suspensions,
+and a household's deletion when it leaves."""
 
 from __future__ import annotations
 
@@ -55,3 +56,7 @@ class BillingStore(Protocol):
         ``older_than`` maps a plan key to the cut-off of the households whose enforced plan
         it is; ``default`` applies to households without a billing row. Returns rows gone.
         """
+
+    async def delete_tenant(self, tenant_id: str) -> int:
+        """Delete the household and every row of it, in every table that has a
+        ``tenant_id`` (the integrations' too), in one transaction; returns rows deleted."""

@@ -8,6 +8,8 @@ limit chooses here which devices stay active.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 from typing import Final
 
@@ -22,10 +24,12 @@ from staterelay.browser.principal import require_principal
 from staterelay.browser.render import render
 from staterelay.core import Core
 from staterelay.core.billing import PAID_STATUSES
+from staterelay.core.clock import iso
 from staterelay.core.errors import Forbidden, InvalidInput, NotFound
 from staterelay.core.records import Principal
 from staterelay.core.sessions import SignedIn
 from staterelay.integrations.billing.stripe_api import StripeApi, StripeNotConfigured
+from staterelay.ops.transfer import EXPORT_VERSION, device_document
 
 PAGE: Final = "/dashboard/billing"
 STRIPE_API_KEY: Final = web.AppKey("staterelay.billing.stripe", StripeApi)
@@ -198,3 +202,82 @@ async def keep_devices(request: web.Request) -> web.StreamResponse:
     except InvalidInput as error:
         return await _page(request, signed_in, principal, f"{error.detail}.", status=422)
     raise web.HTTPSeeOther(location=f"{PAGE}?done=kept")
+
+
+# leaving ---------------------------------------------------------------------------------------
+@routes.get(f"{PAGE}/leave", name="billing_leave")
+async def leave_page(request: web.Request) -> web.StreamResponse:
+    """Export the household's data, then delete the household (admins only)."""
+    signed_in, principal = await require_principal(request)
+    household = await _core(request).billing.household(principal.tenant_id, fresh=True)
+    return _leave_page(request, signed_in, household.live, None)
+
+
+def _leave_page(
+    request: web.Request, signed_in: SignedIn, live: bool, error: str | None, status: int = 200
+) -> web.Response:
+    return render(
+        request,
+        "billing_leave.html",
+        {"nav": "settings", "is_admin": signed_in.is_admin, "live": live, "error": error},
+        status=status,
+    )
+
+
+@routes.get(f"{PAGE}/export", name="billing_export")
+async def export(request: web.Request) -> web.StreamResponse:
+    """The household's devices (the export format) and its whole activity log, as JSON."""
+    _, principal = await require_principal(request)
+    core = _core(request)
+    document = await household_export(core, principal)
+    response = web.json_response(document, dumps=lambda data: json.dumps(data, indent=2))
+    response.headers["Content-Disposition"] = 'attachment; filename="staterelay-household.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def household_export(core: Core, principal: Principal) -> dict[str, object]:
+    """What a household takes with it: devices as ``staterelay export`` writes them (so
+    ``staterelay import`` reads them back), and every activity entry, newest first."""
+    devices = [device_document(device) for device in await all_devices(core, principal)]
+    activity: list[dict[str, object]] = []
+    cursor: str | None = None
+    while True:
+        page = await core.activity.list(principal, cursor=cursor, limit=200)
+        activity.extend(
+            {**dataclasses.asdict(entry), "created_at": iso(entry.created_at)}
+            for entry in page.items
+        )
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return {"version": EXPORT_VERSION, "devices": devices, "activity": activity}
+
+
+@routes.post(f"{PAGE}/leave", name="billing_leave_confirm")
+async def leave(request: web.Request) -> web.StreamResponse:
+    """Cancel a paid subscription in Stripe, then delete the household and all its rows."""
+    form = await read_form(request)
+    await verify_csrf(request, form)
+    signed_in, principal = await require_principal(request)
+    core = _core(request)
+    confirm = form.get("confirm", "")
+    household = await core.billing.household(principal.tenant_id, fresh=True)
+    try:
+        await core.households.confirm(principal, confirm)
+    except Forbidden:
+        raise web.HTTPSeeOther(location=f"{PAGE}?error=admin") from None
+    except InvalidInput as error:
+        return _leave_page(request, signed_in, household.live, f"{error.detail}.", status=422)
+    subscription = household.subscription
+    if household.live and subscription is not None and subscription.subscription_id:
+        try:
+            await request.config_dict[STRIPE_API_KEY].cancel_subscription(
+                subscription.subscription_id
+            )
+        except (stripe.StripeError, StripeNotConfigured):
+            message = "Stripe could not cancel the subscription, so nothing was deleted. Try again."
+            return _leave_page(request, signed_in, True, message, status=502)
+    await core.households.delete(principal, confirm_email=confirm)
+    core.billing.forget(principal.tenant_id)
+    raise web.HTTPSeeOther(location="/login")

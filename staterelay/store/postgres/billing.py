@@ -163,3 +163,21 @@ class PostgresBilling:
                 default,
             )
         return int(removed or 0)
+
+    async def delete_tenant(self, tenant_id: str) -> int:
+        """Every table with a tenant_id column, then the tenant, under the tenant's RLS."""
+        removed = 0
+        async with self.engine.tenant(tenant_id) as conn:
+            tables = await conn.fetch(
+                "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid"
+                " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"
+                " AND a.attname = 'tenant_id' AND NOT a.attisdropped ORDER BY c.relname"
+            )
+            for row in tables:
+                status = await conn.execute(
+                    f'DELETE FROM "{row[0]}" WHERE tenant_id = $1', tenant_id
+                )
+                removed += int(status.rsplit(" ", 1)[1])
+            status = await conn.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
+            removed += int(status.rsplit(" ", 1)[1])
+        return removed

@@ -210,3 +210,25 @@ class SQLiteBilling:
             )
 
         return await self.engine.write(write)
+
+    async def delete_tenant(self, tenant_id: str) -> int:
+        """Every table with a tenant_id column, then the tenant (foreign keys cascade)."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT m.name FROM sqlite_master m WHERE m.type = 'table'"
+                    " AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) c"
+                    " WHERE c.name = 'tenant_id') ORDER BY m.name"
+                ).fetchall()
+            ]
+            removed = 0
+            for table in tables:
+                removed += conn.execute(
+                    f'DELETE FROM "{table}" WHERE tenant_id = ?', (tenant_id,)
+                ).rowcount
+            removed += conn.execute("DELETE FROM tenants WHERE id = ?", (tenant_id,)).rowcount
+            return removed
+
+        return await self.engine.write(write)
