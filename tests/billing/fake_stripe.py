@@ -174,7 +174,27 @@ class FakeStripe:
         app.router.add_post("/v1/billing_portal/sessions", self._create_portal)
         app.router.add_get("/v1/subscriptions", self._list_subscriptions)
         app.router.add_delete("/v1/subscriptions/{id}", self._cancel_subscription)
+        app.router.add_get("/pay/{id}", self._pay_page)
+        app.router.add_post("/pay/{id}", self._pay)
         return app
+
+    async def _pay_page(self, request: web.Request) -> web.Response:
+        """Checkout as a browser sees it: one button."""
+        session_id = request.match_info["id"]
+        html = (
+            "<!doctype html><title>Fake Checkout</title>"
+            f'<form method="post" action="/pay/{session_id}"><button>Pay</button></form>'
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    async def _pay(self, request: web.Request) -> web.Response:
+        """The customer paid: back to the success URL, as Stripe sends them."""
+        session_id = request.match_info["id"]
+        self.complete(session_id)
+        target = self.sessions[session_id]["success_url"].replace(
+            "{CHECKOUT_SESSION_ID}", session_id
+        )
+        raise web.HTTPSeeOther(location=target)
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
