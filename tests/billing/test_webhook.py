@@ -10,7 +10,6 @@ import json
 import re
 import time
 
-from staterelay.core.records import Principal
 from tests.billing.conftest import HomeFactory
 from tests.billing.fake_stripe import (
     PRO_LOOKUP,
@@ -45,14 +44,11 @@ async def plan_of(home: Home) -> str:
     return (await home.core.billing.household(home.user.tenant_id, fresh=True)).plan.key
 
 
-def customer_of(home_customer: str | None) -> str:
-    assert home_customer is not None
-    return home_customer
-
-
 async def the_customer(home: Home) -> str:
+    """The household's Stripe customer id."""
     household = await home.core.billing.household(home.user.tenant_id, fresh=True)
-    return customer_of(household.customer_id)
+    assert household.customer_id is not None
+    return household.customer_id
 
 
 async def test_a_signed_subscription_event_moves_the_household_to_its_plan(
@@ -262,7 +258,3 @@ async def test_webhook_outcomes_are_counted_in_metrics(
     assert sample("customer.subscription.created", "duplicate") == 1
     assert sample("other", "rejected") == 1
     assert sample("invoice.payment_failed", "processed") == 0
-
-
-def principal_of(home: Home) -> Principal:
-    return home.principal

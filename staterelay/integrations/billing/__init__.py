@@ -63,7 +63,11 @@ class Billing(Integration):
         secret = billing.stripe_webhook_secret or ""
         if secret and not secret.startswith("whsec_"):
             checks.append(
-                Check("billing webhook", "FAIL", "billing.stripe_webhook_secret must start whsec_")
+                Check(
+                    "billing webhook",
+                    "FAIL",
+                    "billing.stripe_webhook_secret must start with whsec_",
+                )
             )
         paid = [plan.key for plan in billing.plans if plan.lookup_key is not None]
         if paid:
