@@ -119,10 +119,12 @@ async def test_stripe_refusing_the_cancellation_deletes_nothing(
     assert subscription["status"] == "active"
 
 
-async def test_only_an_admin_may_delete_the_household(household: HomeFactory) -> None:
+async def test_only_an_admin_may_export_or_delete_the_household(household: HomeFactory) -> None:
     member = await household("member@example.com", is_admin=False)
     response = await member.post("/dashboard/billing/leave", {"confirm": "member@example.com"})
     assert response.headers["Location"] == "/dashboard/billing?error=admin"
+    exported = await member.browser.get("/dashboard/billing/export")
+    assert exported.headers["Location"] == "/dashboard/billing?error=admin"
     assert await member.core.store.get_tenant(member.user.tenant_id) is not None
 
 

@@ -229,6 +229,10 @@ async def export(request: web.Request) -> web.StreamResponse:
     """The household's devices (the export format) and its whole activity log, as JSON."""
     _, principal = await require_principal(request)
     core = _core(request)
+    try:
+        await core.households.require_admin(principal)
+    except Forbidden:
+        raise web.HTTPSeeOther(location=f"{PAGE}?error=admin") from None
     document = await household_export(core, principal)
     response = web.json_response(document, dumps=lambda data: json.dumps(data, indent=2))
     response.headers["Content-Disposition"] = 'attachment; filename="staterelay-household.json"'
