@@ -211,6 +211,7 @@ async def device_page(
             "first_page": cursor is None,
             "next_cursor": page.next_cursor,
             "next": f"/dashboard/devices/{device.id}",
+            "suspended": await core.billing.is_suspended(principal.tenant_id, device.id),
         },
         status=status,
     )

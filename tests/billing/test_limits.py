@@ -27,6 +27,7 @@ from tests.billing.fake_stripe import PRO_LOOKUP, FakeStripe, signed
 from tests.conftest import Account, link_oauth_client, make_account
 from tests.oauth.conftest import Client
 from tests.ui.homes import Home
+from tests.ui.test_pages import INLINE_HANDLER, INLINE_SCRIPT, INLINE_STYLE
 from tests.web.support import PASSWORD, FakeClock, build_app, csrf_in
 
 DAY = 86400
@@ -462,3 +463,23 @@ async def test_a_plan_without_alexa_refuses_its_directives(
     assert answer["event"]["payload"]["type"] == "ENDPOINT_UNREACHABLE"
     assert "does not include alexa" in answer["event"]["payload"]["message"]
     assert (await core.devices.get(principal, device.id)).properties["power"].value == "OFF"
+
+
+async def test_a_suspended_devices_page_says_so_and_billing_pages_keep_the_csp(
+    household: HomeFactory, stripe_fake: FakeStripe
+) -> None:
+    home, subscription_id = await paying_home(household, stripe_fake, "pages@example.com")
+    ids = [await home.add_device("switch", f"Lamp {n}") for n in range(4)]
+    subscription = stripe_fake.update(subscription_id, status="canceled")
+    await webhook(home.browser.client, stripe_fake, "customer.subscription.deleted", subscription)
+
+    suspended = await home.browser.page(f"/dashboard/devices/{ids[3]}")
+    active = await home.browser.page(f"/dashboard/devices/{ids[0]}")
+
+    assert 'id="device-suspended"' in suspended
+    assert 'id="device-suspended"' not in active
+    for path in ("/dashboard/billing", "/dashboard/billing/leave", f"/dashboard/devices/{ids[3]}"):
+        html = await home.browser.page(path)
+        assert not INLINE_HANDLER.search(html), path
+        assert not INLINE_STYLE.search(html), path
+        assert not INLINE_SCRIPT.search(html), path
