@@ -14,6 +14,7 @@ interval's counts, and a change costs no extra database round trip.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import defaultdict
@@ -27,6 +28,8 @@ from staterelay.core.records import Device, NewActivity, Principal
 from staterelay.core.records.billing import NO_SUBSCRIPTION, Subscription, Usage
 from staterelay.core.storage import Store
 from staterelay.settings import FREE_PLAN, BillingSettings, PlanSettings
+
+_LOGGER = logging.getLogger(__name__)
 
 DAY = 86400.0
 MINUTE = 60.0
@@ -405,6 +408,14 @@ class BillingService:
         state = await self._store.billing_state(tenant_id)
         old = state.subscription
         plan = self.plan_for_lookup_key(stripe.lookup_key) if stripe.subscription_id else None
+        if plan is None and stripe.subscription_id and stripe.status in LIVE_STATUSES:
+            _LOGGER.warning(
+                "subscription %s of household %s has a price with lookup key %r that no plan"
+                " in billing.plans names; the household gets the free plan until one does",
+                stripe.subscription_id,
+                tenant_id,
+                stripe.lookup_key,
+            )
         past_due_since = None
         if stripe.status == "past_due":
             past_due_since = now

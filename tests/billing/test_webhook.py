@@ -10,6 +10,8 @@ import json
 import re
 import time
 
+import pytest
+
 from tests.billing.conftest import HomeFactory
 from tests.billing.fake_stripe import (
     PRO_LOOKUP,
@@ -258,3 +260,19 @@ async def test_webhook_outcomes_are_counted_in_metrics(
     assert sample("customer.subscription.created", "duplicate") == 1
     assert sample("other", "rejected") == 1
     assert sample("invoice.payment_failed", "processed") == 0
+
+
+async def test_a_price_no_plan_names_gives_the_free_plan_and_says_so(
+    household: HomeFactory, stripe_fake: FakeStripe, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = await customer_home(household, stripe_fake, "odd@example.com")
+    stripe_fake.add_price("staterelay_legacy")
+    subscription = stripe_fake.subscribe(await the_customer(home), "staterelay_legacy")
+
+    status, _ = await post_event(
+        home, *signed(stripe_fake.event("customer.subscription.created", subscription))
+    )
+
+    assert status == 200
+    assert await plan_of(home) == "free"
+    assert "lookup key 'staterelay_legacy' that no plan in billing.plans names" in caplog.text
