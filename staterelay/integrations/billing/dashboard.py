@@ -170,7 +170,8 @@ async def checkout_done(request: web.Request) -> web.StreamResponse:
     except (stripe.StripeError, StripeNotConfigured):
         raise web.HTTPSeeOther(location=f"{PAGE}?error=stripe") from None
     await core.billing.apply(principal.tenant_id, facts)
-    raise web.HTTPSeeOther(location=f"{PAGE}?done=subscribed")
+    done = "subscribed" if facts.status in PAID_STATUSES else "pending"
+    raise web.HTTPSeeOther(location=f"{PAGE}?done={done}")
 
 
 @routes.post(f"{PAGE}/portal", name="billing_portal")
