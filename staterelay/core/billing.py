@@ -340,6 +340,13 @@ class BillingService:
             plans=self.plans,
         )
 
+    async def device_allowance(self, principal: Principal) -> tuple[int, PlanSettings] | None:
+        """How many devices the household has and the plan whose limit applies (None: off)."""
+        if not self.enabled:
+            return None
+        plan = (await self.household(principal.tenant_id)).plan
+        return await self._store.count_devices(principal.tenant_id), plan
+
     async def keep_devices(self, principal: Principal, device_ids: Sequence[str]) -> None:
         """A household admin chooses which devices stay active when over the device limit."""
         if not self.enabled:

@@ -85,8 +85,17 @@ async def device_list(request: web.Request) -> web.StreamResponse:
 async def new_device_form(request: web.Request) -> web.StreamResponse:
     """The form that creates a device."""
     _, principal = await require_principal(request)
-    rooms = await request.config_dict[CORE_KEY].devices.rooms(principal)
-    return _new_device_page(request, {"type": request.query.get("type", "switch")}, {}, rooms)
+    core = request.config_dict[CORE_KEY]
+    rooms = await core.devices.rooms(principal)
+    allowance = await core.billing.device_allowance(principal)  # hosted plans only
+    plan_note = None
+    if allowance is not None:
+        count, plan = allowance
+        plan_note = (
+            f"You have {count} of the {plan.limits.devices} devices the {plan.name} plan allows."
+        )
+    form = {"type": request.query.get("type", "switch")}
+    return _new_device_page(request, form, {}, rooms, plan_note=plan_note)
 
 
 @routes.post("/dashboard/devices/new")
@@ -134,6 +143,7 @@ def _new_device_page(
     rooms: Sequence[str],
     *,
     status: int = 200,
+    plan_note: str | None = None,
 ) -> web.Response:
     chosen = form.get("type", "switch")
     return render(
@@ -155,6 +165,7 @@ def _new_device_page(
             "scale": form.get("scale", "CELSIUS"),
             "scales": TEMPERATURE_SCALES,
             "errors": errors,
+            "plan_note": plan_note,
         },
         status=status,
     )

@@ -114,6 +114,9 @@ async def test_the_dashboard_form_shows_an_upgrade_prompt(household: HomeFactory
     for n in range(3):
         await home.add_device("switch", f"Lamp {n}")
 
+    form = await home.browser.page("/dashboard/devices/new")
+    assert 'id="plan-note">You have 3 of the 3 devices the Free plan allows.' in form
+
     response = await home.post("/dashboard/devices/new", {"type": "switch", "name": "Fourth"})
 
     assert response.status == 402
