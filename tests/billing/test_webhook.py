@@ -6,12 +6,16 @@ subscription is re-read from the fake Stripe, so the event's own object never de
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
+from typing import Any
 
 import pytest
 
+from staterelay.app.factory import create_app
+from staterelay.settings import HostsSettings, Settings
 from tests.billing.conftest import HomeFactory
 from tests.billing.fake_stripe import (
     PRO_LOOKUP,
@@ -276,3 +280,22 @@ async def test_a_price_no_plan_names_gives_the_free_plan_and_says_so(
     assert status == 200
     assert await plan_of(home) == "free"
     assert "lookup key 'staterelay_legacy' that no plan in billing.plans names" in caplog.text
+
+
+async def test_the_webhook_is_served_on_the_api_host_only(
+    hosted: Settings, aiohttp_client: Any, stripe_fake: FakeStripe
+) -> None:
+    """Split hosts: Stripe's endpoint lives on the API host; the app host answers 404."""
+    hosts = HostsSettings(app="app.example.test", api="api.example.test")
+    split = dataclasses.replace(hosted, server=dataclasses.replace(hosted.server, hosts=hosts))
+    client = await aiohttp_client(create_app(split))
+    body, header = signed(stripe_fake.event("product.created", {"id": "prod_1"}))
+    sent = {"Stripe-Signature": header, "Content-Type": "application/json"}
+
+    on_api = await client.post(WEBHOOK, data=body, headers={**sent, "Host": "api.example.test"})
+    on_app = await client.post(WEBHOOK, data=body, headers={**sent, "Host": "app.example.test"})
+
+    assert on_api.status == 200
+    assert (await on_api.json())["outcome"] == "ignored"
+    assert on_app.status == 404
+    assert on_app.content_type == "application/problem+json"
