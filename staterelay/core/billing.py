@@ -39,6 +39,8 @@ replica's change reaches this one within it."""
 PAID_STATUSES = frozenset({"active", "trialing"})
 LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid", "incomplete", "paused"})
 """Subscription statuses a customer can still act on (the others are ended)."""
+CACHE_MAX = 10_000
+"""Households remembered at once (all forgotten when full)."""
 SUSPENDED_LIMIT = "suspended_device"
 _DEVICE_BATCH = 200
 
@@ -227,6 +229,8 @@ class BillingService:
             state = await self._store.billing_state(tenant_id)
             current = self.effective_plan(state.subscription, now)
         household = replace(current, suspended=state.suspended)
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
         self._cache[tenant_id] = (now, household)
         return household
 
