@@ -38,6 +38,7 @@ from staterelay.core.oauth_clients import (
     issuer_url,
 )
 from staterelay.core.records import User
+from staterelay.integrations.billing.cli import CliTools, billing_commands
 from staterelay.logs import configure_logging
 from staterelay.ops import backup as backups, doctor as doctors, transfer
 from staterelay.ops.lock import InstanceLock, InstanceRunning, running_public_url
@@ -1040,6 +1041,9 @@ def db_migrate(
     done = f"applied migrations {', '.join(map(str, applied))}" if applied else "schema up to date"
     granted = f"; granted {app_role} its privileges" if app_role else ""
     click.echo(f"staterelay: {done}{granted}", err=True)
+
+
+cli.add_command(billing_commands(CliTools(_load, _run, _settings_options, CommandError)))
 
 
 def main() -> None:

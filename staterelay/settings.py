@@ -163,13 +163,39 @@ class IftttSettings:
 
 
 @dataclass(frozen=True)
+class PlanLimits:
+    """What one billing plan allows a household."""
+
+    devices: int = 3
+    webhooks: int = 2
+    api_per_minute: int = 60
+    retention_days: int = 7
+    integrations: tuple[str, ...] = ("alexa", "ifttt", "webhooks")
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """One billing plan: its key, name, Stripe price lookup key (none: free) and limits."""
+
+    key: str
+    name: str
+    lookup_key: str | None = None
+    limits: PlanLimits = field(default_factory=PlanLimits)
+
+
+FREE_PLAN = PlanSettings(key="free", name="Free")
+
+
+@dataclass(frozen=True)
 class BillingSettings:
     """Stripe billing for hosted instances; off by default."""
 
     enabled: bool = False
     stripe_api_base: str = "https://api.stripe.com"
-    stripe_secret_key: str | None = None
-    stripe_webhook_secret: str | None = None
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    grace_days: int = 7
+    plans: tuple[PlanSettings, ...] = (FREE_PLAN,)
 
 
 @dataclass(frozen=True)
@@ -719,6 +745,7 @@ def _validate(settings: Settings) -> None:
             "ifttt.event_retention_days", "must be at least 30 (IFTTT expects a long timeline)"
         )
     _require_http_url("billing.stripe_api_base", settings.billing.stripe_api_base)
+    _validate_billing(settings.billing)
     smtp = settings.email.smtp
     if smtp.host is not None and not _HOST_NAME.fullmatch(smtp.host):
         raise SettingsError("email.smtp.host", "must be a bare host name such as mail.example.com")
@@ -735,3 +762,34 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(
             "email.from_address", "must be an address, e.g. StateRelay <staterelay@example.com>"
         )
+
+
+def _validate_billing(billing: BillingSettings) -> None:
+    if billing.grace_days < 0:
+        raise SettingsError("billing.grace_days", "must not be negative")
+    free = [plan for plan in billing.plans if plan.lookup_key is None]
+    if len(free) != 1:
+        raise SettingsError(
+            "billing.plans", "must have exactly one free plan (one without a lookup_key)"
+        )
+    keys: set[str] = set()
+    lookups: set[str] = set()
+    for index, plan in enumerate(billing.plans):
+        where = f"billing.plans[{index}]"
+        if not re.fullmatch(r"[a-z0-9_-]{1,32}", plan.key):
+            raise SettingsError(f"{where}.key", "must be 1-32 lowercase letters, digits, _ or -")
+        if plan.key in keys:
+            raise SettingsError(f"{where}.key", f"{plan.key!r} is used by two plans")
+        keys.add(plan.key)
+        if plan.lookup_key is not None:
+            if not 1 <= len(plan.lookup_key) <= 200 or plan.lookup_key in lookups:
+                raise SettingsError(
+                    f"{where}.lookup_key", "must be 1-200 characters and differ between plans"
+                )
+            lookups.add(plan.lookup_key)
+        limits = plan.limits
+        for name in ("devices", "webhooks", "api_per_minute"):
+            if getattr(limits, name) < 0:
+                raise SettingsError(f"{where}.limits.{name}", "must not be negative")
+        if limits.retention_days < 1:
+            raise SettingsError(f"{where}.limits.retention_days", "must be at least 1 day")

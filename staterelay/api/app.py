@@ -8,13 +8,22 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.api import activity, devices, grants, integrations, keys, openapi, webhooks
+from staterelay.api import (
+    activity,
+    billing,
+    devices,
+    grants,
+    integrations,
+    keys,
+    openapi,
+    webhooks,
+)
 from staterelay.api.auth import authenticate, challenge_for
 from staterelay.api.problems import error_for_http
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 from staterelay.app.problems import InternalError, problem_response
 from staterelay.core import Core
-from staterelay.core.errors import NotAuthenticated, StateRelayError
+from staterelay.core.errors import NotAuthenticated, PlanRateLimited, StateRelayError
 from staterelay.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,6 +47,7 @@ def create_api_app(core: Core, settings: Settings) -> web.Application:
         keys.routes,
         grants.routes,
         integrations.routes,
+        billing.routes,
         openapi.routes,
     ):
         app.router.add_routes(table)
@@ -51,6 +61,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except NotAuthenticated as error:
         return problem_response(error, headers={"WWW-Authenticate": challenge_for(error)})
+    except PlanRateLimited as error:
+        return problem_response(error, headers={"Retry-After": str(error.retry_after)})
     except StateRelayError as error:
         return problem_response(error)
     except web.HTTPException as exc:

@@ -34,7 +34,9 @@ def bearer_token(request: web.Request) -> str:
 
 async def authenticate(request: web.Request) -> Principal:
     """Resolve the request's bearer token through core and remember the principal."""
-    principal = await request.app[CORE_KEY].auth.authenticate(bearer_token(request))
+    core = request.app[CORE_KEY]
+    principal = await core.auth.authenticate(bearer_token(request))
+    await core.billing.check_api_request(principal)  # the plan's requests a minute (hosted)
     request[PRINCIPAL_KEY] = principal
     return principal
 

@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from staterelay.api import integrations
+from staterelay.api import billing, integrations
 from staterelay.api.schemas import JSONObject, component_schemas, schema_ref
 from staterelay.core.records import SOURCES
 
@@ -34,6 +34,12 @@ ERROR_RESPONSES: Final = {
     "NotFound": (
         "404",
         "No such object in the caller's household, or a device a device-scoped key does not name.",
+    ),
+    "PaymentRequired": (
+        "402",
+        "Hosted instances with billing: the household's plan does not allow this (code"
+        " `plan_limit`; `limit` names the limit, `upgrade_url` where to upgrade), or the device"
+        " is suspended for being over the plan's device limit.",
     ),
     "Conflict": ("409", "The change conflicts with stored data or a limit."),
     "PreconditionFailed": ("412", "The If-Match version is not the current one."),
@@ -167,7 +173,7 @@ def _paths() -> JSONObject:
                 response="Device",
                 response_description="Created",
                 body="DeviceCreate",
-                errors=(*READ, *BODY, "Conflict"),
+                errors=(*READ, *BODY, "Conflict", "PaymentRequired"),
                 headers={**_ETAG_HEADER, "Location": _ref("headers", "Location")},
             ),
         },
@@ -218,7 +224,7 @@ def _paths() -> JSONObject:
                 response="DeviceState",
                 parameters=(*device, "IfMatch"),
                 body="StateUpdate",
-                errors=(*READ, "NotFound", *BODY, "PreconditionFailed"),
+                errors=(*READ, "NotFound", *BODY, "PreconditionFailed", "PaymentRequired"),
                 headers=_ETAG_HEADER,
             ),
         },
@@ -229,7 +235,7 @@ def _paths() -> JSONObject:
                 "devices",
                 response="DeviceState",
                 parameters=device,
-                errors=(*READ, "NotFound", "UnprocessableContent"),
+                errors=(*READ, "NotFound", "UnprocessableContent", "PaymentRequired"),
                 headers=_ETAG_HEADER,
             ),
         },
@@ -270,7 +276,7 @@ def _paths() -> JSONObject:
                 response="WebhookCreated",
                 response_description="Created; the secret is shown once",
                 body="WebhookCreate",
-                errors=(*READ, *BODY),
+                errors=(*READ, *BODY, "PaymentRequired"),
                 headers={"Location": _ref("headers", "Location")},
             ),
         },
@@ -380,6 +386,15 @@ def _paths() -> JSONObject:
                 response="AlexaIntegration",
             ),
         },
+        "/billing": {
+            "get": _operation(
+                "getBilling",
+                "Hosted instances: the household's plan, status, limits and this month's usage",
+                "billing",
+                response="Billing",
+                errors=(*READ, "NotFound"),
+            ),
+        },
         "/openapi.json": {
             "get": _operation(
                 "getOpenApi",
@@ -416,7 +431,7 @@ def build_document() -> JSONObject:
                     " with `device_ids` reaches only those devices.",
                 }
             },
-            "schemas": {**component_schemas(), **integrations.SCHEMAS},
+            "schemas": {**component_schemas(), **integrations.SCHEMAS, **billing.SCHEMAS},
             "parameters": _parameters(),
             "headers": {
                 "ETag": {

@@ -31,6 +31,7 @@ def core_config(
         ifttt=settings.ifttt,
         min_free_bytes=settings.database.min_free_mb * MIB,
         alexa=settings.alexa,
+        billing=settings.billing,
     )
 
 

@@ -76,6 +76,7 @@ def create_app(
         delivery_policies=delivery_policies(settings, integrations),
     )
     limiter = fanout.rate_limiter if fanout is not None else MemoryRateLimiter()
+    core.billing.share_limiter(limiter)
     surfaces = SurfaceTable.of(integrations)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,

@@ -35,6 +35,7 @@ def problem_body(error: StateRelayError) -> dict[str, Any]:
     }
     if error.field is not None:
         body["field"] = error.field
+    body.update(error.members())
     return body
 
 

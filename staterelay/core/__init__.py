@@ -8,6 +8,7 @@ from staterelay.core.accounts import AccountService, PasswordWork
 from staterelay.core.activity import ActivityService
 from staterelay.core.alexa import AlexaLinkService
 from staterelay.core.auth import AuthService
+from staterelay.core.billing import BillingService, UsageCounter
 from staterelay.core.bus import EventBus, InProcessBus
 from staterelay.core.clock import Clock, system_clock
 from staterelay.core.counters import Counters
@@ -15,6 +16,7 @@ from staterelay.core.crypto import SecretBox
 from staterelay.core.delivery import BUILT_IN_POLICIES, DeliveryPlanner, DeliveryPolicy
 from staterelay.core.devices import DeviceService
 from staterelay.core.facts import InstanceFacts
+from staterelay.core.households import HouseholdService
 from staterelay.core.ifttt import IftttService
 from staterelay.core.mail import Mailer
 from staterelay.core.netpolicy import AddressPolicy
@@ -27,7 +29,13 @@ from staterelay.core.storage import Store
 from staterelay.core.throttle import LoginThrottle
 from staterelay.core.users import UserService
 from staterelay.core.webhooks import WebhookService
-from staterelay.settings import AccountsSettings, AlexaSettings, IftttSettings, OAuthSettings
+from staterelay.settings import (
+    AccountsSettings,
+    AlexaSettings,
+    BillingSettings,
+    IftttSettings,
+    OAuthSettings,
+)
 
 MIB = 1024 * 1024
 
@@ -46,6 +54,7 @@ class CoreConfig:
     min_free_bytes: int = 64 * MIB
     delivery_policies: tuple[DeliveryPolicy, ...] = BUILT_IN_POLICIES
     alexa: AlexaSettings = field(default_factory=AlexaSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,10 @@ class Core:
         self.facts = InstanceFacts(store, clock)
         self.auth = AuthService(store, clock)
         self.planner = DeliveryPlanner(config.delivery_policies)
+        self.usage = UsageCounter(store, clock, enabled=config.billing.enabled)
+        self.billing = BillingService(
+            store, clock, config.billing, public_url=config.public_url, usage=self.usage
+        )
         self.devices = DeviceService(
             store,
             bus,
@@ -95,6 +108,7 @@ class Core:
             max_devices=config.max_devices,
             counters=self.counters,
             planner=self.planner,
+            billing=self.billing,
         )
         self.activity = ActivityService(store, clock, retention_days=config.retention_days)
         self.webhooks = WebhookService(
@@ -104,8 +118,10 @@ class Core:
             SecretBox(instance_secret, "webhook-secrets"),
             config.address_policy,
             planner=self.planner,
+            billing=self.billing,
         )
-        self.outbox = OutboxService(store, bus, clock)
+        self.outbox = OutboxService(store, bus, clock, usage=self.usage)
+        self.households = HouseholdService(store)
         self.oauth = OAuthService(
             store, clock, SecretBox(instance_secret, "oauth-successors"), config.oauth
         )

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from staterelay.core.billing import BillingService
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
 from staterelay.core.counters import Counters
@@ -111,8 +112,10 @@ class DeviceService:
         max_devices: int = MAX_DEVICES_PER_TENANT,
         counters: Counters | None = None,
         planner: DeliveryPlanner | None = None,
+        billing: BillingService | None = None,
     ) -> None:
         self._store = store
+        self._billing = billing if billing is not None and billing.enabled else None
         self._bus = bus
         self._clock = clock
         self._max_devices = max_devices
@@ -168,8 +171,11 @@ class DeviceService:
         clean_description = validate_description(description)
         clean_options = validate_options(kind, options)
         clean_room = await self._household_room(principal, validate_room(room))
-        if await self._store.count_devices(principal.tenant_id) >= self._max_devices:
+        count = await self._store.count_devices(principal.tenant_id)
+        if count >= self._max_devices:
             raise LimitReached(f"a household can have at most {self._max_devices} devices")
+        if self._billing is not None:
+            await self._billing.check_new_device(principal.tenant_id, count)
         now = self._clock()
         device = Device(
             seq=0,
@@ -352,6 +358,8 @@ class DeviceService:
             DeviceRemoved(tenant_id=principal.tenant_id, device=device, activity=entry)
         )
         self._nudge(rows)
+        if self._billing is not None:
+            await self._billing.device_removed(principal.tenant_id)
         return device
 
     async def set_state(
@@ -372,6 +380,8 @@ class DeviceService:
         """
         require(principal, "write")
         require_device(principal, device_id)
+        if self._billing is not None:
+            await self._billing.check_device_active(principal.tenant_id, device_id)
         now = self._clock()
 
         def mutate(current: Device) -> DeviceChange:
@@ -452,6 +462,8 @@ class DeviceService:
                 )
             )
             self._counters.state_changed(source)
+            if self._billing is not None:
+                self._billing.usage.state_changed(principal.tenant_id)
             self._nudge(committed.outbox_rows)
         return committed.after
 
@@ -461,6 +473,8 @@ class DeviceService:
         """Press a button: always an event, and only the press time is kept."""
         require(principal, "write")
         require_device(principal, device_id)
+        if self._billing is not None:
+            await self._billing.check_device_active(principal.tenant_id, device_id)
         now = self._clock()
 
         def mutate(current: Device) -> DeviceChange:
@@ -520,6 +534,8 @@ class DeviceService:
             )
         )
         self._counters.state_changed(source)
+        if self._billing is not None:
+            self._billing.usage.state_changed(principal.tenant_id)
         self._nudge(committed.outbox_rows)
         return committed.after
 

@@ -6,6 +6,8 @@ Core and store raise these; every adapter translates them into its own wire form
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StateRelayError(Exception):
     """Base of every domain error."""
@@ -18,6 +20,10 @@ class StateRelayError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.field = field
+
+    def members(self) -> dict[str, Any]:
+        """Extra members a JSON error document carries beyond code and detail."""
+        return {}
 
 
 class InvalidInput(StateRelayError):
@@ -103,6 +109,44 @@ class LimitReached(StateRelayError):
     status = 409
     code = "limit_reached"
     title = "Limit reached"
+
+
+class PlanLimit(StateRelayError):
+    """The household's billing plan does not allow this; names the limit and where to upgrade.
+
+    Raised for a creation beyond the plan's limit and for a change of a device the plan
+    suspended (``limit`` is then ``suspended_device``).
+    """
+
+    status = 402
+    code = "plan_limit"
+    title = "Plan limit reached"
+
+    def __init__(self, detail: str, *, limit: str, upgrade_url: str) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.upgrade_url = upgrade_url
+
+    def members(self) -> dict[str, Any]:
+        """The limit's name and the upgrade URL."""
+        return {"limit": self.limit, "upgrade_url": self.upgrade_url}
+
+
+class PlanRateLimited(StateRelayError):
+    """More API requests a minute than the household's plan allows; ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, upgrade_url: str) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.upgrade_url = upgrade_url
+
+    def members(self) -> dict[str, Any]:
+        """The limit's name and the upgrade URL."""
+        return {"limit": "api_per_minute", "upgrade_url": self.upgrade_url}
 
 
 class Unavailable(StateRelayError):

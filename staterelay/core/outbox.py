@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from staterelay.core.billing import UsageCounter
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock
 from staterelay.core.events import ActivityRecorded
@@ -14,10 +15,13 @@ from staterelay.core.storage import Store
 class OutboxService:
     """The dispatcher's door to the outbox."""
 
-    def __init__(self, store: Store, bus: EventBus, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, bus: EventBus, clock: Clock, *, usage: UsageCounter | None = None
+    ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
+        self._usage = usage
 
     async def claim(self, owner: str, *, lease_seconds: float, limit: int) -> OutboxClaim:
         """Lease claimable rows to ``owner``; also says when the next row falls due."""
@@ -37,9 +41,14 @@ class OutboxService:
             for tenant_id in sorted({tenants[i] for i in written if i in tenants}):
                 self._bus.publish(ActivityRecorded(tenant_id=tenant_id))
 
-        return await self._store.record_deliveries(
+        recorded = await self._store.record_deliveries(
             outcomes, self._clock(), owner=owner, on_written=announce
         )
+        if self._usage is not None and self._usage.enabled:
+            for outcome in outcomes:
+                if outcome.delivered and outcome.item.id in recorded:
+                    self._usage.delivered(outcome.item.tenant_id)
+        return recorded
 
     async def release(self, owner: str | None) -> int:
         """Free leases of ``owner`` (or all)."""

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from staterelay.core.billing import BillingService
 from staterelay.core.bus import EventBus
 from staterelay.core.clock import Clock, iso
 from staterelay.core.crypto import SecretBox
@@ -52,10 +53,12 @@ class WebhookService:
         policy: AddressPolicy,
         *,
         planner: DeliveryPlanner | None = None,
+        billing: BillingService | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
+        self._billing = billing if billing is not None and billing.enabled else None
         self._box = box
         self.policy = policy
         self._plan = (planner or DeliveryPlanner(BUILT_IN_POLICIES)).plan
@@ -68,6 +71,8 @@ class WebhookService:
         )
         if len(existing) >= MAX_WEBHOOKS_PER_TENANT:
             raise InvalidInput(f"a household can have at most {MAX_WEBHOOKS_PER_TENANT} webhooks")
+        if self._billing is not None:
+            await self._billing.check_new_webhook(principal.tenant_id, len(existing))
         formats = format_changes(fields, None, self._box)
         if "url" not in fields and formats.get("format") != IFTTT_WEBHOOKS:
             raise InvalidInput("url is required", field="url")

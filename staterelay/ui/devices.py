@@ -22,7 +22,14 @@ from staterelay.browser.render import render
 from staterelay.browser.sessions import safe_next
 from staterelay.core import Core
 from staterelay.core.device_types import DEVICE_TYPES, TEMPERATURE_SCALES
-from staterelay.core.errors import Conflict, InvalidInput, LimitReached, NotFound, StateRelayError
+from staterelay.core.errors import (
+    Conflict,
+    InvalidInput,
+    LimitReached,
+    NotFound,
+    PlanLimit,
+    StateRelayError,
+)
 from staterelay.core.records import Device, Principal
 from staterelay.core.webhooks import MAX_WEBHOOKS_PER_TENANT
 from staterelay.ui.present import (
@@ -78,8 +85,17 @@ async def device_list(request: web.Request) -> web.StreamResponse:
 async def new_device_form(request: web.Request) -> web.StreamResponse:
     """The form that creates a device."""
     _, principal = await require_principal(request)
-    rooms = await request.config_dict[CORE_KEY].devices.rooms(principal)
-    return _new_device_page(request, {"type": request.query.get("type", "switch")}, {}, rooms)
+    core = request.config_dict[CORE_KEY]
+    rooms = await core.devices.rooms(principal)
+    allowance = await core.billing.device_allowance(principal)  # hosted plans only
+    plan_note = None
+    if allowance is not None:
+        count, plan = allowance
+        plan_note = (
+            f"You have {count} of the {plan.limits.devices} devices the {plan.name} plan allows."
+        )
+    form = {"type": request.query.get("type", "switch")}
+    return _new_device_page(request, form, {}, rooms, plan_note=plan_note)
 
 
 @routes.post("/dashboard/devices/new")
@@ -113,6 +129,10 @@ async def create_device(request: web.Request) -> web.StreamResponse:
         rooms = await devices.rooms(principal)
         errors = {"form": _sentence(error.detail)}
         return _new_device_page(request, form, errors, rooms, status=409)
+    except PlanLimit as error:
+        rooms = await devices.rooms(principal)
+        errors = {"form": _sentence(error.detail), "upgrade_url": "/dashboard/billing"}
+        return _new_device_page(request, form, errors, rooms, status=402)
     raise web.HTTPSeeOther(location=f"/dashboard/devices/{device.id}?done=created")
 
 
@@ -123,6 +143,7 @@ def _new_device_page(
     rooms: Sequence[str],
     *,
     status: int = 200,
+    plan_note: str | None = None,
 ) -> web.Response:
     chosen = form.get("type", "switch")
     return render(
@@ -144,6 +165,7 @@ def _new_device_page(
             "scale": form.get("scale", "CELSIUS"),
             "scales": TEMPERATURE_SCALES,
             "errors": errors,
+            "plan_note": plan_note,
         },
         status=status,
     )
@@ -200,6 +222,7 @@ async def device_page(
             "first_page": cursor is None,
             "next_cursor": page.next_cursor,
             "next": f"/dashboard/devices/{device.id}",
+            "suspended": await core.billing.is_suspended(principal.tenant_id, device.id),
         },
         status=status,
     )

@@ -16,7 +16,6 @@ from staterelay.browser.state import core_of
 from staterelay.ui import (
     account,
     activity,
-    billing,
     dashboard,
     devices,
     integrations,
@@ -52,7 +51,6 @@ def ui_routes() -> list[web.AbstractRouteDef]:
         *integrations.routes,
         *webhooks.routes,
         *account.routes,
-        *billing.routes,
         *live.routes,
         web.static("/static", STATIC_DIR),
     ]

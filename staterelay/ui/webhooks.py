@@ -14,7 +14,7 @@ from staterelay.browser.household import FAILING_RUN, all_devices, webhook_healt
 from staterelay.browser.principal import require_principal
 from staterelay.browser.render import render
 from staterelay.browser.sessions import safe_next
-from staterelay.core.errors import InvalidInput
+from staterelay.core.errors import InvalidInput, PlanLimit
 from staterelay.core.records import Principal
 from staterelay.core.webhook_formats import IFTTT_WEBHOOKS, STANDARD
 from staterelay.core.webhooks import EVENT_TYPES
@@ -68,6 +68,15 @@ async def create_webhook(request: web.Request) -> web.StreamResponse:
             form=form,
             errors=human_errors(error),
             status=422,
+        )
+    except PlanLimit as error:
+        return await integrations_page(
+            request,
+            principal,
+            is_admin=signed_in.is_admin,
+            form=form,
+            errors={"form": error.detail, "upgrade_url": "/dashboard/billing"},
+            status=402,
         )
     return await webhook_page(request, principal, webhook.id, secret=secret)
 

@@ -148,6 +148,8 @@ CROSS_TENANT_DEFINERS = {
     "sr_list_users",
     "sr_claim_batch",
     "sr_record_deliveries",
+    "sr_billing_customer_tenant",
+    "sr_prune_activity_by_plan",
 }
 
 

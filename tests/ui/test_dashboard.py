@@ -28,7 +28,6 @@ MAIN_PAGES = (
     "/dashboard/activity",
     "/dashboard/integrations",
     "/dashboard/settings",
-    "/dashboard/billing",
 )
 # Everything any dashboard form could carry, so a refusal is never about a missing field.
 FULL_FORM = {
@@ -364,13 +363,10 @@ async def test_linked_apps_are_listed_and_unlinked(home: Home) -> None:
     assert api.status == 401
 
 
-async def test_billing_off_says_so_and_shows_no_limits(home: Home) -> None:
-    """Self-hosted: no plan, no device limit on the page."""
-    page = await home.browser.page("/dashboard/billing")
-    assert "Billing is off" in page
-    main = page.split('<main id="main"', 1)[1]
-    assert "300" not in main
-    assert " of " not in main
+async def test_billing_off_has_no_billing_page(home: Home) -> None:
+    """Self-hosted (billing off): no Billing page at all, so no plan and no limits."""
+    response = await home.browser.client.get("/dashboard/billing", allow_redirects=False)
+    assert response.status == 404
 
 
 async def test_the_relay_package_is_for_admins(make_app: MakeApp, browse: Browse) -> None:

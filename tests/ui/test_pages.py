@@ -38,7 +38,6 @@ async def main_pages(home: Home) -> list[str]:
         "/dashboard/activity",
         "/dashboard/integrations",
         "/dashboard/settings",
-        "/dashboard/billing",
     ]
 
 

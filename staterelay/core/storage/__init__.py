@@ -34,11 +34,12 @@ from staterelay.core.records import (
 )
 from staterelay.core.storage.accounts import AccountStore
 from staterelay.core.storage.alexa import AlexaStore
+from staterelay.core.storage.billing import BillingStore
 from staterelay.core.storage.ifttt import IftttStore
 from staterelay.core.storage.oauth import OAuthStore
 
 
-class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
+class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, BillingStore, Protocol):
     """Persistence for StateRelay's domain."""
 
     # lifecycle -----------------------------------------------------------------------------

@@ -144,12 +144,14 @@ class AlexaEndpoint:
         *,
         only: Iterable[str] | None = None,
         without: Iterable[str] = (),
+        reachable: bool = True,
     ) -> list[JSON]:
         """Alexa properties of the current state (or ``values``).
 
         ``only`` keeps the properties read from those device properties (the change of a
         ChangeReport); ``without`` drops them (its context). EndpointHealth reads no device
-        property: it is in every context and never in a change.
+        property: it is in every context and never in a change; it says ``UNREACHABLE``
+        when not ``reachable`` (a device the household's plan suspended).
         """
         state = self.device.properties if values is None else values
         keep = None if only is None else frozenset(only)
@@ -164,6 +166,10 @@ class AlexaEndpoint:
             elif keep is not None:
                 continue
             result.extend(cap.serialize_properties(state, now))
+        if not reachable:  # suspended by the household's plan: unreachable, never gone
+            for prop in result:
+                if prop["namespace"] == AlexaEndpointHealth.interface:
+                    prop["value"] = {"value": "UNREACHABLE"}
         return result
 
 

@@ -10,6 +10,7 @@ from staterelay.core.errors import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
+    PlanLimit,
     StateRelayError,
     ValueOutOfRange,
 )
@@ -115,6 +116,9 @@ def from_domain(error: StateRelayError) -> AlexaError:
         return InsufficientPermissions(error.detail)
     if isinstance(error, NotFound):
         return NoSuchEndpoint(error.detail)
+    if isinstance(error, PlanLimit):
+        # A device over the plan's limit is unreachable, never gone: Routines survive.
+        return EndpointUnreachable(error.detail)
     if isinstance(error, ValueOutOfRange):
         return ValueOutOfRangeError(error.detail)
     if isinstance(error, InvalidInput):

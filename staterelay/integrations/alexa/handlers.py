@@ -117,7 +117,11 @@ async def discover(ctx: HandlerContext, directive: Directive, principal: Princip
 async def report_state(ctx: HandlerContext, directive: Directive, principal: Principal) -> JSON:
     """StateReport with every property and connectivity."""
     endpoint = await load_endpoint(ctx, directive, principal)
-    return respond(ctx, directive, endpoint.device, "StateReport")
+    device = endpoint.device
+    if await ctx.core.billing.is_suspended(principal.tenant_id, device.id):
+        properties = endpoint.properties(ctx.core.clock(), reachable=False)
+        return directive.response(properties, name="StateReport")
+    return respond(ctx, directive, device, "StateReport")
 
 
 async def set_values(

@@ -137,6 +137,7 @@ class SmartHomeView:
             principal = await self._core.auth.authenticate_linked_app(directive.token)
         except NotAuthenticated as error:
             raise self._translate(directive, from_domain(error)) from None
+        await self._core.billing.check_integration(principal.tenant_id, "alexa")  # hosted
         region = LAMBDA_REGIONS.get(lambda_region or "", self._settings.region)
         return await handler(self._contexts[region], directive, principal)
 

@@ -35,7 +35,10 @@ async def user_of(request: web.Request) -> Principal:
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("send the user's access token as 'Authorization: Bearer <token>'")
-    return await request.app[CORE_KEY].auth.authenticate_linked_app(token.strip())
+    core = request.app[CORE_KEY]
+    principal = await core.auth.authenticate_linked_app(token.strip())
+    await core.billing.check_integration(principal.tenant_id, "ifttt")  # hosted plans
+    return principal
 
 
 @routes.get("/status", name="status")

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from staterelay.core.errors import BadRequest, NotAuthenticated, StateRelayError
+from staterelay.core.errors import BadRequest, NotAuthenticated, PlanLimit, StateRelayError
 from staterelay.core.ifttt import ActionSkipped
 from staterelay.jsoncodec import MAX_DEPTH, TooDeep, check_depth
 
@@ -95,6 +95,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ActionSkipped as error:
+        return errors_response(400, _sentence(error.detail), skip=True)
+    except PlanLimit as error:
+        # The plan does not allow it (a suspended device): a skip IFTTT shows, not a retry.
         return errors_response(400, _sentence(error.detail), skip=True)
     except NotAuthenticated as error:
         response = errors_response(401, _sentence(error.detail))

@@ -33,6 +33,7 @@ from staterelay.core.records import (
 from staterelay.jsoncodec import decode
 from staterelay.store.postgres.accounts import PostgresAccount, insert_tenant, insert_user, user
 from staterelay.store.postgres.alexa import PostgresAlexa
+from staterelay.store.postgres.billing import PostgresBilling
 from staterelay.store.postgres.devices import PostgresDevices
 from staterelay.store.postgres.engine import (
     PostgresEngine,
@@ -73,7 +74,13 @@ _API_KEY_COLUMNS = (
 
 
 class PostgresStore(
-    PostgresDevices, PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt, PostgresOutbox
+    PostgresDevices,
+    PostgresAccount,
+    PostgresOAuth,
+    PostgresAlexa,
+    PostgresIfttt,
+    PostgresOutbox,
+    PostgresBilling,
 ):
     """``Store`` on a PostgreSQL database shared by any number of replicas."""
 

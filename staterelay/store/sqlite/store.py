@@ -33,6 +33,7 @@ from staterelay.jsoncodec import decode, encode_sorted_text
 from staterelay.store.sqlite.accounts import SQLiteAccount, insert_user
 from staterelay.store.sqlite.activity import insert_activity
 from staterelay.store.sqlite.alexa import SQLiteAlexa
+from staterelay.store.sqlite.billing import SQLiteBilling
 from staterelay.store.sqlite.delivery import InterestCache, apply_plan
 from staterelay.store.sqlite.engine import SQLiteEngine, pending_migrations
 from staterelay.store.sqlite.ifttt import SQLiteIfttt
@@ -63,7 +64,9 @@ def _loads(text: str | None) -> Any:
     return None if text is None else decode(text)
 
 
-class SQLiteStore(SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
+class SQLiteStore(
+    SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt, SQLiteBilling
+):
     """``Store`` on one SQLite file."""
 
     def __init__(
