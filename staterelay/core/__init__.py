@@ -16,6 +16,7 @@ from staterelay.core.delivery import BUILT_IN_POLICIES, DeliveryPlanner, Deliver
 from staterelay.core.devices import DeviceService
 from staterelay.core.facts import InstanceFacts
 from staterelay.core.ifttt import IftttService
+from staterelay.core.integrations import IntegrationRecords
 from staterelay.core.mail import Mailer
 from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.oauth import OAuthService, RevokedApp
@@ -126,6 +127,7 @@ class Core:
             settings=config.alexa,
             facts=self.facts,
         )
+        self.integrations = IntegrationRecords(store, clock)
         self.oauth.on_revoke(self._linked_app_revoked)
 
     async def ready(self) -> bool:

@@ -35,10 +35,11 @@ from staterelay.core.records import (
 from staterelay.core.storage.accounts import AccountStore
 from staterelay.core.storage.alexa import AlexaStore
 from staterelay.core.storage.ifttt import IftttStore
+from staterelay.core.storage.integrations import IntegrationRecordStore
 from staterelay.core.storage.oauth import OAuthStore
 
 
-class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
+class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, IntegrationRecordStore, Protocol):
     """Persistence for StateRelay's domain."""
 
     # lifecycle -----------------------------------------------------------------------------
