@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from staterelay.core.clock import Clock
+from staterelay.core.records import Device
 from staterelay.core.records.integrations import LINK_KIND, IntegrationRecord
 from staterelay.core.storage import Store
 
@@ -64,6 +65,11 @@ class IntegrationRecords:
         return await self._store.delete_integration_record(
             tenant_id, integration, kind, key, pending_sink=pending_sink
         )
+
+    async def device(self, tenant_id: str, device_id: str) -> Device | None:
+        """A device of the household as it is now, for a sink building what it sends; None
+        once deleted."""
+        return await self._store.get_device(tenant_id, device_id)
 
     async def link(
         self, tenant_id: str, integration: str, key: str, data: Mapping[str, Any]
