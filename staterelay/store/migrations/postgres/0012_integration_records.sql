@@ -77,3 +77,4 @@ AS $$
         OR EXISTS (SELECT 1 FROM ifttt_trigger_identities WHERE tenant_id = p_tenant)
         AS yes) linked
 $$;
+REVOKE ALL ON FUNCTION sr_bump_links() FROM PUBLIC;
