@@ -343,8 +343,9 @@ class FakeGoogle:
         queue = self.script.get(path) or []
         status, body, headers = queue.pop(0) if queue else (200, None, {})
         if status == 0:
+            call.status = 0  # answered by never answering: the caller gives up first
             await asyncio.sleep(self.hang_seconds)
-            status = 200
+            return web.json_response({"requestId": "late"})
         call.status = status
         if status == 200:
             return web.json_response(body if body is not None else {"requestId": "x"})
@@ -569,6 +570,15 @@ async def synced(browser: Client, token: str) -> JSON:
     assert status == 200, answer
     assert_valid("intents/sync/sync.response.schema.json", answer)
     return answer
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition never held")
+        await asyncio.sleep(0.02)
 
 
 async def settle(core: Core) -> None:
