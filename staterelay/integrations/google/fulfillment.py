@@ -178,15 +178,20 @@ class Fulfillment:
     async def _run(
         self, principal: Principal, device_id: str, executions: Sequence[Mapping[str, Any]]
     ) -> JSON:
-        """Carry out every execution on one device; its result entry."""
-        device = await self._device(principal, device_id)
-        if device is None:
-            return _failed(device_id, "deviceNotFound")
+        """Carry out every execution on one device; its result entry.
+
+        Each command is turned into a change inside the write, from the device as it is
+        there (no read before): an unknown device is ``NotFound`` from the write itself.
+        """
+        device: Device | None = None
         try:
             for execution in executions:
-                change = command_change(
-                    device.type, execution["command"], execution.get("params", {})
-                )
+                command, params = execution["command"], execution.get("params", {})
+
+                def change(current: Device, command: str = command, params: Any = params) -> Any:
+                    wanted = command_change(current.type, command, params)
+                    return wanted(current) if callable(wanted) else wanted
+
                 device = await self._core.devices.set_state(
                     principal, device_id, change, source=SOURCE
                 )
@@ -202,6 +207,8 @@ class Fulfillment:
             if exc.status == 422:
                 return _failed(device_id, "protocolError")
             raise
+        if device is None:
+            raise ProtocolError("each command needs at least one execution")
         return {
             "ids": [device_id],
             "status": "SUCCESS",
