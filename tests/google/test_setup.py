@@ -167,3 +167,16 @@ async def test_status_api_card_and_guide_follow_the_link(
     assert after["linked"] is False
     assert "DISCONNECT" in after["unlinked_reason"]
     assert json.dumps(after)
+
+
+def test_the_doc_counts_the_same_steps_as_the_guide(tmp_path: Path) -> None:
+    """docs/google.md's numbered steps are the guide's, in order, and at most ten."""
+    from staterelay.integrations.google.console import GoogleProgress, setup_steps
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "google.md").read_text(encoding="utf-8")
+    titles = re.findall(r"^\*\*(\d+)\. (.+?)\.\*\*", doc, re.M)
+    settings = load_settings(data_dir=tmp_path, environ={})
+    steps = setup_steps(settings, [], GoogleProgress())
+    assert [title for _, title in titles] == [step.title for step in steps]
+    assert [int(number) for number, _ in titles] == list(range(1, len(steps) + 1))
+    assert len(steps) <= 10
