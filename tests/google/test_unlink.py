@@ -114,3 +114,32 @@ async def test_disconnect_of_one_household_leaves_another_linked(
     assert answer == {}
     assert await core.integrations.link_of(stranger.tenant_id, "google", stranger.user_id)
     assert await core.integrations.link_of(principal.tenant_id, "google", principal.user_id) is None
+
+
+async def test_unlinking_on_the_set_up_page(
+    browser: Client, core: Core, token: str, google: FakeGoogle
+) -> None:
+    """The guide's Unlink button (with its CSRF token) revokes Google's grant and ends the
+    link; without the token nothing happens."""
+    from tests.oauth.conftest import form_value
+
+    await synced(browser, token)
+    principal = await core.auth.authenticate(token)
+    page = await browser.get("/dashboard/integrations/google")
+    html = await page.text()
+    assert "Unlink Google Home" in html
+    refused = await browser.post(
+        "/dashboard/integrations/google/unlink", data={}, allow_redirects=False
+    )
+    assert refused.status == 403
+    assert await core.integrations.link_of(principal.tenant_id, "google", principal.user_id)
+    answer = await browser.post(
+        "/dashboard/integrations/google/unlink",
+        data={"csrf_token": form_value(html, "csrf_token")},
+        allow_redirects=False,
+    )
+    assert answer.status == 303
+    assert answer.headers["Location"] == "/dashboard/integrations?done=google-unlinked"
+    assert await core.integrations.link_of(principal.tenant_id, "google", principal.user_id) is None
+    status, _ = await intent(browser, token, request("SYNC"))
+    assert status == 401
