@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from staterelay.integrations.google.serviceaccount import KeyError_, ServiceAccount, key_path
+from staterelay.integrations.google.serviceaccount import KeyFileError, ServiceAccount, key_path
 from staterelay.ops.checks import Check
 from staterelay.settings import GoogleSettings, Settings
 
@@ -42,7 +42,7 @@ def doctor_checks(settings: Settings) -> Sequence[Check]:
         return checks
     try:
         account = ServiceAccount.load(path)
-    except KeyError_ as exc:
+    except KeyFileError as exc:
         checks.append(
             Check(
                 "google key",

@@ -21,12 +21,12 @@ from staterelay.browser.forms import read_form
 from staterelay.browser.principal import require_principal
 from staterelay.browser.render import render, when
 from staterelay.core.clock import iso
-from staterelay.core.errors import NotAuthenticated, NotFound
+from staterelay.core.errors import Forbidden, NotAuthenticated, NotFound
 from staterelay.core.oauth_clients import is_google_client
 from staterelay.core.records import Principal
 from staterelay.integrations.google.console import GoogleProgress, google_clients, setup_steps
 from staterelay.integrations.google.links import UNLINKED_IN_STATERELAY, GoogleLinks
-from staterelay.integrations.google.serviceaccount import KeyError_, ServiceAccount, key_path
+from staterelay.integrations.google.serviceaccount import KeyFileError, ServiceAccount, key_path
 from staterelay.settings import Settings
 
 SETUP_PATH: Final = "/dashboard/integrations/google"
@@ -107,7 +107,7 @@ def key_readable(settings: Settings) -> bool | None:
         return None
     try:
         ServiceAccount.load(path)
-    except KeyError_:
+    except KeyFileError:
         return False
     return True
 
@@ -122,7 +122,7 @@ async def api_status(request: web.Request) -> web.Response:
         raise NotAuthenticated("a bearer token is required")
     principal = await core.auth.authenticate(token.strip())
     if not principal.can("read"):
-        raise NotAuthenticated("the token may not read")
+        raise Forbidden("this credential may not read")
     settings = request.config_dict[SETTINGS_KEY]
     status = await link_status(request.config_dict[LINKS_KEY], principal)
     return web.json_response(status_json(status, settings))

@@ -34,7 +34,7 @@ from staterelay.integrations.google.devices import states
 from staterelay.integrations.google.links import SINK, UNKNOWN_TO_GOOGLE, GoogleLinks
 from staterelay.integrations.google.serviceaccount import (
     HomeGraphToken,
-    KeyError_,
+    KeyFileError,
     Session,
     TokenError,
 )
@@ -282,7 +282,7 @@ class HomeGraphSink:
         for _ in range(2):
             try:
                 token = await self._token.get(stale=stale)
-            except KeyError_ as exc:
+            except KeyFileError as exc:
                 return SinkResult(delivered=False, error=f"not sent: {exc}")
             except TokenError as exc:
                 return SinkResult(delivered=False, error=f"not sent: {exc}")

@@ -34,7 +34,7 @@ MAX_ANSWER_BYTES: Final = 65536
 Session = Callable[[], aiohttp.ClientSession]
 
 
-class KeyError_(Exception):
+class KeyFileError(Exception):
     """The key file is missing, unreadable or not a service account key."""
 
 
@@ -64,29 +64,31 @@ class ServiceAccount:
 
     @classmethod
     def load(cls, path: Path) -> ServiceAccount:
-        """Read and check a key file; ``KeyError_`` says what is wrong (never the key)."""
+        """Read and check a key file; ``KeyFileError`` says what is wrong (never the key)."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise KeyError_(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+            raise KeyFileError(
+                f"cannot read {path}: {exc.strerror or type(exc).__name__}"
+            ) from None
         except ValueError:
-            raise KeyError_(f"{path} is not JSON") from None
+            raise KeyFileError(f"{path} is not JSON") from None
         return cls.parse(data, str(path))
 
     @classmethod
     def parse(cls, data: Any, where: str = "the key") -> ServiceAccount:
         """A key from its parsed JSON."""
         if not isinstance(data, dict) or data.get("type") != "service_account":
-            raise KeyError_(f"{where} is not a service account key (type service_account)")
+            raise KeyFileError(f"{where} is not a service account key (type service_account)")
         for name in ("client_email", "private_key", "private_key_id"):
             if not isinstance(data.get(name), str) or not data[name]:
-                raise KeyError_(f"{where} has no {name}")
+                raise KeyFileError(f"{where} has no {name}")
         try:
             key = serialization.load_pem_private_key(data["private_key"].encode(), password=None)
         except (ValueError, TypeError):
-            raise KeyError_(f"{where}: private_key is not a PEM private key") from None
+            raise KeyFileError(f"{where}: private_key is not a PEM private key") from None
         if not isinstance(key, rsa.RSAPrivateKey):
-            raise KeyError_(f"{where}: private_key is not an RSA key")
+            raise KeyFileError(f"{where}: private_key is not an RSA key")
         return cls(
             client_email=data["client_email"],
             private_key_id=data["private_key_id"],
@@ -137,10 +139,10 @@ class HomeGraphToken:
         return self._path is not None
 
     def account(self) -> ServiceAccount:
-        """The key, read once (``KeyError_`` until it can be)."""
+        """The key, read once (``KeyFileError`` until it can be)."""
         if self._account is None:
             if self._path is None:
-                raise KeyError_("google.service_account_file is not set")
+                raise KeyFileError("google.service_account_file is not set")
             self._account = ServiceAccount.load(self._path)
         return self._account
 
