@@ -38,7 +38,7 @@ from staterelay.integrations.google.devices import (
     sync_entry,
 )
 from staterelay.integrations.google.links import UNLINKED_BY_GOOGLE, GoogleLinks
-from staterelay.jsoncodec import decode_lenient, encode
+from staterelay.jsoncodec import TooDeep, decode_lenient, encode
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class Fulfillment:
             return _json(_error_payload("", "protocolError", "the body did not arrive"), 200)
         try:
             body = decode_lenient(raw)
+        except TooDeep as exc:
+            return _json(_error_payload("", "protocolError", str(exc)), 200)
         except ValueError:
             return _json(_error_payload("", "protocolError", "the body is not JSON"), 200)
         return _json(await self.handle(body, principal), 200)
