@@ -143,3 +143,21 @@ async def test_unlinking_on_the_set_up_page(
     assert await core.integrations.link_of(principal.tenant_id, "google", principal.user_id) is None
     status, _ = await intent(browser, token, request("SYNC"))
     assert status == 401
+
+
+async def test_deleting_the_client_ends_the_link_before_the_next_report(
+    browser: Client, core: Core, token: str, google: FakeGoogle
+) -> None:
+    """Deleting Google's OAuth client revokes its grants without a listener hearing: the
+    sink ends the link before sending anything more."""
+    await synced(browser, token)
+    principal = await core.auth.authenticate(token)
+    lamp = await core.devices.create(principal, type="switch", name="Lamp", source="api")
+    await google.wait(SYNC, 1)
+    await settle(core)
+    assert principal.client_id is not None
+    await core.oauth.delete_client(principal.client_id)
+    await core.devices.set_state(principal, lamp.id, {"power": "ON"}, source="api")
+    await settle(core)
+    assert google.of(REPORT) == []
+    assert await core.integrations.link_of(principal.tenant_id, "google", principal.user_id) is None

@@ -105,7 +105,7 @@ class HomeGraphSink:
         self._turns[key] = (lock, users + 1)
         try:
             async with lock:
-                if await self._links.link(item.tenant_id, item.destination) is None:
+                if await self._links.active(item.tenant_id, item.destination) is None:
                     self._forget(item.tenant_id, item.destination)
                     return SinkResult(
                         delivered=False,

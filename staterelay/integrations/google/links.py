@@ -51,6 +51,24 @@ class GoogleLinks:
         """The user's active link, or None."""
         return await self._core.integrations.link_of(tenant_id, INTEGRATION, user_id)
 
+    async def active(self, tenant_id: str, user_id: str) -> IntegrationRecord | None:
+        """The user's link while the linked app it came with is not revoked.
+
+        A grant revoked without its listener hearing (the client deleted, a listener that
+        failed) ends the link here at the latest, so nothing more is sent for it.
+        """
+        record = await self.link(tenant_id, user_id)
+        if record is None:
+            return None
+        grant_id = record.data.get("grant_id")
+        if grant_id is None:
+            return record
+        grants = await self._core.oauth.list_user_grants(tenant_id, user_id)
+        if any(grant.grant_id == grant_id for grant in grants):
+            return record
+        await self.end(tenant_id, user_id, UNLINKED_IN_STATERELAY)
+        return None
+
     async def gone(self, tenant_id: str, user_id: str) -> IntegrationRecord | None:
         """Why the user's link ended, if it did and they have not linked again."""
         return await self._core.integrations.get(tenant_id, INTEGRATION, GONE_KIND, user_id)
