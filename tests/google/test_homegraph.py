@@ -7,8 +7,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from staterelay.app.appkeys import CORE_KEY
+from staterelay.app.factory import create_app
 from staterelay.core import Core
 from staterelay.core.records import Principal
+from tests.conftest import link_oauth_client, make_account
 from tests.google.conftest import (
     REPORT,
     SYNC,
@@ -18,6 +24,7 @@ from tests.google.conftest import (
     assert_states_valid,
     assert_valid,
     eventually,
+    google_settings_for,
     settle,
     synced,
 )
@@ -294,3 +301,56 @@ async def test_a_bad_payload_is_final_and_counted(
     assert 'google_report_state_total{outcome="failed"} 1.0' in text
     assert 'google_request_sync_total{outcome="accepted"} 1.0' in text
     assert 'google_report_state_total{outcome="gone"} 0.0' in text
+
+
+async def test_delivered_after_a_restart(
+    settings: Any, google: FakeGoogle, private_key: Any, clock: Any, port: int
+) -> None:
+    """Queued while Home Graph fails, the report survives a restart and goes out after,
+    with a token the new process makes for itself."""
+    config = google_settings_for(settings, port, google, private_key)
+    first = create_app(config, clock=clock)
+    server = TestServer(first, host="127.0.0.1", port=port)
+    await server.start_server()
+    core: Core = first[CORE_KEY]
+    account = await make_account(core, "alice@example.com")
+    _, google_token = await link_oauth_client(core, account, client_id="google-home")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"http://127.0.0.1:{port}/google/fulfillment",
+            json={"requestId": "1", "inputs": [{"intent": "action.devices.SYNC"}]},
+            headers={"Authorization": f"Bearer {google_token}"},
+        ) as synced_answer,
+    ):
+        assert (await synced_answer.json())["payload"]["agentUserId"] == account.user_id
+    principal = await core.auth.authenticate(google_token)
+    lamp = await core.devices.create(principal, type="switch", name="Lamp", source="api")
+    await google.wait(SYNC, 1)
+    await settle(core)
+    google.script[REPORT] = [answer(503)]
+    await core.devices.set_state(principal, lamp.id, {"power": "ON"}, source="api")
+    await google.wait(REPORT, 1)
+    for _ in range(200):
+        activity = await core.activity.list(principal, device_id=lamp.id)
+        if any(e.detail.get("outcome") == "retry" for e in activity.items):
+            break
+        await asyncio.sleep(0.02)
+    assert (await core.outbox.stats()).pending == 1
+    await server.close()  # the process stops; the row waits in the database
+
+    clock.now += 60  # past the retry time
+    second = create_app(config, clock=clock)
+    server = TestServer(second, host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        calls = await google.wait(REPORT, 2)
+        assert calls[1].status == 200
+        assert reported(calls[1].json(), lamp.id) == {"on": True}
+        assert len(google.of("/token")) == 2
+        assert google.jwt_errors == []
+        await settle(second[CORE_KEY])
+        stats = await second[CORE_KEY].outbox.stats()
+        assert (stats.pending, stats.dead) == (0, 0)
+    finally:
+        await server.close()
