@@ -39,6 +39,7 @@ from staterelay.core.oauth_clients import (
 )
 from staterelay.core.records import User
 from staterelay.integrations.billing.cli import CliTools, billing_commands
+from staterelay.integrations.google.cli import google_commands
 from staterelay.logs import configure_logging
 from staterelay.ops import backup as backups, doctor as doctors, transfer
 from staterelay.ops.lock import InstanceLock, InstanceRunning, running_public_url
@@ -824,6 +825,9 @@ def doctor(config_file: Path | None, data_dir: Path | None) -> None:
 def _default_config(data_dir: Path | None) -> Path | None:
     candidate = (data_dir.expanduser() if data_dir else default_data_dir()) / CONFIG_NAME
     return candidate if candidate.is_file() else None
+
+
+cli.add_command(google_commands(_load, _run, _settings_options, CommandError))
 
 
 @cli.group()

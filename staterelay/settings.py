@@ -52,6 +52,7 @@ class HostsSettings:
     auth: str | None = None
     alexa: str | None = None
     ifttt: str | None = None
+    google: str | None = None
 
 
 HOST_ROLES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HostsSettings))
@@ -187,6 +188,16 @@ FREE_PLAN = PlanSettings(key="free", name="Free")
 
 
 @dataclass(frozen=True)
+class GoogleSettings:
+    """Google Home (cloud-to-cloud): the Home Graph API and the service account key."""
+
+    project_id: str | None = None
+    service_account_file: str | None = None
+    token_url: str | None = None
+    homegraph_url: str = "https://homegraph.googleapis.com"
+
+
+@dataclass(frozen=True)
 class BillingSettings:
     """Stripe billing for hosted instances; off by default."""
 
@@ -290,6 +301,7 @@ class Settings:
     activity: ActivitySettings = field(default_factory=ActivitySettings)
     alexa: AlexaSettings = field(default_factory=AlexaSettings)
     ifttt: IftttSettings = field(default_factory=IftttSettings)
+    google: GoogleSettings = field(default_factory=GoogleSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
@@ -743,6 +755,14 @@ def _validate(settings: Settings) -> None:
     if settings.ifttt.event_retention_days < 30:
         raise SettingsError(
             "ifttt.event_retention_days", "must be at least 30 (IFTTT expects a long timeline)"
+        )
+    _require_http_url("google.token_url", settings.google.token_url)
+    _require_http_url("google.homegraph_url", settings.google.homegraph_url)
+    project = settings.google.project_id
+    if project is not None and not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", project):
+        raise SettingsError(
+            "google.project_id",
+            "must be a Google Cloud project id: 6-30 lowercase letters, digits or hyphens",
         )
     _require_http_url("billing.stripe_api_base", settings.billing.stripe_api_base)
     _validate_billing(settings.billing)

@@ -25,6 +25,7 @@ from staterelay.core.crypto import load_or_create_secret, relay_secret
 from staterelay.integrations.alexa.lwa import LoginWithAmazon, LwaError
 from staterelay.integrations.alexa.views import SECRET_HEADER
 from staterelay.settings import AlexaSettings, IftttSettings, Settings
+from tests.conftest import Account, link_oauth_client
 from tests.ifttt.conftest import SERVICE_KEY, link
 
 Client = TestClient[web.Request, web.Application]
@@ -78,11 +79,22 @@ async def ids(core: Core, settings: Settings) -> dict[str, str]:
     hook, _ = await core.webhooks.create(
         person, {"url": "http://127.0.0.1:9/hook", "event_types": ["device.deleted"]}
     )
+    google_client = "google-deep"
+    await core.oauth.create_client(
+        client_id=google_client,
+        name="Google Home",
+        redirect_uris=["https://oauth-redirect.googleusercontent.com/r/deep-project"],
+        token_endpoint_auth_method="client_secret_post",
+        scopes=["devices"],
+    )
+    account = Account(person.user_id, person.tenant_id, linked.api_key, "deep@example.com")
+    _, google_token = await link_oauth_client(core, account, client_id=google_client)
     return {
         "device_id": device.id,
         "webhook_id": hook.id,
         "api_key": linked.api_key,
         "ifttt_token": linked.token,
+        "google_token": google_token,
         "relay_secret": relay_secret(load_or_create_secret(settings.secret_key_path)),
     }
 
@@ -104,6 +116,8 @@ def headers_for(path: str, ids: dict[str, str]) -> dict[str, str]:
         headers["Authorization"] = f"Bearer {ids['api_key']}"
     elif path.startswith("/alexa/"):
         headers[SECRET_HEADER] = ids["relay_secret"]
+    elif path.startswith("/google/"):
+        headers["Authorization"] = f"Bearer {ids['google_token']}"
     return headers
 
 
@@ -139,6 +153,11 @@ async def test_every_body_route_answers_deep_json_in_its_own_format(
             assert header["name"] == "ErrorResponse", where
             assert payload["type"] == "INVALID_DIRECTIVE", where
             assert "nests deeper" in payload["message"], where
+        elif path == "/google/fulfillment":
+            assert response.status == 200, where
+            payload = (await response.json())["payload"]
+            assert payload["errorCode"] == "protocolError", where
+            assert "nests deeper" in payload["debugString"], where
         elif path.startswith("/ifttt/"):
             if response.status >= 400:
                 assert kind == "application/json", where

@@ -16,11 +16,12 @@ from staterelay.app.integration import Integration
 from staterelay.core.delivery import DeliveryPolicy
 from staterelay.integrations.alexa import Alexa
 from staterelay.integrations.billing import Billing
+from staterelay.integrations.google import Google
 from staterelay.integrations.ifttt import Ifttt
 from staterelay.integrations.webhooks import Webhooks
 from staterelay.settings import Settings
 
-BUILTIN: Final[tuple[Integration, ...]] = (Alexa(), Ifttt(), Webhooks(), Billing())
+BUILTIN: Final[tuple[Integration, ...]] = (Alexa(), Ifttt(), Webhooks(), Billing(), Google())
 
 
 def migration_folders(integrations: Sequence[Integration] = BUILTIN) -> tuple[Traversable, ...]:

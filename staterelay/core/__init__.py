@@ -18,6 +18,7 @@ from staterelay.core.devices import DeviceService
 from staterelay.core.facts import InstanceFacts
 from staterelay.core.households import HouseholdService
 from staterelay.core.ifttt import IftttService
+from staterelay.core.integrations import IntegrationRecords
 from staterelay.core.mail import Mailer
 from staterelay.core.netpolicy import AddressPolicy
 from staterelay.core.oauth import OAuthService, RevokedApp
@@ -142,6 +143,7 @@ class Core:
             settings=config.alexa,
             facts=self.facts,
         )
+        self.integrations = IntegrationRecords(store, clock)
         self.oauth.on_revoke(self._linked_app_revoked)
 
     async def ready(self) -> bool:

@@ -53,7 +53,7 @@ TOUCH_INTERVAL = 60.0  # seconds between last-used writes for one grant
 EXPIRED_KEEP_SECONDS = 7 * 86400.0  # expired codes and access tokens are kept this long
 ACCESS_CACHE_SECONDS = 2.0  # as long as API keys are remembered (auth.KEY_CACHE_SECONDS)
 
-RefreshState = Literal["current", "replay", "stale", "revoked"]
+RefreshState = Literal["current", "replay", "superseded", "stale", "revoked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,12 +320,16 @@ class OAuthService:
             return None
         return await self._store.get_oauth_token(token_digest(token))
 
-    def refresh_state(self, token: OAuthToken) -> RefreshState:
+    def refresh_state(
+        self, token: OAuthToken, *, keep_until_successor_used: bool = False
+    ) -> RefreshState:
         """How a presented refresh token stands.
 
         ``current``: not yet rotated. ``replay``: rotated within the grace window, so the
         pair its rotation issued is handed out again. ``stale``: rotated before the window
-        (a replayed, possibly stolen token: the caller revokes the grant). ``revoked``.
+        (a replayed, possibly stolen token: the caller revokes the grant). ``superseded``:
+        the same, for a client whose old token stays valid until its successor is used
+        (``TokenRules``): the caller reissues, unless the successor was used. ``revoked``.
         """
         if token.kind != "refresh" or token.revoked:
             return "revoked"
@@ -333,7 +337,7 @@ class OAuthService:
             return "current"
         if self._clock() - token.rotated_at <= self.refresh_grace and token.successor:
             return "replay"
-        return "stale"
+        return "superseded" if keep_until_successor_used else "stale"
 
     def successor_of(self, token: OAuthToken) -> IssuedTokens | None:
         """The pair a rotation issued for ``token``, while it is still kept."""
@@ -355,6 +359,30 @@ class OAuthService:
             return tokens
         if rotation.outcome == "lost" and rotation.successor is not None:
             return self._open_successor(rotation.successor)
+        return None
+
+    async def reissue(self, token: OAuthToken, tokens: IssuedTokens) -> IssuedTokens | None:
+        """Rotate a superseded refresh token again while its successor is unused (the client
+        lost the answer that carried it); the unused successor is revoked.
+
+        A concurrent reissue that won hands out its pair; a used successor means the old
+        token is over: the grant is revoked as for any reuse, and None is returned.
+        """
+        assert token.rotated_at is not None
+        rotation = await self._store.reissue_oauth_refresh(
+            token.digest,
+            token.rotated_at,
+            self._seal_successor(tokens),
+            tokens.rows(),
+            self._clock(),
+        )
+        if rotation.outcome == "rotated":
+            heapq.heappush(self._successors_due, self._clock() + self.refresh_grace)
+            return tokens
+        if rotation.outcome == "lost" and rotation.successor is not None:
+            return self._open_successor(rotation.successor)
+        if rotation.outcome == "superseded":
+            await self.refresh_reused(token)
         return None
 
     async def refresh_reused(self, token: OAuthToken) -> None:

@@ -1,4 +1,5 @@
-"""OAuth clients: the scopes StateRelay grants, redirect-URI rules and the Alexa/IFTTT presets."""
+"""OAuth clients: the scopes StateRelay grants, redirect-URI rules, the Alexa/IFTTT/Google presets
+and the token rules a client gets."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 # Alexa shows one redirect URL per region on the skill's Account Linking page.
 ALEXA_REDIRECT_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
 IFTTT_HOSTS = ("ifttt.com",)
+# Google's account linking redirects to one of these, with the project id as the path.
+GOOGLE_REDIRECT_HOSTS = (
+    "oauth-redirect.googleusercontent.com",
+    "oauth-redirect-sandbox.googleusercontent.com",
+)
+GOOGLE_PROJECT_PATTERN = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,48 @@ def ifttt_preset(service_id: str) -> ClientPreset:
         token_endpoint_auth_method="client_secret_post",
         scopes=("ifttt",),
     )
+
+
+def google_preset(project_id: str) -> ClientPreset:
+    """Google Home: Google's two redirect URIs for the project, secret in the body (Basic is
+    accepted too, see ``token_rules``), scope ``devices``."""
+    if not GOOGLE_PROJECT_PATTERN.fullmatch(project_id or ""):
+        raise InvalidInput(
+            "the project id is the Google Cloud project id of your Google Home integration"
+            " (6-30 lowercase letters, digits or hyphens)",
+            field="project_id",
+        )
+    return ClientPreset(
+        name="Google Home",
+        redirect_uris=tuple(f"https://{host}/r/{project_id}" for host in GOOGLE_REDIRECT_HOSTS),
+        token_endpoint_auth_method="client_secret_post",
+        scopes=("devices",),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRules:
+    """How one client's tokens behave beyond what every client gets.
+
+    ``keep_until_successor_used``: a rotated refresh token stays valid until the refresh
+    token that replaced it is used (a refresh after the grace window issues a new pair and
+    revokes the unused one), where other clients' rotated tokens count as stolen after the
+    window. ``any_auth_method``: both client_secret_post and client_secret_basic are
+    accepted, whichever the client was registered with.
+    """
+
+    keep_until_successor_used: bool = False
+    any_auth_method: bool = False
+
+
+STRICT_RULES = TokenRules()
+GOOGLE_RULES = TokenRules(keep_until_successor_used=True, any_auth_method=True)
+
+
+def token_rules(client: OAuthClient) -> TokenRules:
+    """The token rules of ``client``: Google's account linking gets its own (it refreshes
+    concurrently and keeps an old refresh token until the new one works), others are strict."""
+    return GOOGLE_RULES if is_google_client(client) else STRICT_RULES
 
 
 def validate_client_id(value: str) -> str:
@@ -165,6 +214,11 @@ def _host_of(uri: str) -> str:
 def is_alexa_client(client: OAuthClient) -> bool:
     """True for a client registered with Amazon's account-linking redirect URLs."""
     return any(_host_of(uri) in ALEXA_REDIRECT_HOSTS for uri in client.redirect_uris)
+
+
+def is_google_client(client: OAuthClient) -> bool:
+    """True for a client registered with Google's account-linking redirect URIs."""
+    return any(_host_of(uri) in GOOGLE_REDIRECT_HOSTS for uri in client.redirect_uris)
 
 
 def is_ifttt_client(client: OAuthClient, configured_id: str | None) -> bool:

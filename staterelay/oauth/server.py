@@ -35,7 +35,7 @@ from staterelay.core.oauth import (
     OAuthService,
     OAuthToken,
 )
-from staterelay.core.oauth_clients import AUTH_METHODS, KNOWN_SCOPES
+from staterelay.core.oauth_clients import AUTH_METHODS, KNOWN_SCOPES, token_rules
 from staterelay.oauth.requests import Snapshot
 
 # authlib logs issued tokens verbatim at DEBUG ("Issue token %r to %r"); a server run with
@@ -63,6 +63,7 @@ class Intents:
     consume_code: OAuthCode | None = None
     reused_code: OAuthCode | None = None
     rotate: OAuthToken | None = None
+    reissue: OAuthToken | None = None
     replayed: IssuedTokens | None = None
     stale_refresh: OAuthToken | None = None
     revoke: OAuthToken | None = None
@@ -126,7 +127,10 @@ class Client(ClientMixin):  # type: ignore[misc]
         return OAuthService.check_secret(self.record, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        """Each client authenticates only the way it is configured to, everywhere."""
+        """Each client authenticates only the way it is configured to, everywhere (Google
+        Home either way: its console switches between body and Basic)."""
+        if token_rules(self.record).any_auth_method:
+            return method in AUTH_METHODS
         return method == self.record.token_endpoint_auth_method
 
     def check_response_type(self, response_type: str) -> bool:
@@ -158,9 +162,10 @@ class Code(AuthorizationCodeMixin):  # type: ignore[misc]
 class Token(TokenMixin):  # type: ignore[misc]
     """A stored access or refresh token as authlib asks about it."""
 
-    def __init__(self, record: OAuthToken, *, replay: bool = False) -> None:
+    def __init__(self, record: OAuthToken, *, replay: bool = False, reissue: bool = False) -> None:
         self.record = record
         self.replay = replay
+        self.reissue = reissue
 
     def check_client(self, client: Client) -> bool:
         """Tokens are bound to the client they were issued to."""
@@ -266,11 +271,17 @@ class RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
             return None
         if record.client_id != self.request.client.get_client_id():
             return None  # another client's token: invalid_grant, and no side effects
-        state = self.server.oauth.refresh_state(record)
+        client: Client = self.request.client
+        rules = token_rules(client.record)
+        state = self.server.oauth.refresh_state(
+            record, keep_until_successor_used=rules.keep_until_successor_used
+        )
         if state == "current":
             return Token(record)
         if state == "replay":
             return Token(record, replay=True)
+        if state == "superseded":
+            return Token(record, reissue=True)
         if state == "stale":
             self.server.intents.stale_refresh = record
         return None
@@ -293,8 +304,11 @@ class RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
         return 200, self.server.oauth.response_for(pair), self.TOKEN_RESPONSE_HEADER
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
-        """Record the rotation; the handler commits it with the new tokens."""
-        self.server.intents.rotate = refresh_token.record
+        """Record the rotation (or reissue); the handler commits it with the new tokens."""
+        if refresh_token.reissue:
+            self.server.intents.reissue = refresh_token.record
+        else:
+            self.server.intents.rotate = refresh_token.record
 
 
 class Revocation(RevocationEndpoint):  # type: ignore[misc]

@@ -130,6 +130,13 @@ async def _commit_token(
         if await core.oauth.exchange_code(intents.consume_code, issued):
             return response
         return _error(server, snapshot, InvalidGrantError("The code is no longer valid."))
+    if intents.reissue is not None and issued is not None:
+        pair = await core.oauth.reissue(intents.reissue, issued)
+        if pair is None:
+            return _error(server, snapshot, InvalidGrantError("The refresh token was replaced."))
+        if pair is issued:
+            return response
+        return OAuthResponse(200, core.oauth.response_for(pair), response.headers)
     if intents.rotate is not None and issued is not None:
         pair = await core.oauth.rotate(intents.rotate, issued)
         if pair is None:

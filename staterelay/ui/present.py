@@ -39,6 +39,7 @@ SOURCE_LABELS: Final = {
     "ui": "Dashboard",
     "alexa": "Alexa",
     "ifttt": "IFTTT",
+    "google": "Google Home",
     "webhook": "Webhook",
     "cli": "Command line",
     "system": "StateRelay",
@@ -268,6 +269,16 @@ def delivery_text(
     elif sink == "ifttt":
         what = "IFTTT"
         done = f"IFTTT notified{code}"
+    elif sink == "google":
+        kind = str(detail.get("event_type"))
+        what = "Google Home " + (
+            "Request Sync"
+            if kind.startswith("device.")
+            else "notification"
+            if kind == "button.pressed"
+            else "Report State"
+        )
+        done = f"{what} accepted{code}"
     elif sink == "webhook":
         name = (webhooks or {}).get(str(detail.get("destination", "")))
         what = f"Webhook “{name}”" if name else "Webhook"

@@ -250,6 +250,46 @@ async def test_rotation_then_lost_race_returns_the_successor(store: Store) -> No
     assert await store.get_oauth_token("r2-access") is None
 
 
+async def test_reissue_while_the_successor_is_unused(store: Store) -> None:
+    """A rotated token rotated again: the unused successor is revoked, a new pair issued; a
+    concurrent reissue that lost gets the winner's successor; once a successor was used, the
+    old token is superseded."""
+    user = await user_in_tenant(store, "a")
+    await store.create_oauth_client(client())
+    await linked(store, user)
+    await store.rotate_oauth_refresh("grt_1-refresh", "sealed-1", pair("r1"), NOW + 10)
+    again = await store.reissue_oauth_refresh(
+        "grt_1-refresh", NOW + 10, "sealed-2", pair("r2"), NOW + 500
+    )
+    assert again.outcome == "rotated"
+    unused = await store.get_oauth_token("r1-refresh")
+    assert unused is not None
+    assert unused.revoked
+    old = await store.get_oauth_token("grt_1-refresh")
+    assert old is not None
+    assert (old.rotated_at, old.successor, old.revoked) == (NOW + 500, "sealed-2", False)
+    lost = await store.reissue_oauth_refresh(
+        "grt_1-refresh", NOW + 10, "sealed-3", pair("r3"), NOW + 501
+    )
+    assert (lost.outcome, lost.successor) == ("lost", "sealed-2")
+    assert await store.get_oauth_token("r3-access") is None
+    # The successor is used (it rotates): the old token is over.
+    await store.rotate_oauth_refresh("r2-refresh", "sealed-4", pair("r4"), NOW + 600)
+    over = await store.reissue_oauth_refresh(
+        "grt_1-refresh", NOW + 500, "sealed-5", pair("r5"), NOW + 700
+    )
+    assert over.outcome == "superseded"
+    assert await store.get_oauth_token("r5-access") is None
+    current = await store.get_oauth_token("r4-refresh")
+    assert current is not None
+    assert not current.revoked
+    assert await store.revoke_oauth_grant(user.tenant_id, "grt_1", NOW + 800, reason="test")
+    revoked = await store.reissue_oauth_refresh(
+        "grt_1-refresh", NOW + 500, "sealed-6", pair("r6"), NOW + 900
+    )
+    assert revoked.outcome == "revoked"
+
+
 async def test_rotation_of_a_revoked_grant_fails(store: Store) -> None:
     user = await user_in_tenant(store, "a")
     await store.create_oauth_client(client())

@@ -113,6 +113,27 @@ def test_state_reads_in_a_few_words(thing: Device, text: str) -> None:
             "ok",
         ),
         (
+            {
+                "sink": "google",
+                "event_type": "state.changed",
+                "status_code": 200,
+                "outcome": "delivered",
+            },
+            "Google Home Report State accepted (200)",
+            "ok",
+        ),
+        (
+            {
+                "sink": "google",
+                "event_type": "device.created",
+                "status_code": 404,
+                "error": "Home Graph 404 NOT_FOUND",
+                "outcome": "dead",
+            },
+            "Google Home Request Sync failed (404): Home Graph 404 NOT_FOUND",
+            "error",
+        ),
+        (
             {"sink": "webhook", "destination": "whk_1", "status_code": 200, "outcome": "delivered"},
             "Webhook “Home Assistant” answered 200",
             "ok",

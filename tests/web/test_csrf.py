@@ -16,8 +16,9 @@ Browse = Callable[[web.Application], Awaitable[Browser]]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Called by Alexa's and IFTTT's servers with client credentials and no cookies: a CSRF token
 # would mean nothing there (the OAuth suite covers their authentication).
-# Alexa's directives come from the Lambda relay with the relay secret and a bearer token.
-MACHINE_ENDPOINTS = {"/oauth/token", "/oauth/revoke", "/alexa/smart_home"}
+# Alexa's directives come from the Lambda relay with the relay secret and a bearer token;
+# Google Home's intents come from Google with the user's bearer token.
+MACHINE_ENDPOINTS = {"/oauth/token", "/oauth/revoke", "/alexa/smart_home", "/google/fulfillment"}
 UI_ROUTES = {
     "/login",
     "/logout",

@@ -42,8 +42,10 @@ class IftttWatch:
 class InterestFacts:
     """Everything a household's changes must be delivered to, as the planner needs it.
 
-    ``version`` moves whenever a grant, webhook, identity, threshold or IFTTT link of the
-    household changes; the Realtime settings are the instance's.
+    ``version`` moves whenever a grant, webhook, identity, threshold, IFTTT link or
+    integration link of the household changes; the Realtime settings are the instance's.
+    ``links`` are the integration links (records of kind ``link``): integration name -> the
+    keys linked (for Google Home, the user ids of the household that linked it).
     """
 
     version: int = 0
@@ -54,6 +56,7 @@ class InterestFacts:
     thresholds: Mapping[str, tuple[Threshold, ...]] = field(default_factory=dict)
     realtime_enabled: bool = False
     realtime_debounce: float = 1.0
+    links: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ ClientSource = Literal["config", "cli"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 TokenKind = Literal["access", "refresh"]
 CodeOutcome = Literal["issued", "reused", "invalid"]
-RotateOutcome = Literal["rotated", "lost", "revoked"]
+RotateOutcome = Literal["rotated", "lost", "revoked", "superseded"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,13 @@ from staterelay.core.storage.accounts import AccountStore
 from staterelay.core.storage.alexa import AlexaStore
 from staterelay.core.storage.billing import BillingStore
 from staterelay.core.storage.ifttt import IftttStore
+from staterelay.core.storage.integrations import IntegrationRecordStore
 from staterelay.core.storage.oauth import OAuthStore
 
 
-class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, BillingStore, Protocol):
+class Store(
+    AccountStore, OAuthStore, AlexaStore, IftttStore, BillingStore, IntegrationRecordStore, Protocol
+):
     """Persistence for StateRelay's domain."""
 
     # lifecycle -----------------------------------------------------------------------------

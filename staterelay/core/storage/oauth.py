@@ -70,6 +70,24 @@ class OAuthStore(Protocol):
     async def get_oauth_token(self, digest: str) -> OAuthToken | None:
         """Cross-tenant: the access or refresh token with this digest, with its grant."""
 
+    async def reissue_oauth_refresh(
+        self,
+        digest: str,
+        rotated_at: float,
+        successor: str,
+        tokens: Sequence[NewOAuthToken],
+        now: float,
+    ) -> Rotation:
+        """In one transaction: rotate an already rotated refresh token again, for clients
+        whose old refresh token stays valid until its successor is used.
+
+        ``superseded`` when a successor of the token was used (it rotated): the old token is
+        no longer valid. Otherwise the unused successor refresh token is revoked, the token's
+        ``rotated_at``/``successor`` become ``now``/``successor`` and ``tokens`` are
+        inserted (``rotated``); ``lost`` with the winner's successor when a concurrent
+        reissue moved ``rotated_at`` first; ``revoked`` when the token or grant was revoked.
+        """
+
     async def rotate_oauth_refresh(
         self, digest: str, successor: str, tokens: Sequence[NewOAuthToken], now: float
     ) -> Rotation:

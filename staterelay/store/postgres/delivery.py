@@ -29,6 +29,9 @@ def facts_from(data: Mapping[str, Any]) -> InterestFacts:
     for device_id, direction, value in data.get("thresholds") or ():
         thresholds[device_id] = (*thresholds.get(device_id, ()), _threshold(direction, value))
     realtime = data.get("realtime")
+    links: dict[str, tuple[str, ...]] = {}
+    for integration, key in data.get("links") or ():
+        links[integration] = (*links.get(integration, ()), key)
     return InterestFacts(
         version=int(data.get("version") or 0),
         alexa_grants=tuple(data.get("alexa_grants") or ()),
@@ -54,6 +57,7 @@ def facts_from(data: Mapping[str, Any]) -> InterestFacts:
         thresholds=thresholds,
         realtime_enabled=realtime is None or bool(realtime[0]),
         realtime_debounce=DEFAULT_DEBOUNCE_SECONDS if realtime is None else float(realtime[1]),
+        links=links,
     )
 
 

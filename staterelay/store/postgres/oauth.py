@@ -349,6 +349,58 @@ class PostgresOAuth:
             await _insert_tokens(conn, current.tenant_id, current.grant_id, tokens, now)
         return Rotation("rotated")
 
+    async def reissue_oauth_refresh(
+        self,
+        digest: str,
+        rotated_at: float,
+        successor: str,
+        tokens: Sequence[NewOAuthToken],
+        now: float,
+    ) -> Rotation:
+        """Rotate an already rotated refresh token again while its successor is unused."""
+        async with self.engine.instance() as conn:
+            if not await conn.fetchval(_BIND_TOKEN_TENANT, digest):
+                return Rotation("revoked")
+            # The row lock orders concurrent reissues of one token: the second sees the
+            # first's rotated_at and replays its successor.
+            locked = await conn.fetchval(
+                "SELECT rotated_at FROM oauth_tokens WHERE digest = $1 FOR UPDATE", digest
+            )
+            current = await _load_token(conn, digest)
+            if current is None or current.kind != "refresh" or current.revoked:
+                return Rotation("revoked")
+            if locked != rotated_at:
+                if current.successor is None:
+                    return Rotation("revoked")
+                return Rotation("lost", current.successor)
+            used = await conn.fetchval(
+                "SELECT 1 FROM oauth_tokens WHERE tenant_id = $1 AND grant_id = $2"
+                " AND kind = 'refresh' AND digest <> $3 AND rotated_at >= $4 LIMIT 1",
+                current.tenant_id,
+                current.grant_id,
+                digest,
+                rotated_at,
+            )
+            if used is not None:
+                return Rotation("superseded")
+            await conn.execute(
+                "UPDATE oauth_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND grant_id = $3"
+                " AND kind = 'refresh' AND digest <> $4 AND rotated_at IS NULL"
+                " AND revoked_at IS NULL",
+                now,
+                current.tenant_id,
+                current.grant_id,
+                digest,
+            )
+            await conn.execute(
+                "UPDATE oauth_tokens SET rotated_at = $1, successor = $2 WHERE digest = $3",
+                now,
+                successor,
+                digest,
+            )
+            await _insert_tokens(conn, current.tenant_id, current.grant_id, tokens, now)
+        return Rotation("rotated")
+
     async def revoke_oauth_grant(
         self,
         tenant_id: str,

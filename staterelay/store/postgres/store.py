@@ -41,6 +41,7 @@ from staterelay.store.postgres.engine import (
     rowcount,
 )
 from staterelay.store.postgres.ifttt import PostgresIfttt
+from staterelay.store.postgres.integrations import PostgresIntegrations
 from staterelay.store.postgres.oauth import PostgresOAuth
 from staterelay.store.postgres.outbox import (
     PostgresOutbox,
@@ -81,6 +82,7 @@ class PostgresStore(
     PostgresIfttt,
     PostgresOutbox,
     PostgresBilling,
+    PostgresIntegrations,
 ):
     """``Store`` on a PostgreSQL database shared by any number of replicas."""
 

@@ -20,6 +20,7 @@ from staterelay.core.delivery import (
     WebhookInterest,
 )
 from staterelay.core.records.ifttt import DEFAULT_DEBOUNCE_SECONDS, Threshold
+from staterelay.core.records.integrations import LINK_KIND
 from staterelay.jsoncodec import decode, encode_sorted_text
 from staterelay.store.sqlite.outbox import insert_outbox_row, mergeable_tail, uuid4_hex
 
@@ -108,6 +109,13 @@ def load_facts(conn: sqlite3.Connection, tenant_id: str, version: int) -> Intere
     config = conn.execute(
         "SELECT enabled, debounce_seconds FROM ifttt_realtime WHERE id = 1"
     ).fetchone()
+    links: dict[str, tuple[str, ...]] = {}
+    for integration, key in conn.execute(
+        "SELECT integration, key FROM integration_records WHERE tenant_id = ? AND kind = ?"
+        " ORDER BY integration, key",
+        (tenant_id, LINK_KIND),
+    ):
+        links[integration] = (*links.get(integration, ()), key)
     return InterestFacts(
         version=version,
         alexa_grants=grants,
@@ -117,6 +125,7 @@ def load_facts(conn: sqlite3.Connection, tenant_id: str, version: int) -> Intere
         thresholds=thresholds,
         realtime_enabled=config is None or bool(config[0]),
         realtime_debounce=DEFAULT_DEBOUNCE_SECONDS if config is None else float(config[1]),
+        links=links,
     )
 
 

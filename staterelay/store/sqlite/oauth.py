@@ -312,6 +312,46 @@ class SQLiteOAuth:
 
         return await self.engine.write(write)
 
+    async def reissue_oauth_refresh(
+        self,
+        digest: str,
+        rotated_at: float,
+        successor: str,
+        tokens: Sequence[NewOAuthToken],
+        now: float,
+    ) -> Rotation:
+        """Rotate an already rotated refresh token again while its successor is unused."""
+
+        def write(conn: sqlite3.Connection) -> Rotation:
+            current = _load_token(conn, digest)
+            if current is None or current.kind != "refresh" or current.revoked:
+                return Rotation("revoked")
+            if current.rotated_at != rotated_at:
+                if current.successor is None:
+                    return Rotation("revoked")
+                return Rotation("lost", current.successor)
+            used = conn.execute(
+                "SELECT 1 FROM oauth_tokens WHERE tenant_id = ? AND grant_id = ?"
+                " AND kind = 'refresh' AND digest <> ? AND rotated_at >= ? LIMIT 1",
+                (current.tenant_id, current.grant_id, digest, rotated_at),
+            ).fetchone()
+            if used is not None:
+                return Rotation("superseded")
+            conn.execute(
+                "UPDATE oauth_tokens SET revoked_at = ? WHERE tenant_id = ? AND grant_id = ?"
+                " AND kind = 'refresh' AND digest <> ? AND rotated_at IS NULL"
+                " AND revoked_at IS NULL",
+                (now, current.tenant_id, current.grant_id, digest),
+            )
+            conn.execute(
+                "UPDATE oauth_tokens SET rotated_at = ?, successor = ? WHERE digest = ?",
+                (now, successor, digest),
+            )
+            _insert_tokens(conn, current.tenant_id, current.grant_id, tokens, now)
+            return Rotation("rotated")
+
+        return await self.engine.write(write)
+
     async def revoke_oauth_grant(
         self,
         tenant_id: str,

@@ -37,6 +37,7 @@ from staterelay.store.sqlite.billing import SQLiteBilling
 from staterelay.store.sqlite.delivery import InterestCache, apply_plan
 from staterelay.store.sqlite.engine import SQLiteEngine, pending_migrations
 from staterelay.store.sqlite.ifttt import SQLiteIfttt
+from staterelay.store.sqlite.integrations import SQLiteIntegrations
 from staterelay.store.sqlite.oauth import SQLiteOAuth
 from staterelay.store.sqlite.outbox import LEASES, SQLiteOutbox
 
@@ -65,7 +66,13 @@ def _loads(text: str | None) -> Any:
 
 
 class SQLiteStore(
-    SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt, SQLiteBilling
+    SQLiteOutbox,
+    SQLiteAccount,
+    SQLiteOAuth,
+    SQLiteAlexa,
+    SQLiteIfttt,
+    SQLiteBilling,
+    SQLiteIntegrations,
 ):
     """``Store`` on one SQLite file."""
 
