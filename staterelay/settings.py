@@ -171,7 +171,7 @@ class PlanLimits:
     webhooks: int = 2
     api_per_minute: int = 60
     retention_days: int = 7
-    integrations: tuple[str, ...] = ("alexa", "ifttt", "webhooks")
+    integrations: tuple[str, ...] = ("alexa", "google", "ifttt", "webhooks")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from staterelay.core.errors import (
     Conflict,
     NotAuthenticated,
     NotFound,
+    PlanLimit,
     RequestTimeout,
     StateRelayError,
     ValueOutOfRange,
@@ -94,6 +95,9 @@ class Fulfillment:
         request_id = request_id if isinstance(request_id, str) else ""
         try:
             intent, payload = _parse(body)
+            if intent != "DISCONNECT":
+                # Hosted plans: a plan without Google Home leaves the devices offline there.
+                await self._core.billing.check_integration(principal.tenant_id, "google")
             if intent == "SYNC":
                 return {"requestId": request_id, "payload": await self._sync(principal)}
             if intent == "QUERY":
@@ -109,6 +113,8 @@ class Fulfillment:
             raise ProtocolError(f"{INTENT_PREFIX}{intent} is not an intent StateRelay serves")
         except ProtocolError as exc:
             return _error_payload(request_id, "protocolError", str(exc))
+        except PlanLimit as exc:
+            return _error_payload(request_id, "deviceOffline", exc.detail)
         except StateRelayError as exc:
             _LOGGER.warning("Google intent failed: %s", exc.detail)
             return _error_payload(request_id, "transientError", exc.detail)
@@ -147,11 +153,17 @@ class Fulfillment:
         for entry in wanted:
             device_id = entry["id"]
             device = await self._device(principal, device_id)
-            answer[device_id] = (
-                query_entry(device)
-                if device is not None
-                else {"online": False, "status": "ERROR", "errorCode": "deviceNotFound"}
-            )
+            if device is None:
+                answer[device_id] = {
+                    "online": False,
+                    "status": "ERROR",
+                    "errorCode": "deviceNotFound",
+                }
+            elif await self._core.billing.is_suspended(principal.tenant_id, device_id):
+                # Suspended by the household's plan: offline, never gone (automations stay).
+                answer[device_id] = {**query_entry(device), "online": False, "status": "OFFLINE"}
+            else:
+                answer[device_id] = query_entry(device)
         return {"devices": answer}
 
     async def _execute(self, principal: Principal, payload: Mapping[str, Any]) -> JSON:
@@ -201,6 +213,8 @@ class Fulfillment:
             return _failed(device_id, exc.code)
         except NotFound:
             return _failed(device_id, "deviceNotFound")
+        except PlanLimit:
+            return _failed(device_id, "deviceOffline")  # suspended by the household's plan
         except ValueOutOfRange:
             return _failed(device_id, "valueOutOfRange")
         except Conflict:
