@@ -16,10 +16,11 @@ from staterelay.app.integration import Integration
 from staterelay.core.delivery import DeliveryPolicy
 from staterelay.integrations.alexa import Alexa
 from staterelay.integrations.ifttt import Ifttt
+from staterelay.integrations.mqtt import Mqtt
 from staterelay.integrations.webhooks import Webhooks
 from staterelay.settings import Settings
 
-BUILTIN: Final[tuple[Integration, ...]] = (Alexa(), Ifttt(), Webhooks())
+BUILTIN: Final[tuple[Integration, ...]] = (Alexa(), Ifttt(), Webhooks(), Mqtt())
 
 
 def migration_folders(integrations: Sequence[Integration] = BUILTIN) -> tuple[Traversable, ...]:

@@ -35,10 +35,11 @@ from staterelay.core.records import (
 from staterelay.core.storage.accounts import AccountStore
 from staterelay.core.storage.alexa import AlexaStore
 from staterelay.core.storage.ifttt import IftttStore
+from staterelay.core.storage.leadership import LeadershipStore
 from staterelay.core.storage.oauth import OAuthStore
 
 
-class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, Protocol):
+class Store(AccountStore, OAuthStore, AlexaStore, IftttStore, LeadershipStore, Protocol):
     """Persistence for StateRelay's domain."""
 
     # lifecycle -----------------------------------------------------------------------------

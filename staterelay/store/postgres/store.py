@@ -40,6 +40,7 @@ from staterelay.store.postgres.engine import (
     rowcount,
 )
 from staterelay.store.postgres.ifttt import PostgresIfttt
+from staterelay.store.postgres.leadership import PostgresLeadership
 from staterelay.store.postgres.oauth import PostgresOAuth
 from staterelay.store.postgres.outbox import (
     PostgresOutbox,
@@ -73,7 +74,13 @@ _API_KEY_COLUMNS = (
 
 
 class PostgresStore(
-    PostgresDevices, PostgresAccount, PostgresOAuth, PostgresAlexa, PostgresIfttt, PostgresOutbox
+    PostgresDevices,
+    PostgresAccount,
+    PostgresOAuth,
+    PostgresAlexa,
+    PostgresIfttt,
+    PostgresOutbox,
+    PostgresLeadership,
 ):
     """``Store`` on a PostgreSQL database shared by any number of replicas."""
 

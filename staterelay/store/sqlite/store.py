@@ -36,6 +36,7 @@ from staterelay.store.sqlite.alexa import SQLiteAlexa
 from staterelay.store.sqlite.delivery import InterestCache, apply_plan
 from staterelay.store.sqlite.engine import SQLiteEngine, pending_migrations
 from staterelay.store.sqlite.ifttt import SQLiteIfttt
+from staterelay.store.sqlite.leadership import SQLiteLeadership
 from staterelay.store.sqlite.oauth import SQLiteOAuth
 from staterelay.store.sqlite.outbox import LEASES, SQLiteOutbox
 
@@ -63,7 +64,9 @@ def _loads(text: str | None) -> Any:
     return None if text is None else decode(text)
 
 
-class SQLiteStore(SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt):
+class SQLiteStore(
+    SQLiteOutbox, SQLiteAccount, SQLiteOAuth, SQLiteAlexa, SQLiteIfttt, SQLiteLeadership
+):
     """``Store`` on one SQLite file."""
 
     def __init__(
@@ -819,7 +822,11 @@ def _activity(row: tuple[Any, ...]) -> ActivityEntry:
 
 def _facts_of(device: Device) -> DeviceFacts:
     return DeviceFacts(
-        device_id=device.id, type=device.type, options=device.options, version=device.version
+        device_id=device.id,
+        type=device.type,
+        options=device.options,
+        version=device.version,
+        tenant_id=device.tenant_id,
     )
 
 
