@@ -20,6 +20,9 @@ from staterelay.integrations.mqtt.dashboard import BRIDGE_KEY
 from staterelay.settings import DispatchSettings, MqttSettings, Settings
 from tests.conftest import Account, make_account
 from tests.mqtt.broker import Broker
+from tests.web.support import browse
+
+__all__ = ["browse"]
 
 Client = TestClient[web.Request, web.Application]
 FAST = BridgeTuning(
@@ -46,9 +49,9 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         running.kill()
 
 
-def with_mqtt(settings: Settings, broker: Broker, **overrides: Any) -> Settings:
+def with_mqtt(settings: Settings, broker: Broker, household: str = HOUSEHOLD) -> Settings:
     """``settings`` with the bridge on ``broker``, serving Alice's household, fast retries."""
-    mqtt = MqttSettings(url=broker.url, household=HOUSEHOLD, **overrides)
+    mqtt = MqttSettings(url=broker.url, household=household)
     return dataclasses.replace(
         settings, mqtt=mqtt, dispatch=DispatchSettings(first_retry_seconds=0.1)
     )
