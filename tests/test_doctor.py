@@ -84,6 +84,7 @@ def test_a_healthy_instance_is_all_ok_and_exits_0(data_dir: Path) -> None:
         "public",
         "alexa",
         "ifttt",
+        "mqtt",
         "clock",
         "outbox",
         "server",
