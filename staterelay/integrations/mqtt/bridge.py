@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections import Counter
@@ -288,6 +289,9 @@ class Bridge:
             keepalive=30,
             timeout=10.0,
             tls_context=context,
+            # Small packets at once: with Nagle's algorithm a command's acknowledgement and
+            # the state message after it wait on the broker's delayed ACKs (about 40 ms each).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
     async def _connect_loop(self) -> None:
@@ -352,9 +356,16 @@ class Bridge:
         _LOGGER.warning("MQTT bridge: %s", message)
 
     async def _publish(
-        self, client: aiomqtt.Client, topic: str, payload: str | bytes, *, kind: str, retain: bool
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: str | bytes,
+        *,
+        kind: str,
+        retain: bool,
+        qos: int = 1,
     ) -> None:
-        await client.publish(topic, payload, qos=1, retain=retain, timeout=PUBLISH_TIMEOUT)
+        await client.publish(topic, payload, qos=qos, retain=retain, timeout=PUBLISH_TIMEOUT)
         self.status.published[kind] += 1
 
     # publishing state and discovery -----------------------------------------------------------
@@ -399,6 +410,10 @@ class Bridge:
             orjson.dumps(state_message(device)),
             kind="state",
             retain=True,
+            # QoS 0: every state is published again on every connect, so a message lost with
+            # a connection is replaced; and no PUBACK to the bridge, whose delayed ACK would
+            # hold the broker's next packet to us (a command) back by up to 40 ms (Nagle).
+            qos=0,
         )
 
     async def _clear_device(self, client: aiomqtt.Client, device: Device) -> None:

@@ -86,7 +86,9 @@ def configs(topics: Topics, device: Device, public_url: str) -> tuple[Config, ..
         "device": device_block(device, public_url),
         "origin": {"name": MANUFACTURER, "sw_version": __version__, "support_url": SUPPORT_URL},
         "availability": [{"topic": topics.status}],
-        "qos": 1,
+        # No "qos": Home Assistant's default 0 for commands. A QoS 1 command's PUBACK makes
+        # Mosquitto (set_tcp_nodelay false by default) hold the state message that follows
+        # it for the commander's delayed ACK, about 40 ms (bench/mqtt.py).
     }
     found: list[Config] = []
     for component, role in ENTITIES.get(device.type, ()):
@@ -147,7 +149,6 @@ def configs(topics: Topics, device: Device, public_url: str) -> tuple[Config, ..
                         "topic": topics.event(device.id),
                         "value_template": "{{ value_json.event_type }}",
                         "payload": "press",
-                        "qos": 1,
                         "device": common["device"],
                     },
                 )
