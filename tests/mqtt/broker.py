@@ -118,9 +118,10 @@ class Subscriber:
         return [message for message in self.messages if message.topic == topic]
 
     async def wait(self, condition: Callable[[], object], seconds: float = 10.0) -> None:
-        """Wait until ``condition()`` is true."""
+        """Wait until ``condition()`` is true (a condition that looks at a message not
+        received yet, and so raises IndexError or KeyError, is not true yet)."""
         deadline = time.monotonic() + seconds
-        while not condition():
+        while not _holds(condition):
             if time.monotonic() > deadline:
                 raise AssertionError(
                     "timed out; received: "
@@ -132,6 +133,13 @@ class Subscriber:
         """Publish as another client would (Home Assistant, Node-RED)."""
         assert self.client is not None
         await self.client.publish(topic, payload, qos=1, retain=retain)
+
+
+def _holds(condition: Callable[[], object]) -> bool:
+    try:
+        return bool(condition())
+    except (IndexError, KeyError):
+        return False
 
 
 @contextlib.asynccontextmanager

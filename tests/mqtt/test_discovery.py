@@ -317,7 +317,8 @@ async def test_home_assistant_online_gets_configs_and_states_again(setup: Setup)
     device_id = await setup.device("switch", "Lamp")
     topic = f"{PREFIX}/switch/{device_id}/power/config"
     async with subscriber(setup.broker, topic, f"{BASE}/{device_id}/state") as recorder:
-        await recorder.wait(lambda: recorder.on(topic))  # the retained copy
+        await recorder.wait(lambda: recorder.on(topic))  # the retained copies
+        await recorder.wait(lambda: recorder.on(f"{BASE}/{device_id}/state"))
         before = len(recorder.messages)
         await recorder.publish(f"{PREFIX}/status", "online")
         await recorder.wait(lambda: len(recorder.on(topic)) >= 2)
