@@ -24,16 +24,17 @@ from staterelay.integrations.mqtt.delivery import SINK, MqttPolicy, MqttSink
 from staterelay.integrations.mqtt.household import Served
 from staterelay.integrations.mqtt.metrics import MqttMetrics
 from staterelay.ops.checks import Check
-from staterelay.settings import MqttSettings, Settings
+from staterelay.settings import Settings
 
 BRIDGE_KEY: Final = dashboard.BRIDGE_KEY
 
 
 @dataclass(frozen=True, slots=True)
 class _ServedFor:
-    """The household holder of one settings object (kept alive with it)."""
+    """The household holder of one settings object (kept alive with it, so its id stays
+    its own)."""
 
-    settings: MqttSettings
+    settings: Settings
     served: Served
 
 
@@ -55,10 +56,10 @@ class Mqtt(Integration):
 
     def served(self, settings: Settings) -> Served:
         """The household holder shared by the policy and the bridge of ``settings``."""
-        key = id(settings.mqtt)
+        key = id(settings)
         found = self._served.get(key)
-        if found is None or found.settings is not settings.mqtt:
-            found = self._served[key] = _ServedFor(settings.mqtt, Served())
+        if found is None or found.settings is not settings:
+            found = self._served[key] = _ServedFor(settings, Served())
         return found.served
 
     def delivery_policies(self, settings: Settings) -> Sequence[DeliveryPolicy]:

@@ -304,6 +304,9 @@ class Bridge:
                     await self._session(client)
             except aiomqtt.MqttError as exc:
                 self._failed("connection", f"broker connection: {exc}")
+            except Exception:
+                _LOGGER.exception("the MQTT bridge's session failed; it reconnects")
+                self._failed("connection", "the session failed (see the log)")
             finally:
                 self._client = None
                 self.status.connected = False
