@@ -137,6 +137,8 @@ class Bridge:
         self._dirty: dict[str, _Pending] = {}
         self._wake = asyncio.Event()
         self._known: dict[str, Device] = {}
+        self._gone: set[str] = set()  # devices deleted: never published again
+        self._turn = asyncio.Lock()  # one publisher of device topics at a time
         self._retained: dict[str, str] = {}  # topic -> device id, read after connecting
         self._sweeping = False
 
@@ -332,14 +334,12 @@ class Bridge:
         tasks = [
             asyncio.create_task(self._read(client), name="mqtt-reader"),
             asyncio.create_task(self._write(client), name="mqtt-writer"),
-            asyncio.create_task(self._sweep(client), name="mqtt-sweep"),
         ]
         try:
             await self._publish_all(client)
-            done, _ = await asyncio.wait(
-                [task for task in tasks if task.get_name() != "mqtt-sweep"],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            # Only now is every device known, so the sweep cannot take one for deleted.
+            tasks.append(asyncio.create_task(self._sweep(client), name="mqtt-sweep"))
+            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
         except asyncio.CancelledError:
@@ -389,42 +389,57 @@ class Bridge:
     async def _publish_all(self, client: aiomqtt.Client) -> None:
         """Every device's configs and state: after connecting, and when HA comes online."""
         devices = await self._devices()
-        self._known = {device.id: device for device in devices}
+        listed = {device.id for device in devices}
+        for device_id in set(self._known) - listed:
+            del self._known[device_id]
         for device in devices:
-            if self._dirty.get(device.id, _Pending(device)).removed:
-                continue
             await self._publish_device(client, device, config=True)
-        self.status.devices = len(devices)
+        self.status.devices = len(self._known)
         if self._mqtt.discovery:
             self.status.discovery_at = time.time()
 
     async def _publish_device(
         self, client: aiomqtt.Client, device: Device, *, config: bool
     ) -> None:
-        self._known[device.id] = device
-        if config and self._mqtt.discovery:
-            for found in configs(self.topics, device, self._settings.public_url):
-                await self._publish(
-                    client, found.topic, orjson.dumps(found.payload), kind="config", retain=True
-                )
-        await self._publish(
-            client,
-            self.topics.state(device.id),
-            orjson.dumps(state_message(device)),
-            kind="state",
-            retain=True,
-            # QoS 0: every state is published again on every connect, so a message lost with
-            # a connection is replaced; and no PUBACK to the bridge, whose delayed ACK would
-            # hold the broker's next packet to us (a command) back by up to 40 ms (Nagle).
-            qos=0,
-        )
+        """Publish a device's configs and state, never older than what went out before and
+        never for a device deleted meanwhile (publishers take turns)."""
+        async with self._turn:
+            if device.id in self._gone:
+                return
+            known = self._known.get(device.id)
+            if known is not None and known.version > device.version:
+                device = known
+            self._known[device.id] = device
+            if config and self._mqtt.discovery:
+                for found in configs(self.topics, device, self._settings.public_url):
+                    await self._publish(
+                        client,
+                        found.topic,
+                        orjson.dumps(found.payload),
+                        kind="config",
+                        retain=True,
+                    )
+            await self._publish(
+                client,
+                self.topics.state(device.id),
+                orjson.dumps(state_message(device)),
+                kind="state",
+                retain=True,
+                # QoS 0: every state is published again on every connect, so a message lost
+                # with a connection is replaced; and no PUBACK to the bridge, whose delayed
+                # ACK would hold the broker's next packet to us (a command) back by up to
+                # 40 ms (Nagle).
+                qos=0,
+            )
 
     async def _clear_device(self, client: aiomqtt.Client, device: Device) -> None:
         """Empty retained payloads: Home Assistant forgets the entities, the broker the state."""
-        self._known.pop(device.id, None)
-        for topic in (*config_topics(self.topics, device), self.topics.state(device.id)):
-            await self._publish(client, topic, b"", kind="clear", retain=True)
-        self.status.devices = len(self._known)
+        async with self._turn:
+            self._gone.add(device.id)
+            self._known.pop(device.id, None)
+            for topic in (*config_topics(self.topics, device), self.topics.state(device.id)):
+                await self._publish(client, topic, b"", kind="clear", retain=True)
+            self.status.devices = len(self._known)
 
     async def _write(self, client: aiomqtt.Client) -> None:
         """Publish dirty devices, newest record first come first served, until cancelled."""
