@@ -22,9 +22,7 @@ import random
 import socket
 import ssl
 import time
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -33,7 +31,7 @@ import orjson
 
 from staterelay.core import Core
 from staterelay.core.clock import iso
-from staterelay.core.errors import InvalidInput, StateRelayError
+from staterelay.core.errors import StateRelayError
 from staterelay.core.events import DeviceAdded, DeviceRemoved, DeviceUpdated, StateChanged
 from staterelay.core.records import Device, OutboxItem
 from staterelay.core.storage.leadership import Lead
@@ -44,18 +42,16 @@ from staterelay.integrations.mqtt.household import (
     bridge_principal,
     resolve,
 )
+from staterelay.integrations.mqtt.messages import event_message, parse_command, state_message
+from staterelay.integrations.mqtt.status import BridgeStatus
 from staterelay.integrations.mqtt.topics import OFFLINE, ONLINE, Command, Topics
 from staterelay.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 
 SOURCE: Final = "mqtt"
-MAX_COMMAND_BYTES: Final = 65536
 PUBLISH_TIMEOUT: Final = 5.0
 PAGE: Final = 200
-PUBLISHED_KINDS: Final = ("state", "config", "event", "status", "error", "clear")
-COMMAND_OUTCOMES: Final = ("applied", "refused", "ignored")
-ERROR_KINDS: Final = ("connection", "command", "publish")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +64,6 @@ class BridgeTuning:
     resolve_retry: float = 10.0
     orphan_window: float = 1.0
     ha_online_delay: float = 1.0
-
-
-@dataclass(slots=True)
-class BridgeStatus:
-    """What the card, the API and the metrics show of the bridge in this process."""
-
-    leader: bool = False
-    connected: bool = False
-    connected_at: float | None = None
-    last_error: str | None = None
-    last_error_at: float | None = None
-    discovery_at: float | None = None
-    devices: int = 0
-    last_command_at: float | None = None
-    last_command_device: str | None = None
-    published: Counter[str] = field(default_factory=Counter)
-    commands: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-
-    def as_json(self) -> dict[str, Any]:
-        """The status as ``/api/v1/integrations/mqtt`` answers it."""
-        return {
-            "leader": self.leader,
-            "connected": self.connected,
-            "connected_at": _iso(self.connected_at),
-            "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
-            "discovery_published_at": _iso(self.discovery_at),
-            "devices": self.devices,
-            "last_command_at": _iso(self.last_command_at),
-            "last_command_device": self.last_command_device,
-            "published": {kind: self.published[kind] for kind in PUBLISHED_KINDS},
-            "commands": {outcome: self.commands[outcome] for outcome in COMMAND_OUTCOMES},
-            "errors": {kind: self.errors[kind] for kind in ERROR_KINDS},
-        }
 
 
 @dataclass(slots=True)
@@ -583,68 +544,3 @@ class Bridge:
             self._failed("publish", f"event not published: {exc}")
             return f"not sent: {exc}"
         return None
-
-
-def state_message(device: Device) -> dict[str, Any]:
-    """A device's state topic payload: the REST API's state object."""
-    return {
-        "device_id": device.id,
-        "state": {name: prop.value for name, prop in device.properties.items()},
-        "state_changed_at": {
-            name: iso(prop.changed_at) for name, prop in device.properties.items()
-        },
-        "version": device.version,
-    }
-
-
-def event_message(item: OutboxItem) -> dict[str, Any]:
-    """An event topic payload: ``press`` for a button, ``transition`` for a trigger property."""
-    payload: Mapping[str, Any] = item.payload
-    body: dict[str, Any]
-    if item.event_type == "button.pressed":
-        body = {"event_type": "press"}
-    else:
-        body = {
-            "event_type": "transition",
-            "property": payload.get("property"),
-            "old": payload.get("old"),
-            "new": payload.get("new"),
-        }
-    return {
-        **body,
-        "id": item.event_id,
-        "device_id": item.device_id,
-        "source": payload.get("source"),
-        "version": payload.get("version"),
-        "at": payload.get("timestamp"),
-    }
-
-
-def parse_command(payload: bytes, prop: str | None) -> dict[str, Any]:
-    """A command's property values: a JSON object on ``.../set``, a plain value on
-    ``.../set/<property>`` (a number or JSON value when it parses as one, else the text)."""
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise InvalidInput(f"the payload is larger than {MAX_COMMAND_BYTES} bytes")
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise InvalidInput("the payload is not UTF-8 text") from None
-    if prop is not None:
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            value = text
-        return {prop: value}
-    try:
-        values = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidInput(
-            'the payload is not JSON: send an object of property values, e.g. {"power": "ON"}'
-        ) from None
-    if not isinstance(values, dict):
-        raise InvalidInput('the payload must be a JSON object, e.g. {"power": "ON"}')
-    return values
-
-
-def _iso(moment: float | None) -> str | None:
-    return None if moment is None else iso(moment)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from staterelay.integrations.mqtt.bridge import (
+from staterelay.integrations.mqtt.status import (
     COMMAND_OUTCOMES,
     ERROR_KINDS,
     PUBLISHED_KINDS,
