@@ -52,6 +52,8 @@ class Broker:
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra: str = ""
+    """More lines of its config (a TLS listener's files)."""
 
     @property
     def url(self) -> str:
@@ -63,7 +65,7 @@ class Broker:
         config = self.directory / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest stderr\n",
+            f"log_dest stderr\n{self.extra}",
             encoding="utf-8",
         )
         config.chmod(0o644)
