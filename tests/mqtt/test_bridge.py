@@ -105,7 +105,7 @@ async def test_home_assistant_commands_flip_devices_through_core(setup: Setup) -
         assert {entry["source"] for entry in entries if entry["kind"] == "state"} == {"mqtt"}
         # What the bridge published went to state topics only: nothing to echo as a command.
         # (the only messages on command topics are the three this test sent)
-        published = [m.topic for m in ha.messages if m.topic.startswith(f"{BASE}/dev")]
+        published = [m.topic for m in ha.messages if m.topic.startswith(f"{BASE}/dev_")]
         assert {topic.rsplit("/", 1)[-1] for topic in published} <= {
             "state",
             "power",

@@ -280,11 +280,18 @@ async def test_a_fahrenheit_sensor_reads_in_fahrenheit(setup: Setup) -> None:
 async def test_rename_and_room_change_update_the_config_and_delete_removes_it(
     setup: Setup,
 ) -> None:
-    """A rename and a room change republish the config under the same unique id; a delete
-    publishes empty retained configs and clears the state, so a newcomer finds nothing."""
-    async with subscriber(setup.broker, f"{PREFIX}/#", f"{BASE}/+/state") as recorder:
+    """A rename and a room change republish the config under the same unique id (and the
+    device index); a delete publishes empty retained configs and clears the state, so a
+    newcomer finds nothing."""
+    index = f"{BASE}/devices"
+
+    def listed() -> list[Any]:
+        return [(d["id"], d["name"], d["room"]) for d in recorder.on(index)[-1].json()]
+
+    async with subscriber(setup.broker, f"{PREFIX}/#", f"{BASE}/+/state", index) as recorder:
         device_id = await setup.device("switch", "Fan", room="Office")
         topic = f"{PREFIX}/switch/{device_id}/power/config"
+        await recorder.wait(lambda: listed() == [(device_id, "Fan", "Office")])
         await recorder.wait(lambda: recorder.on(topic))
         renamed = await setup.client.patch(
             f"/api/v1/devices/{device_id}",
@@ -297,6 +304,7 @@ async def test_rename_and_room_change_update_the_config_and_delete_removes_it(
         )
         config = recorder.on(topic)[-1].json()
         assert config["device"]["suggested_area"] == "Bedroom"
+        await recorder.wait(lambda: listed() == [(device_id, "Ceiling fan", "Bedroom")])
         assert config["unique_id"] == f"staterelay_{device_id}_power"
         deleted = await setup.client.delete(
             f"/api/v1/devices/{device_id}", headers=setup.alice.headers
@@ -305,6 +313,7 @@ async def test_rename_and_room_change_update_the_config_and_delete_removes_it(
         state_topic = f"{BASE}/{device_id}/state"
         await recorder.wait(lambda: recorder.on(topic)[-1].payload == b"")
         await recorder.wait(lambda: recorder.on(state_topic)[-1].payload == b"")
+        await recorder.wait(lambda: listed() == [])
     async with subscriber(setup.broker, f"{PREFIX}/#", f"{BASE}/#") as newcomer:
         await setup.device("switch", "Other")  # something arrives, so the replay is over
         await newcomer.wait(lambda: any(m.topic.endswith("/config") for m in newcomer.messages))

@@ -355,6 +355,7 @@ class Bridge:
             del self._known[device_id]
         for device in devices:
             await self._publish_device(client, device, config=True)
+        await self._publish_index(client)
         self.status.devices = len(self._known)
         if self._mqtt.discovery:
             self.status.discovery_at = time.time()
@@ -407,6 +408,7 @@ class Bridge:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            listed = False  # a device came, went or changed its name or room
             while self._dirty:
                 device_id = next(iter(self._dirty))
                 pending = self._dirty.pop(device_id)
@@ -418,6 +420,19 @@ class Bridge:
                 except BaseException:
                     self._dirty.setdefault(device_id, pending)
                     raise
+                listed = listed or pending.removed or pending.config
+            if listed:
+                await self._publish_index(client)
+
+    async def _publish_index(self, client: aiomqtt.Client) -> None:
+        """``<base>/devices``: every device's id, name, type and room, for flows to look up."""
+        index = [
+            {"id": device.id, "name": device.name, "type": device.type, "room": device.room}
+            for device in sorted(self._known.values(), key=lambda device: device.seq)
+        ]
+        await self._publish(
+            client, self.topics.devices, orjson.dumps(index), kind="index", retain=True
+        )
 
     async def _sweep(self, client: aiomqtt.Client) -> None:
         """After the broker replayed its retained topics, clear those of deleted devices."""

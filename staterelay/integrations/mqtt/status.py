@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from staterelay.core.clock import iso
 
-PUBLISHED_KINDS: Final = ("state", "config", "event", "status", "error", "clear")
+PUBLISHED_KINDS: Final = ("state", "config", "event", "status", "error", "clear", "index")
 COMMAND_OUTCOMES: Final = ("applied", "refused", "ignored")
 ERROR_KINDS: Final = ("connection", "command", "publish")
 

@@ -3,7 +3,8 @@
 ``<base>/status`` says whether the bridge is up (retained, also its last will);
 ``<base>/<device_id>/state`` holds each device's state (retained); ``.../set`` and
 ``.../set/<property>`` take commands, ``.../press`` presses a button; ``.../event`` carries
-presses and transitions (never retained); ``<base>/error`` reports commands refused.
+presses and transitions (never retained); ``<base>/error`` reports commands refused;
+``<base>/devices`` lists the devices (retained).
 Home Assistant's discovery configs live under ``<prefix>/<component>/<device_id>/<role>/config``
 and its own status under ``<prefix>/status``.
 """
@@ -43,6 +44,11 @@ class Topics:
     def error(self) -> str:
         """Where refused commands are reported."""
         return f"{self.base}/error"
+
+    @property
+    def devices(self) -> str:
+        """The retained index of every device (id, name, type, room)."""
+        return f"{self.base}/devices"
 
     @property
     def ha_status(self) -> str:
