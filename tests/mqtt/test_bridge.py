@@ -378,3 +378,43 @@ def test_the_environment_sets_the_bridge(tmp_path: Any) -> None:
 
 
 _ = (aiohttp, web)
+
+
+async def test_a_dead_or_silent_broker_never_blocks_requests(
+    aiohttp_client: Callable[..., Any], settings: Settings, broker: Broker
+) -> None:
+    """With the broker's port closed, or a listener that accepts and never answers (the
+    bridge still waits for its CONNACK), the app starts and changes and presses are
+    answered; the status says the bridge is not connected."""
+    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    silent_port = silent.sockets[0].getsockname()[1]
+    broker.kill()
+    try:
+        for n, url in enumerate((broker.url, f"mqtt://127.0.0.1:{silent_port}")):
+            email = f"a{n}@example.com"
+            configured = dataclasses.replace(
+                with_mqtt(settings, broker), mqtt=MqttSettings(url=url, household=email)
+            )
+            client: Client = await aiohttp_client(mqtt_app(configured))
+            account = await make_account(client.app[CORE_KEY], email, new_tenant=n > 0)
+            bridge = client.app[BRIDGE_KEY]
+            await wait_for(lambda b=bridge: b.leading)
+            created = await client.post(
+                "/api/v1/devices", json={"type": "button", "name": "Bell"}, headers=account.headers
+            )
+            device_id = (await created.json())["id"]
+            for _ in range(5):
+                pressed = await client.post(
+                    f"/api/v1/devices/{device_id}/press", headers=account.headers
+                )
+                assert pressed.status == 200
+            if n > 0:  # the connection attempt to the silent listener has not ended yet
+                assert bridge.status.errors["connection"] == 0
+            status = await (
+                await client.get("/api/v1/integrations/mqtt", headers=account.headers)
+            ).json()
+            assert status["connected"] is False
+            assert status["leader"] is True
+            await client.close()
+    finally:
+        silent.close()
