@@ -386,7 +386,12 @@ async def test_a_dead_or_silent_broker_never_blocks_requests(
     """With the broker's port closed, or a listener that accepts and never answers (the
     bridge still waits for its CONNACK), the app starts and changes and presses are
     answered; the status says the bridge is not connected."""
-    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    accepted: list[asyncio.StreamWriter] = []
+
+    def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # never answered; closed at the end
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     silent_port = silent.sockets[0].getsockname()[1]
     broker.kill()
     try:
@@ -417,4 +422,7 @@ async def test_a_dead_or_silent_broker_never_blocks_requests(
             assert status["leader"] is True
             await client.close()
     finally:
+        for writer in accepted:
+            writer.close()
         silent.close()
+        await silent.wait_closed()
