@@ -47,9 +47,10 @@ RENEW_EVERY: Final = 1 / 3
 SEND_MARGIN: Final = 1 / 6
 """A row is sent only while at least this fraction of ``lease_seconds`` of its lease is left."""
 MIN_RETRY_AFTER: Final = 0.25
-PARK_SECONDS: Final = 2.0
+PARK_SECONDS: Final = 0.5
 """How long a row of a sink that cannot send in this process stays leased here before
-another process may claim it (``Sink.ready``)."""
+another process may claim it (``Sink.ready``). Short: when it ends, every deliverer may
+claim the row again, and the one that can send it must get its turn soon."""
 """The shortest wait a receiver's ``Retry-After`` can ask for (``0`` would spin)."""
 
 
