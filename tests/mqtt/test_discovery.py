@@ -340,21 +340,35 @@ async def test_retained_topics_of_devices_deleted_meanwhile_are_cleared(
     aiohttp_client: Callable[..., Any], settings: Settings, broker: Broker
 ) -> None:
     """Topics left by a device deleted while the bridge was away (its retained config and
-    state) are emptied when the bridge connects; other applications' configs stay."""
+    state) are emptied when the bridge connects; other applications' configs, and those of
+    another StateRelay on the same broker (another base topic), stay."""
     ghost = "dev_gone"
     ghost_config = f"{PREFIX}/switch/{ghost}/power/config"
     foreign = f"{PREFIX}/switch/zigbee_plug/power/config"
+    neighbour = f"{PREFIX}/switch/dev_theirs/power/config"
     async with subscriber(broker, f"{PREFIX}/#", f"{BASE}/#") as other:
         await other.publish(
-            ghost_config, orjson.dumps({"unique_id": f"staterelay_{ghost}_power"}), retain=True
+            ghost_config,
+            orjson.dumps(
+                {"unique_id": f"staterelay_{ghost}_power", "state_topic": f"{BASE}/{ghost}/state"}
+            ),
+            retain=True,
         )
         await other.publish(f"{BASE}/{ghost}/state", b'{"state": {}}', retain=True)
         await other.publish(foreign, orjson.dumps({"unique_id": "zigbee_plug"}), retain=True)
+        await other.publish(
+            neighbour,
+            orjson.dumps(
+                {"unique_id": "staterelay_dev_theirs_power", "state_topic": "upstairs/x/state"}
+            ),
+            retain=True,
+        )
         client = await aiohttp_client(mqtt_app(with_mqtt(settings, broker)))
         await make_account(client.app[CORE_KEY], HOUSEHOLD)
         await other.wait(lambda: other.on(ghost_config)[-1].payload == b"")
         await other.wait(lambda: other.on(f"{BASE}/{ghost}/state")[-1].payload == b"")
-    async with subscriber(broker, foreign, ghost_config) as newcomer:
-        await newcomer.wait(lambda: newcomer.on(foreign))
+    async with subscriber(broker, foreign, neighbour, ghost_config) as newcomer:
+        await newcomer.wait(lambda: newcomer.on(foreign) and newcomer.on(neighbour))
         assert newcomer.on(foreign)[-1].payload != b""
+        assert newcomer.on(neighbour)[-1].payload != b""
         assert not newcomer.on(ghost_config)

@@ -475,6 +475,7 @@ class Bridge:
                 self._note_retained(topic, payload)
 
     def _note_retained(self, topic: str, payload: bytes) -> None:
+        """Remember a retained state or discovery topic of this bridge's, by its device."""
         device_id = self.topics.state_device(topic)
         if device_id is None:
             device_id = self.topics.config_device(topic)
@@ -482,17 +483,28 @@ class Bridge:
                 config = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 return
-            unique = config.get("unique_id") if isinstance(config, dict) else None
-            identifiers = (
-                config.get("device", {}).get("identifiers") if isinstance(config, dict) else None
-            )
-            ours = (isinstance(unique, str) and unique.startswith(UNIQUE_PREFIX)) or (
-                isinstance(identifiers, list) and f"{UNIQUE_PREFIX}{device_id}" in identifiers
-            )
-            if not ours:
+            if device_id is None or not self._our_config(config, device_id):
                 return
-        if device_id is not None:
-            self._retained[topic] = device_id
+        self._retained[topic] = device_id
+
+    def _our_config(self, config: object, device_id: str) -> bool:
+        """Whether a discovery config is this bridge's: a StateRelay device whose topics lie
+        under this bridge's base topic (another instance on the broker keeps its own)."""
+        if not isinstance(config, dict):
+            return False
+        device = config.get("device")
+        identifiers = device.get("identifiers") if isinstance(device, dict) else None
+        unique = config.get("unique_id")
+        staterelay = (isinstance(unique, str) and unique.startswith(UNIQUE_PREFIX)) or (
+            isinstance(identifiers, list) and f"{UNIQUE_PREFIX}{device_id}" in identifiers
+        )
+        base = f"{self.topics.base}/"
+        topics = [
+            value
+            for key, value in config.items()
+            if (key == "topic" or key.endswith("_topic")) and isinstance(value, str)
+        ]
+        return staterelay and any(value.startswith(base) for value in topics)
 
     async def _command(
         self,
