@@ -23,10 +23,14 @@ async def test_card_and_guide_show_the_connection_discovery_and_last_command(
     device_id = await home.add_device("switch", "Lamp")
     guide = await home.browser.page("/dashboard/integrations/mqtt")
     assert "Reach the broker" in guide
-    assert guide.count("a command arrived") == 1
+    assert 'data-step="broker" data-done="yes"' in guide
+    assert 'data-step="discovery" data-done="yes"' in guide
+    assert 'data-step="command" data-done="no"' in guide
     async with subscriber(broker, f"staterelay/{device_id}/state") as recorder:
         await recorder.publish(f"staterelay/{device_id}/set/power", "ON")
         await wait_for(lambda: bridge.status.last_command_at is not None)
+    guide = await home.browser.page("/dashboard/integrations/mqtt")
+    assert 'data-step="command" data-done="yes"' in guide
     page = await home.browser.page("/dashboard/integrations")
     assert 'id="mqtt"' in page
     assert "Connected" in page
