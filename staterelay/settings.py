@@ -288,6 +288,23 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    """The MQTT bridge with Home Assistant discovery; off while ``url`` is null."""
+
+    url: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
+    base_topic: str = "staterelay"
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    # The email of a user of the household the bridge serves; null: the only household.
+    household: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the server needs, resolved and validated."""
 
@@ -308,6 +325,7 @@ class Settings:
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     @property
     def database_url(self) -> str:
@@ -766,6 +784,7 @@ def _validate(settings: Settings) -> None:
         )
     _require_http_url("billing.stripe_api_base", settings.billing.stripe_api_base)
     _validate_billing(settings.billing)
+    _validate_mqtt(settings.mqtt)
     smtp = settings.email.smtp
     if smtp.host is not None and not _HOST_NAME.fullmatch(smtp.host):
         raise SettingsError("email.smtp.host", "must be a bare host name such as mail.example.com")
@@ -813,3 +832,26 @@ def _validate_billing(billing: BillingSettings) -> None:
                 raise SettingsError(f"{where}.limits.{name}", "must not be negative")
         if limits.retention_days < 1:
             raise SettingsError(f"{where}.limits.retention_days", "must be at least 1 day")
+
+
+_MQTT_TOPIC = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+
+
+def _validate_mqtt(mqtt: MqttSettings) -> None:
+    if mqtt.url is not None:
+        parts = urlsplit(mqtt.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise SettingsError("mqtt.url", "must be mqtt://host[:port] or mqtts://host[:port]")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise SettingsError(
+                "mqtt.url", "has a port that is not a number from 0 to 65535"
+            ) from None
+    for name in ("base_topic", "discovery_prefix"):
+        if not _MQTT_TOPIC.fullmatch(getattr(mqtt, name)):
+            raise SettingsError(
+                f"mqtt.{name}", "must be topic levels of letters, digits, _ and - joined by /"
+            )
+    if mqtt.client_id is not None and not 1 <= len(mqtt.client_id) <= 64:
+        raise SettingsError("mqtt.client_id", "must be 1 to 64 characters")

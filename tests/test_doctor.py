@@ -86,6 +86,7 @@ def test_a_healthy_instance_is_all_ok_and_exits_0(data_dir: Path) -> None:
         "ifttt",
         "billing",
         "google",
+        "mqtt",
         "clock",
         "outbox",
         "server",

@@ -18,10 +18,18 @@ from staterelay.integrations.alexa import Alexa
 from staterelay.integrations.billing import Billing
 from staterelay.integrations.google import Google
 from staterelay.integrations.ifttt import Ifttt
+from staterelay.integrations.mqtt import Mqtt
 from staterelay.integrations.webhooks import Webhooks
 from staterelay.settings import Settings
 
-BUILTIN: Final[tuple[Integration, ...]] = (Alexa(), Ifttt(), Webhooks(), Billing(), Google())
+BUILTIN: Final[tuple[Integration, ...]] = (
+    Alexa(),
+    Ifttt(),
+    Webhooks(),
+    Billing(),
+    Google(),
+    Mqtt(),
+)
 
 
 def migration_folders(integrations: Sequence[Integration] = BUILTIN) -> tuple[Traversable, ...]:

@@ -43,6 +43,10 @@ class Sink(Protocol):
     ``deliver`` makes one attempt and reports it; it must not raise for anything the
     destination does (timeouts, refusals, bad answers) and must never put a secret in
     ``SinkResult.error``, which users read in their delivery history.
+
+    A sink that can send only in one process of several (the MQTT bridge's, on the replica
+    that leads) may also have ``ready() -> bool``: while it says False, the dispatcher hands
+    its rows back for another process without counting an attempt.
     """
 
     name: str

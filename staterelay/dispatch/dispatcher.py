@@ -47,6 +47,10 @@ RENEW_EVERY: Final = 1 / 3
 SEND_MARGIN: Final = 1 / 6
 """A row is sent only while at least this fraction of ``lease_seconds`` of its lease is left."""
 MIN_RETRY_AFTER: Final = 0.25
+PARK_SECONDS: Final = 0.5
+"""How long a row of a sink that cannot send in this process stays leased here before
+another process may claim it (``Sink.ready``). Short: when it ends, every deliverer may
+claim the row again, and the one that can send it must get its turn soon."""
 """The shortest wait a receiver's ``Retry-After`` can ask for (``0`` would spin)."""
 
 
@@ -275,6 +279,11 @@ class Dispatcher:
 
     # delivering -------------------------------------------------------------------------------
     async def _deliver(self, item: OutboxItem) -> None:
+        sink = self._sinks.get(item.sink)
+        if sink is not None and not _ready(sink):
+            await self._park(item)
+            self._claimed.pop(item.id, None)
+            return
         try:
             outcome = await self._attempt(item)
         except asyncio.CancelledError:
@@ -315,6 +324,14 @@ class Dispatcher:
             result, started = sent
         duration_ms = (time.perf_counter() - started) * 1000.0
         return self._outcome(item, result, duration_ms)
+
+    async def _park(self, item: OutboxItem) -> None:
+        """Leave a row its sink cannot send here to another process, attempts untouched: its
+        lease ends in ``PARK_SECONDS``, and any deliverer may claim it then."""
+        try:
+            await self._core.outbox.renew(self._config.owner, [item.id], lease_seconds=PARK_SECONDS)
+        except Exception:
+            _LOGGER.exception("parking outbox row %d failed", item.id)
 
     async def _send(self, sink: Sink, item: OutboxItem) -> tuple[SinkResult, float] | None:
         """Send ``item`` in its lane; None when its lease was lost while it waited there."""
@@ -477,6 +494,12 @@ class Dispatcher:
                 _report_lost([outcome], recorded)
             except Exception:
                 _LOGGER.exception("recording the delivery of outbox row %d failed", outcome.item.id)
+
+
+def _ready(sink: Sink) -> bool:
+    """Whether ``sink`` can send in this process now (a sink without ``ready`` always can)."""
+    ready = getattr(sink, "ready", None)
+    return ready is None or bool(ready())
 
 
 def _report_lost(batch: list[DeliveryOutcome], recorded: set[int]) -> None:

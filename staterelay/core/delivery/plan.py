@@ -67,6 +67,8 @@ class DeviceFacts:
     type: str | None
     options: Mapping[str, Any]
     version: int | None
+    tenant_id: str = ""
+    """Its household (empty where the store does not say: deletes, test sends)."""
 
 
 MergeKind = Literal["tail", "waiting"]

@@ -37,11 +37,19 @@ from staterelay.core.storage.alexa import AlexaStore
 from staterelay.core.storage.billing import BillingStore
 from staterelay.core.storage.ifttt import IftttStore
 from staterelay.core.storage.integrations import IntegrationRecordStore
+from staterelay.core.storage.leadership import LeadershipStore
 from staterelay.core.storage.oauth import OAuthStore
 
 
 class Store(
-    AccountStore, OAuthStore, AlexaStore, IftttStore, BillingStore, IntegrationRecordStore, Protocol
+    AccountStore,
+    OAuthStore,
+    AlexaStore,
+    IftttStore,
+    BillingStore,
+    IntegrationRecordStore,
+    LeadershipStore,
+    Protocol,
 ):
     """Persistence for StateRelay's domain."""
 

@@ -330,7 +330,11 @@ def _after(before: Device, change: DeviceChange, now: float) -> Device:
 
 def _facts_of(device: Device) -> DeviceFacts:
     return DeviceFacts(
-        device_id=device.id, type=device.type, options=device.options, version=device.version
+        device_id=device.id,
+        type=device.type,
+        options=device.options,
+        version=device.version,
+        tenant_id=device.tenant_id,
     )
 
 

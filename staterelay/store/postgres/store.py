@@ -42,6 +42,7 @@ from staterelay.store.postgres.engine import (
 )
 from staterelay.store.postgres.ifttt import PostgresIfttt
 from staterelay.store.postgres.integrations import PostgresIntegrations
+from staterelay.store.postgres.leadership import PostgresLeadership
 from staterelay.store.postgres.oauth import PostgresOAuth
 from staterelay.store.postgres.outbox import (
     PostgresOutbox,
@@ -83,6 +84,7 @@ class PostgresStore(
     PostgresOutbox,
     PostgresBilling,
     PostgresIntegrations,
+    PostgresLeadership,
 ):
     """``Store`` on a PostgreSQL database shared by any number of replicas."""
 

@@ -38,6 +38,7 @@ from staterelay.store.sqlite.delivery import InterestCache, apply_plan
 from staterelay.store.sqlite.engine import SQLiteEngine, pending_migrations
 from staterelay.store.sqlite.ifttt import SQLiteIfttt
 from staterelay.store.sqlite.integrations import SQLiteIntegrations
+from staterelay.store.sqlite.leadership import SQLiteLeadership
 from staterelay.store.sqlite.oauth import SQLiteOAuth
 from staterelay.store.sqlite.outbox import LEASES, SQLiteOutbox
 
@@ -73,6 +74,7 @@ class SQLiteStore(
     SQLiteIfttt,
     SQLiteBilling,
     SQLiteIntegrations,
+    SQLiteLeadership,
 ):
     """``Store`` on one SQLite file."""
 
@@ -829,7 +831,11 @@ def _activity(row: tuple[Any, ...]) -> ActivityEntry:
 
 def _facts_of(device: Device) -> DeviceFacts:
     return DeviceFacts(
-        device_id=device.id, type=device.type, options=device.options, version=device.version
+        device_id=device.id,
+        type=device.type,
+        options=device.options,
+        version=device.version,
+        tenant_id=device.tenant_id,
     )
 
 
