@@ -13,7 +13,6 @@ baseline (``bench/baseline_app.py``) is measured in the same run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -34,11 +33,11 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from linking import oauth_token  # bench/ is not a package: these sit beside this file
+from loopback import LoopbackApp
 from run import (
     Result,
     api,
     cli,
-    free_port,
     measure_baseline,
     ratio,
     run_wrk,
@@ -61,40 +60,22 @@ end
 """
 
 
-class Gateway:
+class Gateway(LoopbackApp):
     """Login with Amazon and the Alexa event gateway on loopback, in a thread of this process."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.reports = 0
         self.arrivals: dict[tuple[str, str], float] = {}
         self.fail_rate = 0.0  # the share of ChangeReports answered 503, at random
         self.failed = 0
         self.detections: dict[str, list[tuple[str, float]]] = {}  # accepted, in arrival order
         self.condition = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    def start(self) -> None:
-        """Serve until ``stop``."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """Its endpoints."""
         app.router.add_post("/auth/o2/token", self._token)
         app.router.add_post("/v3/events", self._event)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _token(self, request: web.Request) -> web.Response:
         return web.json_response(

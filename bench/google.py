@@ -13,7 +13,6 @@ in the same run, and the targets are ratios of it: EXECUTE >= 25 %, QUERY >= 50 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -33,13 +32,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from alexa import drain, lua_string, percentile  # bench/ is not a package: beside this file
+from alexa import (  # bench/ is not a package: beside this file
+    DIRECTIVES_LUA,
+    drain,
+    lua_string,
+    percentile,
+)
 from linking import oauth_token
+from loopback import LoopbackApp
 from run import (
     Result,
     api,
     cli,
-    free_port,
     measure_baseline,
     ratio,
     run_wrk,
@@ -49,49 +53,24 @@ from run import (
 )
 
 PROJECT = "bench-project"
-TOGGLE_LUA = """
-local n = 0
-local bodies = {TURN_ON, TURN_OFF}
-request = function()
-  n = n + 1
-  return wrk.format("POST", wrk.path, wrk.headers, bodies[(n % 2) + 1])
-end
-"""
+TOGGLE_LUA = DIRECTIVES_LUA  # the same alternation of two request bodies
 
 
-class HomeGraph:
+class HomeGraph(LoopbackApp):
     """Google's token endpoint and Home Graph on loopback, in a thread of this process."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.reports = 0
         self.syncs = 0
         self.arrivals: dict[tuple[str, bool], float] = {}
         self.condition = threading.Condition()
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    def start(self) -> None:
-        """Serve until ``stop``."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """Its endpoints."""
         app.router.add_post("/token", self._token)
         app.router.add_post("/v1/devices:reportStateAndNotification", self._report)
         app.router.add_post("/v1/devices:requestSync", self._sync)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _token(self, request: web.Request) -> web.Response:
         return web.json_response({"access_token": "ya29.bench", "expires_in": 3600})
