@@ -200,7 +200,7 @@ def cli(data_dir: Path, *args: str, stdin: str | None = None) -> str:
 def api(
     port: int, method: str, path: str, key: str, body: object | None = None
 ) -> dict[str, object]:
-    """One JSON API call."""
+    """One JSON API call; an answer without a body (204) is ``{}``."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
@@ -209,7 +209,8 @@ def api(
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
-        result: dict[str, object] = json.loads(response.read())
+        raw = response.read()
+        result: dict[str, object] = json.loads(raw) if raw else {}
         return result
 
 

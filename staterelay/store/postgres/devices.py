@@ -100,7 +100,7 @@ class PostgresDevices:
                     if fresh:
                         raise
                     # Judged on what this process remembered: judge again on the current.
-                    device, facts = await self._context(tenant_id, device_id)
+                    device = await self._current(tenant_id, device_id)
                     fresh = True
                     continue
                 if change.is_empty:
@@ -108,7 +108,7 @@ class PostgresDevices:
                         return CommittedChange(
                             before=device, after=device, activity=(), outbox_rows=0
                         )
-                    device, facts = await self._context(tenant_id, device_id)
+                    device = await self._current(tenant_id, device_id)
                     fresh = True
                     continue
                 after = _after(device, change, now)
@@ -168,6 +168,17 @@ class PostgresDevices:
         except asyncpg.UniqueViolationError:
             raise Conflict("a device with this name exists", field="name") from None
         return answer
+
+    async def _current(self, tenant_id: str, device_id: str) -> Device:
+        """The device as it is now, for a change judged on a remembered one.
+
+        The remembered facts stay: ``sr_apply_change`` refuses a plan made from stale facts
+        and answers the current ones.
+        """
+        device = await self.get_device(tenant_id, device_id)
+        if device is None:
+            raise NotFound("no such device")
+        return device
 
     async def _context(self, tenant_id: str, device_id: str) -> tuple[Device, InterestFacts]:
         """The current device and facts, in one round trip."""

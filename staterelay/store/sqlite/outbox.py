@@ -105,13 +105,17 @@ def insert_outbox_row(
     """Queue an event for one destination of one sink, due at once (or at ``due_at``).
 
     A row is never due before the rows of its key ahead of it: while one of them waits for
-    a retry, this one waits as long, so the dispatcher does not look at it meanwhile.
+    a retry, this one waits as long, so the dispatcher does not look at it meanwhile. A
+    key's pending rows are due in the order of their ids (a retry moves the rows behind it
+    too), so the newest one is due last: one index step, however many wait behind a
+    receiver that is down.
     """
     conn.execute(
         "INSERT INTO outbox (tenant_id, sink, destination, ordering_key, event_id, event_type,"
         " device_id, payload, mergeable, next_attempt_at, created_at) VALUES"
-        " (?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(h.next_attempt_at)"
-        "  FROM outbox h WHERE h.ordering_key = ? AND h.status = 'pending'), 0)), ?)",
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT h.next_attempt_at FROM outbox h"
+        "  WHERE h.ordering_key = ? AND h.status = 'pending' ORDER BY h.id DESC LIMIT 1), 0)),"
+        " ?)",
         (
             tenant_id,
             sink,
