@@ -62,7 +62,9 @@ async def test_own_commit_is_seen(sqlite_store: SQLiteStore) -> None:
 async def test_commit_by_another_connection_is_seen(
     sqlite_store: SQLiteStore, tmp_path: Path
 ) -> None:
-    """A commit by another process (the CLI, a second connection) is never hidden."""
+    """A commit by another process (the CLI, a second connection) is never hidden from a
+    read that comes after it: any read in a later pass of the event loop (as every request
+    that arrives after the commit is)."""
     a = await with_lamp(sqlite_store)
     before = await sqlite_store.get_device(a.id, "dev_a")
     assert before is not None
@@ -72,9 +74,42 @@ async def test_commit_by_another_connection_is_seen(
             "UPDATE device_properties SET value = ?, changed_at = ? WHERE device_id = ?",
             (json.dumps("ON"), NOW + 9, "dev_a"),
         )
+    await asyncio.sleep(0)  # the next request
     after = await sqlite_store.get_device(a.id, "dev_a")
     assert after is not None
     assert after.properties["power"] == PropertyState("ON", NOW + 9)
+
+
+async def test_the_data_version_is_read_once_per_pass_of_the_loop(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
+    """Reads served in one pass share one look at the data version; the first read of the
+    next pass looks again and sees a commit made meanwhile."""
+    a = await with_lamp(sqlite_store)
+    reader = sqlite_store.engine._reader
+    assert reader is not None
+    looks: list[str] = []
+    reader.set_trace_callback(
+        lambda statement: looks.append(statement) if "data_version" in statement else None
+    )
+    try:
+        await sqlite_store.get_device(a.id, "dev_a")  # remembered
+        await asyncio.sleep(0)
+        looks.clear()
+        first = await asyncio.gather(*(sqlite_store.get_device(a.id, "dev_a") for _ in range(20)))
+        assert len(looks) == 1
+        assert all(device is first[0] for device in first)
+        _external_change(tmp_path / "cache.db", "ON", NOW + 9)
+        await asyncio.sleep(0)
+        looks.clear()
+        second = await asyncio.gather(*(sqlite_store.get_device(a.id, "dev_a") for _ in range(20)))
+    finally:
+        reader.set_trace_callback(None)
+    assert second[0] is not None
+    assert second[0].properties["power"] == PropertyState("ON", NOW + 9)
+    assert all(device is second[0] for device in second)
+    # one look for the pass, and one after the read that refilled the memory
+    assert len(looks) == 2
 
 
 # the writer's remembered devices ------------------------------------------------------------

@@ -215,6 +215,7 @@ class SQLiteEngine:
         self._closing = False
         self._cache: dict[Hashable, Any] = {}
         self._cache_version = -1
+        self._pass_version: int | None = None
         self.storage_full_errors = 0
         self._full_logged_at = -FULL_LOG_EVERY
         self.written: dict[Hashable, Any] = {}
@@ -255,6 +256,7 @@ class SQLiteEngine:
         self._cache.clear()
         self.written.clear()
         self._cache_version = -1
+        self._pass_version = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -331,20 +333,23 @@ class SQLiteEngine:
             raise RuntimeError("the database is not open")
         return fn(self._reader)
 
-    async def read_cached(self, key: Hashable, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def read_cached(self, key: Hashable, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Like ``read_statement``, answered from memory while the database is unchanged.
 
         ``PRAGMA data_version`` on the reader changes whenever any other connection commits
         (this process's writer, the CLI, another process), so an answer read at one data
-        version is exactly what ``fn`` would read again at that version. A hit costs that
-        one pragma instead of the statement and building its result. The version is read
-        before and after ``fn``: an answer that a commit may have raced is not kept.
-        Answers are shared: callers must treat them as immutable (records are frozen).
+        version is exactly what ``fn`` would read again at that version. The version is read
+        before and after ``fn``: an answer that a commit may have raced is not kept. Answers
+        are shared: callers must treat them as immutable (records are frozen).
+
+        The version is read at most once per pass of the event loop (see ``_data_version``):
+        a hit then costs a dictionary lookup. Synchronous on purpose: it never waits, and a
+        coroutine per read would cost more than the lookup.
         """
         reader = self._reader
         if reader is None:
             raise RuntimeError("the database is not open")
-        version = reader.execute(_DATA_VERSION).fetchone()[0]
+        version = self._data_version(reader)
         cache = self._cache
         if version != self._cache_version:
             cache.clear()
@@ -359,6 +364,25 @@ class SQLiteEngine:
                 cache.clear()
             cache[key] = value
         return value
+
+    def _data_version(self, reader: sqlite3.Connection) -> int:
+        """The reader's data version, read once per pass of the event loop.
+
+        Every callback that runs in one pass of the loop was ready before the pass began:
+        each request it serves had arrived, and any write it waited for had committed (a
+        write's result comes back through a callback of a later pass). A version read during
+        the pass is therefore one the database held while each of them was in flight, so
+        they may all be answered from it. The reading is forgotten by a callback queued for
+        the next pass, which runs before anything that becomes ready after this one.
+        """
+        version = self._pass_version
+        if version is None:
+            version = self._pass_version = reader.execute(_DATA_VERSION).fetchone()[0]
+            asyncio.get_running_loop().call_soon(self._forget_pass_version)
+        return version
+
+    def _forget_pass_version(self) -> None:
+        self._pass_version = None
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, file: bool = True) -> T:
         """Run ``fn`` in a write transaction; returns after its ``COMMIT``.

@@ -361,7 +361,7 @@ class SQLiteStore(
 
     async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
         """One device (remembered while the database is unchanged: see ``read_cached``)."""
-        return await self.engine.read_cached(
+        return self.engine.read_cached(
             ("device", tenant_id, device_id),
             lambda conn: _load_device(conn, tenant_id, device_id),
         )
