@@ -1,8 +1,11 @@
-"""PostgreSQL only: the functions on the path of every change and read keep their plans, and a
-change judged on a remembered device that another replica has moved is judged again."""
+"""PostgreSQL only: the functions on the path of every change and read keep their plans, reads
+asked for together go in one call (each in its own household), and a change judged on a
+remembered device that another replica has moved is judged again."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -25,6 +28,7 @@ HOT_PATH = (
     "sr_device_of",
     "sr_interest_facts_of",
     "sr_get_device",
+    "sr_get_devices",
     "sr_change_context",
     "sr_interest_facts",
 )
@@ -124,3 +128,46 @@ async def test_a_no_op_judged_on_a_stale_memory_is_judged_again(database: Scratc
     finally:
         await first.close()
         await second.close()
+
+
+async def test_reads_asked_together_go_in_one_call_each_in_its_household(
+    database: ScratchDatabase,
+) -> None:
+    """Twelve reads in one pass of the loop: one statement; each read sees only its own
+    household (another household's device and a missing one are None)."""
+    store = PostgresStore(database.app_url)
+    await store.open()
+    try:
+        for name in ("a", "b"):
+            tenant, _ = await tenant_with_user(store, name)
+            device = switch(tenant.id, f"dev_{name}", "Lamp")
+            await store.create_device(device, created(device), (), plan=PLAN)
+        await store.change_device("ten_b", "dev_b", lambda d: power("ON"), NOW + 1, plan=PLAN)
+        statements = 0
+        open_statement = store.engine.statement
+
+        @contextlib.asynccontextmanager
+        async def counted() -> AsyncIterator[asyncpg.Connection]:
+            nonlocal statements
+            statements += 1
+            async with open_statement() as conn:
+                yield conn
+
+        store.engine.statement = counted  # type: ignore[method-assign]
+        asked = [("ten_a", "dev_a"), ("ten_b", "dev_b"), ("ten_a", "dev_b"), ("ten_a", "dev_z")]
+        read = await asyncio.gather(*(store.get_device(t, d) for t, d in asked * 3))
+        assert statements == 1
+        alone = await store.get_device("ten_b", "dev_b")
+        assert statements == 2
+    finally:
+        await store.close()
+    for n in range(3):
+        mine, theirs, hidden, missing = read[4 * n : 4 * n + 4]
+        assert mine is not None
+        assert (mine.tenant_id, mine.id) == ("ten_a", "dev_a")
+        assert mine.properties["power"].value == "OFF"
+        assert theirs is not None
+        assert (theirs.tenant_id, theirs.properties["power"].value) == ("ten_b", "ON")
+        assert hidden is None
+        assert missing is None
+    assert alone == read[1]

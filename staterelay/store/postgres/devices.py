@@ -4,7 +4,8 @@ A change is planned from the device and the household's interest facts as this p
 saw them, and sent whole to ``sr_apply_change``, which refuses it (writing nothing) when the
 device's version or the facts' version moved, answering the current ones; the change is
 then planned again from those. Changes of one device within this process queue behind each
-other, so they rarely meet a stale device. A read is ``sr_get_device``.
+other, so they rarely meet a stale device. A read is ``sr_get_device``, or one item of an
+``sr_get_devices`` call with the reads asked for alongside it (``batching``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from staterelay.core.records import (
     NewOutboxEvent,
     PropertyState,
 )
+from staterelay.store.postgres.batching import DeviceReads
 from staterelay.store.postgres.delivery import activity_json, device_from, facts_from, plan_json
 from staterelay.store.postgres.engine import PostgresEngine, dumps
 from staterelay.store.postgres.outbox import insert_activity_row
@@ -55,6 +57,7 @@ class PostgresDevices:
         self._device_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._device_reads = DeviceReads(self.engine)
 
     def _device_lock(self, tenant_id: str, device_id: str) -> asyncio.Lock:
         lock = self._device_locks.get((tenant_id, device_id))
@@ -64,9 +67,8 @@ class PostgresDevices:
 
     # reads ---------------------------------------------------------------------------------
     async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
-        """One device, in one round trip."""
-        async with self.engine.statement() as conn:
-            data = await conn.fetchval("SELECT sr_get_device($1, $2)", tenant_id, device_id)
+        """One device, in one round trip (shared with the reads asked for alongside it)."""
+        data = await self._device_reads.read(tenant_id, device_id)
         if data is None:
             self._devices.pop((tenant_id, device_id), None)
             return None

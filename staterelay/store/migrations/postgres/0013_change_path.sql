@@ -157,3 +157,25 @@ BEGIN
     RETURN added;
 END
 $$;
+
+-- Device reads that arrive together, in one call (store/postgres/batching.py): each read's
+-- household is set before it is read, so row-level security applies to each as it does to
+-- sr_get_device alone. Answers come in the order asked, NULL for a device not found.
+CREATE FUNCTION sr_get_devices(p_tenants text[], p_devices text[]) RETURNS jsonb[]
+LANGUAGE plpgsql SET search_path = public, pg_temp
+AS $$
+DECLARE
+    answers jsonb[] := '{}';
+BEGIN
+    IF coalesce(array_length(p_tenants, 1), 0) <> coalesce(array_length(p_devices, 1), 0) THEN
+        RAISE EXCEPTION 'sr_get_devices: % households for % devices',
+            array_length(p_tenants, 1), array_length(p_devices, 1);
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(p_tenants, 1), 0) LOOP
+        PERFORM set_config('app.tenant_id', p_tenants[i], true);
+        answers := answers || sr_device_of(p_tenants[i], p_devices[i]);
+    END LOOP;
+    RETURN answers;
+END
+$$;
+REVOKE ALL ON FUNCTION sr_get_devices(text[], text[]) FROM PUBLIC;
