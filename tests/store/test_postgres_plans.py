@@ -175,3 +175,27 @@ async def test_reads_asked_together_go_in_one_call_each_in_its_household(
         assert hidden is None
         assert missing is None
     assert alone == read[1]
+
+
+async def test_a_failed_call_fails_each_read_asked_with_it(database: ScratchDatabase) -> None:
+    """The database unreachable mid-batch: every read of the call raises what it raised."""
+    store = PostgresStore(database.app_url)
+    await store.open()
+    try:
+
+        @contextlib.asynccontextmanager
+        async def unreachable() -> AsyncIterator[asyncpg.Connection]:
+            raise ConnectionRefusedError("the database is down")
+            yield  # pragma: no cover - never reached
+
+        store.engine.statement = unreachable  # type: ignore[method-assign]
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(store.get_device("ten_a", f"dev_{n}") for n in range(3)),
+                return_exceptions=True,
+            ),
+            timeout=5,
+        )
+    finally:
+        await store.close()
+    assert [type(outcome) for outcome in outcomes] == [ConnectionRefusedError] * 3

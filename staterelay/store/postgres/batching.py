@@ -67,12 +67,14 @@ class DeviceReads:
                         [tenant_id for tenant_id, _, _ in batch],
                         [device_id for _, device_id, _ in batch],
                     )
-        except BaseException as exc:
+        except asyncio.CancelledError:  # the server is stopping
+            for _, _, answer in batch:
+                answer.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - each read fails as it would alone
             for _, _, answer in batch:
                 if not answer.done():
                     answer.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         for (_, _, answer), data in zip(batch, answers, strict=True):
             if not answer.done():  # its request may have gone meanwhile
