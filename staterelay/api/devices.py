@@ -9,8 +9,8 @@ from aiohttp import web
 from staterelay.api.auth import principal_of
 from staterelay.api.bodies import FieldSpec, read_fields, read_json_object
 from staterelay.api.params import if_match_version, page_params
-from staterelay.api.responses import json_response, no_content
-from staterelay.api.serializers import device_json, page_json, state_json
+from staterelay.api.responses import json_body_response, json_response, no_content
+from staterelay.api.serializers import device_body, device_json, page_json, state_json
 from staterelay.app.appkeys import CORE_KEY, SETTINGS_KEY
 
 SOURCE: Final = "api"
@@ -74,7 +74,7 @@ async def get_device(request: web.Request) -> web.Response:
     device = await request.app[CORE_KEY].devices.get(
         principal_of(request), request.match_info["device_id"]
     )
-    return json_response(device_json(device), version=device.version)
+    return json_body_response(device_body(device), version=device.version)
 
 
 @routes.patch("/devices/{device_id}", name="device")

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from staterelay.jsoncodec import encode_text
 
+JSON_TYPE = "application/json; charset=utf-8"  # what ``web.json_response`` says
+
 
 def etag(version: int) -> str:
     """The strong entity tag of a device version."""
@@ -28,6 +30,11 @@ def json_response(
     if location is not None:
         headers["Location"] = location
     return web.json_response(data, status=status, headers=headers, dumps=encode_text)
+
+
+def json_body_response(body: bytes, *, version: int) -> web.Response:
+    """200 with JSON already encoded, and the ``ETag`` of its version."""
+    return web.Response(body=body, headers={"Content-Type": JSON_TYPE, "ETag": etag(version)})
 
 
 def no_content() -> web.Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from staterelay.core.clock import iso
 from staterelay.core.oauth import LinkedApp
@@ -17,6 +17,7 @@ from staterelay.core.records import (
     Webhook,
     WebhookDelivery,
 )
+from staterelay.jsoncodec import encode
 
 T = TypeVar("T")
 JSONObject = dict[str, Any]
@@ -36,6 +37,25 @@ def device_json(device: Device) -> JSONObject:
         "created_at": iso(device.created_at),
         "updated_at": iso(device.updated_at),
     }
+
+
+# Device records are immutable, and the store hands out the same record while its device is
+# unchanged (SQLite remembers reads): the JSON of a record is made once. Keyed by identity,
+# each entry holding its record so the identity cannot be reused while it is remembered.
+_DEVICE_BODIES: dict[int, tuple[Device, bytes]] = {}
+DEVICE_BODIES_MAX: Final = 1024
+
+
+def device_body(device: Device) -> bytes:
+    """``device_json`` encoded, made once per record."""
+    remembered = _DEVICE_BODIES.get(id(device))
+    if remembered is not None and remembered[0] is device:
+        return remembered[1]
+    body = encode(device_json(device))
+    if len(_DEVICE_BODIES) >= DEVICE_BODIES_MAX:
+        _DEVICE_BODIES.clear()
+    _DEVICE_BODIES[id(device)] = (device, body)
+    return body
 
 
 def state_json(device: Device) -> JSONObject:
