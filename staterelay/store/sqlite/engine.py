@@ -472,6 +472,10 @@ class SQLiteEngine:
                     write.future.set_result(value)
                 else:
                     write.future.set_exception(self._refused_by_disk(value))
+            # Let the requests just answered send their answers (and their clients the next
+            # requests) before the next batch holds the loop for its statements: batches come
+            # fuller, and answers do not wait behind the next batch.
+            await asyncio.sleep(0)
 
 
 @dataclass(frozen=True, slots=True)
