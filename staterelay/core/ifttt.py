@@ -8,7 +8,6 @@ is new, changed or has not been written for ``IDENTITY_TOUCH_SECONDS``.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -45,6 +44,7 @@ from staterelay.core.ifttt_catalog import (
     user_timezone,
 )
 from staterelay.core.ifttt_setup import IftttTestSetup
+from staterelay.core.keyed_locks import KeyedLocks
 from staterelay.core.oauth import OAuthService
 from staterelay.core.records import Device, Principal
 from staterelay.core.records.ifttt import (
@@ -112,7 +112,7 @@ class IftttService:
         self._service_key = key.encode("utf-8") if key else None
         self._identities: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
         self._thresholds: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-        self._action_locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
+        self._action_locks: KeyedLocks[tuple[str, str, str, str]] = KeyedLocks()
         self._test_setup = IftttTestSetup(store, clock, devices, users, oauth, settings)
 
     # service key and status ------------------------------------------------------------------
@@ -353,22 +353,13 @@ class IftttService:
         key = (principal.tenant_id, principal.user_id, spec.slug, request_id)
         # A retry that arrives while the first attempt still runs waits for it here; the
         # stored request id answers retries after that, across restarts too.
-        lock, users = self._action_locks.get(key, (asyncio.Lock(), 0))
-        self._action_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                done = await self._store.find_ifttt_action(*key)
-                if done is not None:
-                    return {"id": done}
-                result = await self._perform(principal, spec, fields, cause)
-                await self._store.record_ifttt_action(*key, result, self._clock())
-                return {"id": result}
-        finally:
-            lock, users = self._action_locks[key]
-            if users <= 1:
-                del self._action_locks[key]
-            else:
-                self._action_locks[key] = (lock, users - 1)
+        async with self._action_locks.hold(key):
+            done = await self._store.find_ifttt_action(*key)
+            if done is not None:
+                return {"id": done}
+            result = await self._perform(principal, spec, fields, cause)
+            await self._store.record_ifttt_action(*key, result, self._clock())
+            return {"id": result}
 
     async def _perform(
         self, principal: Principal, spec: ActionSpec, fields: Mapping[str, Any], cause: str

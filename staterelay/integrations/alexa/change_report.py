@@ -23,7 +23,6 @@ within about a second (the dispatcher's first retry).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -35,6 +34,7 @@ import aiohttp
 from staterelay.core import Core
 from staterelay.core.alexa import AlexaLink
 from staterelay.core.facts import ALEXA_CHANGE_REPORT_SEEN
+from staterelay.core.keyed_locks import KeyedLocks
 from staterelay.core.records import Device, OutboxItem, PropertyState
 from staterelay.core.sinks import SinkResult, parse_retry_after
 from staterelay.integrations.alexa.directive import header
@@ -150,7 +150,7 @@ class ChangeReportSink:
         self._tokens = tokens
         self._sole_sender = sole_sender
         self._reported: dict[tuple[str, str], _Reported] = {}
-        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._turns: KeyedLocks[tuple[str, str]] = KeyedLocks()
 
     async def deliver(self, item: OutboxItem) -> SinkResult:
         """Send the event of one row (or find that a report already sent carried it).
@@ -159,25 +159,16 @@ class ChangeReportSink:
         may arrive together, and take turns here in the order they arrived.
         """
         key = (item.destination, item.device_id or "")
-        lock, users = self._turns.get(key) or (asyncio.Lock(), 0)
-        self._turns[key] = (lock, users + 1)
-        try:
-            async with lock:
-                link = await self._core.alexa.active_link(item.tenant_id, item.destination)
-                if link is None:
-                    self._forget_grant(item.destination)
-                    return SinkResult(
-                        delivered=False,
-                        error="not sent: Alexa is no longer linked for this user",
-                        permanent=True,
-                    )
-                return await self._deliver(link, item, key)
-        finally:
-            lock, users = self._turns[key]
-            if users <= 1:
-                del self._turns[key]
-            else:
-                self._turns[key] = (lock, users - 1)
+        async with self._turns.hold(key):
+            link = await self._core.alexa.active_link(item.tenant_id, item.destination)
+            if link is None:
+                self._forget_grant(item.destination)
+                return SinkResult(
+                    delivered=False,
+                    error="not sent: Alexa is no longer linked for this user",
+                    permanent=True,
+                )
+            return await self._deliver(link, item, key)
 
     async def close(self) -> None:
         """Write the last report results (the application closes the HTTP session)."""

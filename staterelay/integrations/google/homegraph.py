@@ -17,7 +17,6 @@ again (first within about a second, honouring Retry-After); other 4xx are final.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -28,6 +27,7 @@ import aiohttp
 
 from staterelay.core import Core
 from staterelay.core.delivery import is_routine_trigger
+from staterelay.core.keyed_locks import KeyedLocks
 from staterelay.core.records import Device, OutboxItem
 from staterelay.core.sinks import SinkResult, parse_retry_after
 from staterelay.integrations.google.devices import states
@@ -96,29 +96,20 @@ class HomeGraphSink:
         self.counters = counters
         self._sent: dict[tuple[str, str], _Sent] = {}
         self._synced: dict[tuple[str, str], tuple[float, str]] = {}
-        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._turns: KeyedLocks[tuple[str, str]] = KeyedLocks()
 
     async def deliver(self, item: OutboxItem) -> SinkResult:
         """Send what one row owes (or find that a call already sent covered it)."""
         key = (item.destination, item.device_id or "")
-        lock, users = self._turns.get(key) or (asyncio.Lock(), 0)
-        self._turns[key] = (lock, users + 1)
-        try:
-            async with lock:
-                if await self._links.active(item.tenant_id, item.destination) is None:
-                    self._forget(item.tenant_id, item.destination)
-                    return SinkResult(
-                        delivered=False,
-                        error="not sent: Google Home is no longer linked for this user",
-                        permanent=True,
-                    )
-                return await self._deliver(item, key)
-        finally:
-            lock, users = self._turns[key]
-            if users <= 1:
-                del self._turns[key]
-            else:
-                self._turns[key] = (lock, users - 1)
+        async with self._turns.hold(key):
+            if await self._links.active(item.tenant_id, item.destination) is None:
+                self._forget(item.tenant_id, item.destination)
+                return SinkResult(
+                    delivered=False,
+                    error="not sent: Google Home is no longer linked for this user",
+                    permanent=True,
+                )
+            return await self._deliver(item, key)
 
     async def close(self) -> None:
         """Write the last results (the application closes the HTTP session)."""

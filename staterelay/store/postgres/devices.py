@@ -10,9 +10,7 @@ other, so they rarely meet a stale device. A read is ``sr_get_device``, or one i
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -21,6 +19,7 @@ import asyncpg
 
 from staterelay.core.delivery import DeviceFacts, InterestFacts, Planner
 from staterelay.core.errors import Conflict, NotFound, StateRelayError
+from staterelay.core.keyed_locks import KeyedLocks
 from staterelay.core.records import (
     ActivityEntry,
     CommittedChange,
@@ -54,16 +53,8 @@ class PostgresDevices:
         self._facts: OrderedDict[str, InterestFacts] = OrderedDict()
         # Changes of one device queue here, in this process, so they rarely meet a stale
         # device; across replicas the version check in sr_apply_change orders them.
-        self._device_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._device_turns: KeyedLocks[tuple[str, str]] = KeyedLocks()
         self._device_reads = DeviceReads(self.engine)
-
-    def _device_lock(self, tenant_id: str, device_id: str) -> asyncio.Lock:
-        lock = self._device_locks.get((tenant_id, device_id))
-        if lock is None:
-            lock = self._device_locks[(tenant_id, device_id)] = asyncio.Lock()
-        return lock
 
     # reads ---------------------------------------------------------------------------------
     async def get_device(self, tenant_id: str, device_id: str) -> Device | None:
@@ -88,7 +79,7 @@ class PostgresDevices:
         self, tenant_id: str, device_id: str, mutate: DeviceMutator, now: float, *, plan: Planner
     ) -> CommittedChange:
         """Mutate and write a device and queue what the change owes, in one round trip."""
-        async with self._device_lock(tenant_id, device_id):
+        async with self._device_turns.hold((tenant_id, device_id)):
             device = self._devices.get((tenant_id, device_id))
             facts = self._facts.get(tenant_id)
             fresh = False
