@@ -27,6 +27,7 @@ from staterelay.core.delivery.policies import (
     DeliveryPolicy,
     IftttPolicy,
     WebhookPolicy,
+    endpoint_reports,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "WebhookInterest",
     "WebhookPolicy",
     "alexa_key",
+    "endpoint_reports",
     "ifttt_key",
     "is_routine_trigger",
     "webhook_key",

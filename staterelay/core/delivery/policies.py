@@ -8,7 +8,7 @@ are below); the planner asks each policy about each event and adds the plans up.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from staterelay.core.delivery.keys import alexa_key, ifttt_key, is_routine_trigger, webhook_key
@@ -50,14 +50,52 @@ class DeliveryPolicy(Protocol):
         ...
 
 
-class AlexaPolicy:
-    """Every linked Alexa account hears of every change, press and lifecycle event.
+def endpoint_reports(
+    sink: str,
+    destinations: Sequence[str],
+    key_of: Callable[[str], str],
+    event: NewOutboxEvent,
+    device: DeviceFacts,
+    now: float,
+) -> DeliveryPlan:
+    """One row per linked account (Alexa grant, Google user) reporting a device's event.
 
-    A state change that is not a Routine trigger may merge into the endpoint's newest queued
-    report (``Merge("tail")``): the sink builds that report from the device as it is when
+    The payload is stamped with the commit time and the device's version. A state change
+    that is not a Routine trigger may merge into the account's newest queued row for the
+    device (``Merge("tail")``): the sink builds that report from the device as it is when
     sending, so it carries this change too. Triggers, presses and lifecycle events never
     merge, and nothing merges past them.
     """
+    device_id = event.device_id
+    if device_id is None:
+        return NOTHING
+    mergeable = (
+        event.event_type == "state.changed"
+        and device.type is not None
+        and not is_routine_trigger(device.type, device.options, event.payload.get("property"))
+    )
+    payload = {**event.payload, "at": now, "device_version": device.version}
+    merge = Merge("tail", version=device.version) if mergeable else None
+    return DeliveryPlan(
+        rows=tuple(
+            PlannedRow(
+                sink=sink,
+                destination=destination,
+                ordering_key=key_of(destination),
+                event_type=event.event_type,
+                device_id=device_id,
+                payload=payload,
+                mergeable=mergeable,
+                merge=merge,
+            )
+            for destination in destinations
+        )
+    )
+
+
+class AlexaPolicy:
+    """Every linked Alexa account hears of every change, press and lifecycle event (what
+    may merge: ``endpoint_reports``)."""
 
     sink = ALEXA_SINK
 
@@ -73,27 +111,13 @@ class AlexaPolicy:
             or event.only_destination is not None
         ):
             return NOTHING
-        mergeable = (
-            event.event_type == "state.changed"
-            and device.type is not None
-            and not is_routine_trigger(device.type, device.options, event.payload.get("property"))
-        )
-        payload = {**event.payload, "at": now, "device_version": device.version}
-        merge = Merge("tail", version=device.version) if mergeable else None
-        return DeliveryPlan(
-            rows=tuple(
-                PlannedRow(
-                    sink=ALEXA_SINK,
-                    destination=grant_id,
-                    ordering_key=alexa_key(grant_id, device_id),
-                    event_type=event.event_type,
-                    device_id=device_id,
-                    payload=payload,
-                    mergeable=mergeable,
-                    merge=merge,
-                )
-                for grant_id in facts.alexa_grants
-            )
+        return endpoint_reports(
+            ALEXA_SINK,
+            facts.alexa_grants,
+            lambda grant_id: alexa_key(grant_id, device_id),
+            event,
+            device,
+            now,
         )
 
 

@@ -19,9 +19,7 @@ from staterelay.core.delivery import (
     DeliveryPlan,
     DeviceFacts,
     InterestFacts,
-    Merge,
-    PlannedRow,
-    is_routine_trigger,
+    endpoint_reports,
 )
 from staterelay.core.records import NewOutboxEvent
 from staterelay.integrations.google.links import INTEGRATION, SINK
@@ -58,25 +56,6 @@ class GooglePolicy:
                 return NOTHING
         elif kind not in REPORT_EVENTS:
             return NOTHING
-        mergeable = (
-            kind == "state.changed"
-            and device.type is not None
-            and not is_routine_trigger(device.type, device.options, event.payload.get("property"))
-        )
-        payload = {**event.payload, "at": now, "device_version": device.version}
-        merge = Merge("tail", version=device.version) if mergeable else None
-        return DeliveryPlan(
-            rows=tuple(
-                PlannedRow(
-                    sink=SINK,
-                    destination=user_id,
-                    ordering_key=google_key(user_id, device_id),
-                    event_type=kind,
-                    device_id=device_id,
-                    payload=payload,
-                    mergeable=mergeable,
-                    merge=merge,
-                )
-                for user_id in users
-            )
+        return endpoint_reports(
+            SINK, users, lambda user_id: google_key(user_id, device_id), event, device, now
         )
