@@ -344,6 +344,17 @@ class Settings:
         """The public base URL without a trailing slash."""
         return self.server.public_url.rstrip("/")
 
+    def role_url(self, role: str) -> str:
+        """The base URL of a host role (``server.hosts.<role>``): the public URL, or its
+        scheme and port on the role's own host when one is set."""
+        public = self.public_url
+        host: str | None = getattr(self.server.hosts, role)
+        if not host:
+            return public
+        parts = urlsplit(public)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}"
+
     @property
     def hosted(self) -> bool:
         """True for an instance that serves strangers: PostgreSQL, or open sign-up."""

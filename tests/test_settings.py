@@ -372,3 +372,27 @@ def test_file_is_not_modified_by_loading(tmp_path: Path) -> None:
     second = load_settings(path, data_dir=tmp_path, environ={})
     assert first.server.hosts.api == "api.example.com"
     assert second.server.hosts.api is None
+
+
+def test_each_host_role_has_its_base_url(tmp_path: Path) -> None:
+    """A role without a host of its own answers on the public URL; one with a host keeps the
+    public URL's scheme and port."""
+    settings = load_settings(
+        data_dir=tmp_path,
+        environ={},
+        overrides={
+            "server.public_url": "https://home.example:8443/",
+            "server.hosts.alexa": "alexa.example",
+        },
+    )
+    assert settings.role_url("api") == "https://home.example:8443"
+    assert settings.role_url("alexa") == "https://alexa.example:8443"
+    standard = load_settings(
+        data_dir=tmp_path,
+        environ={},
+        overrides={
+            "server.public_url": "https://home.example",
+            "server.hosts.google": "google.example",
+        },
+    )
+    assert standard.role_url("google") == "https://google.example"

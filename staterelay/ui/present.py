@@ -10,7 +10,6 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from staterelay.browser.render import when
 from staterelay.core.clock import iso
@@ -299,17 +298,6 @@ def delivery_text(
 
 
 # curl ----------------------------------------------------------------------------------------
-def api_base(settings: Settings) -> str:
-    """Where the REST API answers: the public URL, or its ``api`` host when hosts are split."""
-    public = settings.public_url.rstrip("/")
-    host = settings.server.hosts.api
-    if not host:
-        return public
-    parts = urlsplit(public)
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, "", "", "")).rstrip("/")
-
-
 def sample_state(device: Device) -> dict[str, Any]:
     """A plausible body for ``PUT …/state`` of this device."""
     if device.type == "switch":
@@ -325,7 +313,7 @@ def sample_state(device: Device) -> dict[str, Any]:
 
 def curl_snippet(settings: Settings, device: Device) -> str:
     """A shell command that changes this device through the REST API."""
-    url = f"{api_base(settings)}/api/v1/devices/{device.id}"
+    url = f"{settings.role_url('api')}/api/v1/devices/{device.id}"
     auth = '-H "Authorization: Bearer $STATERELAY_KEY"'
     if device.type == "button":
         return f"curl -X POST {url}/press \\\n  {auth}"

@@ -9,7 +9,7 @@ import pytest
 
 from staterelay.core.records import ActivityEntry, Device, PropertyState
 from staterelay.settings import HostsSettings, ServerSettings, Settings
-from staterelay.ui.present import activity_view, api_base, curl_snippet, delivery_text, state_text
+from staterelay.ui.present import activity_view, curl_snippet, delivery_text, state_text
 
 
 def device(kind: str, options: dict[str, Any] | None = None, **state: Any) -> Device:
@@ -193,7 +193,7 @@ def test_the_curl_line_uses_the_api_host(settings: Settings) -> None:
             public_url="https://home.example.com:8443", hosts=HostsSettings(api="api.example.com")
         ),
     )
-    assert api_base(split) == "https://api.example.com:8443"
+    assert split.role_url("api") == "https://api.example.com:8443"
     assert curl_snippet(split, device("button", last_pressed_at=None)) == (
         "curl -X POST https://api.example.com:8443/api/v1/devices/dev_x/press \\\n"
         '  -H "Authorization: Bearer $STATERELAY_KEY"'

@@ -56,19 +56,9 @@ class AlexaProgress:
     report_accepted: bool | None = None
 
 
-def host_url(public_url: str, host: str | None) -> str:
-    """The public URL, or the same scheme and port on ``host`` when one is set."""
-    public = public_url.rstrip("/")
-    if not host:
-        return public
-    parts = urlsplit(public)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
 def relay_url(settings: Settings) -> str:
     """The base URL the Lambda relay forwards to (the ``alexa`` host when configured)."""
-    return host_url(settings.public_url, settings.server.hosts.alexa)
+    return settings.role_url("alexa")
 
 
 def alexa_clients(

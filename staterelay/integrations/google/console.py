@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 from staterelay.core.guide import GuideStep, GuideValue
 from staterelay.core.oauth import OAuthClient
@@ -20,19 +19,9 @@ DEVELOPER_CONSOLE: Final = "https://console.home.google.com"
 CLOUD_CONSOLE: Final = "https://console.cloud.google.com"
 
 
-def host_url(public_url: str, host: str | None) -> str:
-    """The public URL, or the same scheme and port on ``host`` when one is set."""
-    public = public_url.rstrip("/")
-    if not host:
-        return public
-    parts = urlsplit(public)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
 def fulfillment_url(settings: Settings) -> str:
     """Where Google sends intents (the ``google`` host when one is configured)."""
-    return host_url(settings.public_url, settings.server.hosts.google) + PATH
+    return settings.role_url("google") + PATH
 
 
 def google_clients(clients: Sequence[OAuthClient]) -> list[OAuthClient]:
