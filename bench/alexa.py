@@ -22,7 +22,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -63,14 +62,13 @@ end
 class Gateway(LoopbackApp):
     """Login with Amazon and the Alexa event gateway on loopback, in a thread of this process."""
 
+    what = "ChangeReport"
+
     def __init__(self) -> None:
         super().__init__()
-        self.reports = 0
-        self.arrivals: dict[tuple[str, str], float] = {}
         self.fail_rate = 0.0  # the share of ChangeReports answered 503, at random
         self.failed = 0
         self.detections: dict[str, list[tuple[str, float]]] = {}  # accepted, in arrival order
-        self.condition = threading.Condition()
 
     def add_routes(self, app: web.Application) -> None:
         """Its endpoints."""
@@ -112,28 +110,6 @@ class Gateway(LoopbackApp):
                 if left <= 0:
                     return
                 self.condition.wait(left)
-
-    def take(self, endpoint: str, value: str, timeout: float = 5.0) -> float:
-        """When the ChangeReport of ``endpoint`` becoming ``value`` arrived (monotonic)."""
-        deadline = time.monotonic() + timeout
-        with self.condition:
-            while (endpoint, value) not in self.arrivals:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError(f"no ChangeReport for {endpoint} {value} in {timeout} s")
-                self.condition.wait(left)
-            return self.arrivals.pop((endpoint, value))
-
-    def quiet(self, seconds: float = 1.0, limit: float = 30.0) -> None:
-        """Wait until no ChangeReport arrived for ``seconds`` (the backlog is drained)."""
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            before = self.reports
-            time.sleep(seconds)
-            if self.reports == before:
-                break
-        with self.condition:
-            self.arrivals.clear()
 
 
 def drain(database: Path, limit: float = 60.0) -> int:

@@ -20,7 +20,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -59,12 +58,11 @@ TOGGLE_LUA = DIRECTIVES_LUA  # the same alternation of two request bodies
 class HomeGraph(LoopbackApp):
     """Google's token endpoint and Home Graph on loopback, in a thread of this process."""
 
+    what = "Report State"
+
     def __init__(self) -> None:
         super().__init__()
-        self.reports = 0
         self.syncs = 0
-        self.arrivals: dict[tuple[str, bool], float] = {}
-        self.condition = threading.Condition()
 
     def add_routes(self, app: web.Application) -> None:
         """Its endpoints."""
@@ -90,28 +88,6 @@ class HomeGraph(LoopbackApp):
                 self.arrivals.setdefault((device_id, bool(state.get("on"))), arrived)
             self.condition.notify_all()
         return web.json_response({"requestId": body["requestId"]})
-
-    def take(self, device_id: str, on: bool, timeout: float = 5.0) -> float:
-        """When the report of ``device_id`` becoming ``on`` arrived (monotonic)."""
-        deadline = time.monotonic() + timeout
-        with self.condition:
-            while (device_id, on) not in self.arrivals:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError(f"no Report State for {device_id} {on} in {timeout} s")
-                self.condition.wait(left)
-            return self.arrivals.pop((device_id, on))
-
-    def quiet(self, seconds: float = 1.0, limit: float = 60.0) -> None:
-        """Wait until no report arrived for ``seconds`` (the backlog is drained)."""
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            before = self.reports
-            time.sleep(seconds)
-            if self.reports == before:
-                break
-        with self.condition:
-            self.arrivals.clear()
 
 
 def write_key(path: Path, token_uri: str) -> None:
