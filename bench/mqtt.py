@@ -34,7 +34,7 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import api, cli, free_port, stop, wait_ready  # bench/ is not a package
+from run import api, cli, free_port, start_staterelay, stop  # bench/ is not a package
 
 TARGET_P99_MS = 50.0
 
@@ -69,29 +69,9 @@ def start_bridged(
     data_dir: Path, durability: str, broker: int
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``staterelay serve`` with the bridge on the broker."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "STATERELAY_DATABASE_DURABILITY": durability,
-        "STATERELAY_LOG_LEVEL": "warning",
-        "STATERELAY_LIMITS_API_KEY_PER_MINUTE": "0",
-        "STATERELAY_LIMITS_IP_PER_MINUTE": "0",
-        "STATERELAY_MQTT_URL": f"mqtt://127.0.0.1:{broker}",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "staterelay",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        env=env,
+    proc, port, _ = start_staterelay(
+        data_dir, durability, {"STATERELAY_MQTT_URL": f"mqtt://127.0.0.1:{broker}"}
     )
-    wait_ready(f"http://127.0.0.1:{port}/readyz")
     return proc, port
 
 

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,8 +158,11 @@ def measure_baseline(duration: int, connections: int) -> Baseline:
     return Baseline(write, read, rss, ready)
 
 
-def start_staterelay(data_dir: Path, durability: str) -> tuple[subprocess.Popen[bytes], int, float]:
-    """Start ``staterelay serve`` on a fresh data dir; returns process, port, seconds to ready."""
+def start_staterelay(
+    data_dir: Path, durability: str, extra_env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int, float]:
+    """Start ``staterelay serve`` on a fresh data dir (``extra_env`` added to its
+    environment); returns process, port, seconds to ready."""
     port = free_port()
     env = {
         **os.environ,
@@ -167,6 +171,7 @@ def start_staterelay(data_dir: Path, durability: str) -> tuple[subprocess.Popen[
         # one key from one address on purpose: the request rate limits would cut the bench off
         "STATERELAY_LIMITS_API_KEY_PER_MINUTE": "0",
         "STATERELAY_LIMITS_IP_PER_MINUTE": "0",
+        **(extra_env or {}),
     }
     started = time.monotonic()
     proc = subprocess.Popen(
