@@ -6,6 +6,7 @@ dispatcher; the app factory hands the sinks to the dispatcher by name.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -75,3 +76,18 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     seconds = moment.timestamp() - now
     return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def error_code(raw: bytes, container: str, field: str) -> str | None:
+    """The short error code an upstream put at ``body[container][field]`` (Alexa's
+    ``payload.code``, Google's ``error.status``), or None when there is none that looks like
+    one: a word of letters, digits and underscores, at most 64 long (it goes into logs)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    outer = body.get(container) if isinstance(body, dict) else None
+    code = outer.get(field) if isinstance(outer, dict) else None
+    if isinstance(code, str) and code.replace("_", "").isalnum() and len(code) <= 64:
+        return code
+    return None

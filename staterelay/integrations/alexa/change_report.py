@@ -36,7 +36,7 @@ from staterelay.core.alexa import AlexaLink
 from staterelay.core.facts import ALEXA_CHANGE_REPORT_SEEN
 from staterelay.core.keyed_locks import KeyedLocks
 from staterelay.core.records import Device, OutboxItem, PropertyState
-from staterelay.core.sinks import SinkResult, parse_retry_after
+from staterelay.core.sinks import SinkResult, error_code, parse_retry_after
 from staterelay.integrations.alexa.directive import header
 from staterelay.integrations.alexa.endpoints import AlexaEndpoint
 from staterelay.integrations.alexa.lwa import (
@@ -365,7 +365,7 @@ class ChangeReportSink:
             return SinkResult(delivered=False, error=error), None
         if 200 <= status < 300:
             return SinkResult(delivered=True, status_code=status), None
-        code = _error_code(raw)
+        code = error_code(raw, "payload", "code")
         error = f"Alexa {status} {code}" if code else f"Alexa {status}"
         if status == 429 or status >= 500:
             return SinkResult(
@@ -438,15 +438,3 @@ def _doorbell_press(device_id: str, token: str, cause: str, at: float) -> JSON:
         },
         "context": {},
     }
-
-
-def _error_code(raw: bytes) -> str | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    payload = body.get("payload") if isinstance(body, dict) else None
-    code = payload.get("code") if isinstance(payload, dict) else None
-    if isinstance(code, str) and code.replace("_", "").isalnum() and len(code) <= 64:
-        return code
-    return None

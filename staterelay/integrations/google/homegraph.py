@@ -29,7 +29,7 @@ from staterelay.core import Core
 from staterelay.core.delivery import is_routine_trigger
 from staterelay.core.keyed_locks import KeyedLocks
 from staterelay.core.records import Device, OutboxItem
-from staterelay.core.sinks import SinkResult, parse_retry_after
+from staterelay.core.sinks import SinkResult, error_code, parse_retry_after
 from staterelay.integrations.google.devices import states
 from staterelay.integrations.google.links import SINK, UNKNOWN_TO_GOOGLE, GoogleLinks
 from staterelay.integrations.google.serviceaccount import (
@@ -307,7 +307,7 @@ class HomeGraphSink:
             )
         if 200 <= status < 300:
             return SinkResult(delivered=True, status_code=status)
-        code = _error_status(raw)
+        code = error_code(raw, "error", "status")
         error = f"Home Graph {status} {code}" if code else f"Home Graph {status}"
         if status == 429 or status >= 500:
             return SinkResult(
@@ -332,15 +332,3 @@ def _version(item: OutboxItem) -> int:
 def _at(item: OutboxItem) -> float:
     at = item.payload.get("at")
     return float(at) if isinstance(at, int | float) else item.created_at
-
-
-def _error_status(raw: bytes) -> str | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    status = error.get("status") if isinstance(error, dict) else None
-    if isinstance(status, str) and status.replace("_", "").isalnum() and len(status) <= 64:
-        return status
-    return None
