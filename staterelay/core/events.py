@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from staterelay.core.records import ActivityEntry, Device
+from staterelay.core.records.quick_init import quick_init
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PropertyChanged:
     """One property's transition."""
@@ -17,6 +19,7 @@ class PropertyChanged:
     new: Any
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StateChanged:
     """A device's properties changed (or a button was pressed)."""
@@ -31,6 +34,7 @@ class StateChanged:
     pressed: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeviceAdded:
     """A device was created."""
@@ -40,6 +44,7 @@ class DeviceAdded:
     activity: ActivityEntry
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeviceUpdated:
     """A device's name, description or options changed."""
@@ -50,6 +55,7 @@ class DeviceUpdated:
     activity: tuple[ActivityEntry, ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeviceRemoved:
     """A device was deleted."""
@@ -59,6 +65,7 @@ class DeviceRemoved:
     activity: ActivityEntry
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ActivityRecorded:
     """Activity rows written outside a device change (delivery results)."""
@@ -67,6 +74,7 @@ class ActivityRecorded:
     activity: tuple[ActivityEntry, ...] = field(default_factory=tuple)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutboxEnqueued:
     """New outbox rows are waiting; wakes the dispatcher."""

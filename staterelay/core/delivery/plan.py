@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 from staterelay.core.records import NewOutboxEvent
 from staterelay.core.records.ifttt import Threshold, TimelineEntry
+from staterelay.core.records.quick_init import quick_init
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WebhookInterest:
     """An enabled webhook and its filters (None: every event type, every device)."""
@@ -27,6 +29,7 @@ class WebhookInterest:
     device_ids: frozenset[str] | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class IftttWatch:
     """A live IFTTT trigger identity: whose, on which device, which timeline it follows."""
@@ -38,6 +41,7 @@ class IftttWatch:
     threshold: Threshold | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class InterestFacts:
     """Everything a household's changes must be delivered to, as the planner needs it.
@@ -59,6 +63,7 @@ class InterestFacts:
     links: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeviceFacts:
     """The device a change is about, as the change leaves it (None fields: it is gone)."""
@@ -74,6 +79,7 @@ class DeviceFacts:
 MergeKind = Literal["tail", "waiting"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Merge:
     """How a planned row may be merged into a queued row of its key instead of being added.
@@ -91,6 +97,7 @@ class Merge:
     limit: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PlannedRow:
     """One outbox row a change owes (unless its ``merge`` finds a row to join)."""
@@ -106,6 +113,7 @@ class PlannedRow:
     merge: Merge | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TimelineEvent(TimelineEntry):
     """An IFTTT trigger timeline event, and the threshold variants the reading crossed
@@ -119,6 +127,7 @@ class TimelineEvent(TimelineEntry):
         return cls(**{f.name: getattr(entry, f.name) for f in fields(entry)}, crossed=crossed)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeliveryPlan:
     """What one change owes: outbox rows and IFTTT timeline events."""
@@ -127,6 +136,11 @@ class DeliveryPlan:
     timeline: tuple[TimelineEvent, ...] = ()
 
     def __add__(self, other: DeliveryPlan) -> DeliveryPlan:
+        # Most policies owe nothing for most events: adding nothing makes no new plan.
+        if not (other.rows or other.timeline):
+            return self
+        if not (self.rows or self.timeline):
+            return other
         return DeliveryPlan(self.rows + other.rows, self.timeline + other.timeline)
 
 

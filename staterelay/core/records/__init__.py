@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from staterelay.core.records.quick_init import quick_init
+
 JSONValue = Any
 T = TypeVar("T")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """A household (self-hosted) or a customer account (hosted)."""
@@ -20,6 +23,7 @@ class Tenant:
     created_at: float
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class User:
     """A person who signs in; belongs to exactly one tenant."""
@@ -32,6 +36,7 @@ class User:
     password_hash: str | None = field(default=None, repr=False)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """A personal API key; only the SHA-256 digest of the secret is stored."""
@@ -48,6 +53,7 @@ class ApiKey:
     device_ids: tuple[str, ...] | None = None  # None: every device of the tenant
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PropertyState:
     """One property's value and when it last changed."""
@@ -56,6 +62,7 @@ class PropertyState:
     changed_at: float
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Device:
     """A virtual device with its current properties and version counter."""
@@ -74,6 +81,7 @@ class Device:
     room: str = ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class NewActivity:
     """An activity row to write inside a change's transaction."""
@@ -108,6 +116,7 @@ class NewActivity:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ActivityEntry:
     """A row of the activity log."""
@@ -127,6 +136,7 @@ class ActivityEntry:
     created_at: float
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class NewOutboxEvent:
     """An event of a change; core's planner decides which sinks owe a delivery of it."""
@@ -137,6 +147,7 @@ class NewOutboxEvent:
     only_destination: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """A claimed outbox row: one event for one destination of one sink."""
@@ -155,6 +166,7 @@ class OutboxItem:
     mergeable: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutboxClaim:
     """Rows leased by one claim, and when the next row not claimed now may be (None: no
@@ -164,6 +176,7 @@ class OutboxClaim:
     next_due: float | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
     """What happened to one delivery attempt; the store records it in one transaction.
@@ -193,6 +206,7 @@ class DeliveryOutcome:
         return "dead" if self.dead else "pending"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Webhook:
     """A user's webhook endpoint; the signing secret is kept encrypted.
@@ -218,6 +232,7 @@ class Webhook:
     ifttt_key_ciphertext: str | None = field(default=None, repr=False)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WebhookDelivery:
     """One attempt to deliver an event to a webhook."""
@@ -234,6 +249,7 @@ class WebhookDelivery:
     created_at: float
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
     """Depth and age of undelivered outbox rows."""
@@ -243,6 +259,7 @@ class OutboxStats:
     oldest_pending_at: float | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PoolStats:
     """This process's database connections: open, allowed, busy, and callers waiting.
@@ -257,6 +274,7 @@ class PoolStats:
     waiting: int | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StorageStats:
     """Room for the database: free bytes where the store can tell (None for a server the
@@ -266,6 +284,7 @@ class StorageStats:
     full_errors: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeviceChange:
     """What a mutator decided: new property values, activity rows and outbox events."""
@@ -292,6 +311,7 @@ class DeviceChange:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CommittedChange:
     """The outcome of a committed device change."""
@@ -306,6 +326,7 @@ DeviceMutator = Callable[[Device], DeviceChange]
 """Runs inside the store's transaction with the current device; raises a domain error to abort."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeviceRemoval:
     """What deleting a device records: its activity row, and the events it owes."""
@@ -321,6 +342,7 @@ WebhookMutator = Callable[[Webhook], Webhook]
 """Runs inside the store's transaction with the current webhook and returns the new one."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """A page of a newest-first list and the cursor of the next page."""
@@ -333,6 +355,7 @@ SOURCES = ("api", "ui", "alexa", "ifttt", "webhook", "cli", "system")
 SCOPES = ("read", "write")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the tenant, the user, how they authenticated and what they may do."""
