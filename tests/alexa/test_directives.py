@@ -557,3 +557,55 @@ async def test_brightness_beyond_any_number_is_invalid_value(
     assert answer["event"]["header"]["correlationToken"] == CORRELATION
     device = await core.devices.get(principal, desk.id)
     assert device.version == 1
+
+
+async def test_a_body_over_the_limit_is_413_as_an_alexa_error_and_changes_nothing(
+    browser: Client, core: Core, principal: Principal, token: str, alexa_settings: Any
+) -> None:
+    """Whole or in pieces, a directive beyond ``server.max_body_bytes`` is refused in the
+    relay's wire format; one just within it is served."""
+    limit = alexa_settings.server.max_body_bytes
+    lamp = await make(core, principal, "switch", "Lamp")
+    message = directive("Alexa.PowerController", "TurnOn", token, lamp.id)
+    message["directive"]["payload"] = {"padding": ""}
+    message["directive"]["payload"]["padding"] = "x" * (limit - len(json.dumps(message)))
+    fits = json.dumps(message).encode()
+    assert len(fits) == limit
+    message["directive"]["payload"]["padding"] += "x"
+    too_big = json.dumps(message).encode()
+
+    async def pieces() -> Any:
+        for start in range(0, len(too_big), 4096):
+            yield too_big[start : start + 4096]
+            await asyncio.sleep(0)
+
+    for data in (too_big, pieces()):
+        response = await browser.post(
+            "/alexa/smart_home",
+            data=data,
+            headers={"Content-Type": "application/json", "X-StateRelay-Relay-Secret": RELAY_SECRET},
+        )
+        assert response.status == 413
+        answer = await response.json()
+        assert_valid(answer)
+        assert error_type(answer) == "INVALID_DIRECTIVE"
+        assert str(limit) in answer["event"]["payload"]["message"]
+    assert (await core.devices.get(principal, lamp.id)).properties["power"].value == "OFF"
+    status, answer = await send(browser, None, raw=fits)
+    assert status == 200
+    assert answer["event"]["header"]["name"] == "Response"
+    assert (await core.devices.get(principal, lamp.id)).properties["power"].value == "ON"
+
+
+def test_message_ids_are_fresh_version_4_uuids() -> None:
+    """Ids are handed out from blocks of random bytes: across several blocks, every one is a
+    well-formed UUID4 and none repeats."""
+    from staterelay.integrations.alexa.directive import new_message_id
+
+    ids = [new_message_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text

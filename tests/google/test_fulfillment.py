@@ -312,6 +312,19 @@ async def test_a_body_that_is_not_json_is_a_protocol_error(browser: Client, toke
     assert answer["payload"]["errorCode"] == "protocolError"
 
 
+async def test_a_body_over_the_limit_is_a_protocol_error(
+    browser: Client, token: str, settings: Any
+) -> None:
+    """Beyond ``server.max_body_bytes``: Google's protocolError, not aiohttp's text page."""
+    limit = settings.server.max_body_bytes
+    padding = "x" * limit
+    raw = json.dumps({"requestId": "r1", "inputs": [], "padding": padding}).encode()
+    status, answer = await intent(browser, token, None, raw=raw)
+    assert status == 200
+    assert answer["payload"]["errorCode"] == "protocolError"
+    assert str(limit) in answer["payload"]["debugString"]
+
+
 def _request_examples() -> list[tuple[str, JSON]]:
     examples = []
     for path in sorted(glob.glob(str(schema_dir() / "intents" / "*" / "*.request.schema.json"))):

@@ -66,7 +66,9 @@ class AlexaCapability:
     def serialize_properties(self, values: Mapping[str, PropertyState], now: float) -> list[JSON]:
         """The Alexa properties these values give (none when a source is missing)."""
         sources = self.sources
-        if len(sources) == 1:  # the usual case, without the generators below
+        if not sources:  # reads no device property (EndpointHealth): sampled now
+            changed_at = now
+        elif len(sources) == 1:  # the usual case, without the generators below
             state = values.get(sources[0])
             if state is None:
                 return []

@@ -76,6 +76,8 @@ class _Shape:
     categories: tuple[str, ...]
     transitions: frozenset[str]
     capabilities: tuple[AlexaCapability, ...]
+    reporting: tuple[AlexaCapability, ...]
+    """The capabilities that have properties to report, in the same order."""
 
 
 @functools.cache
@@ -90,7 +92,8 @@ def _shape(device_type: str, routine_trigger: bool) -> _Shape:
         categories = (*categories, "CONTACT_SENSOR")
         transitions = frozenset({"power"})
     capabilities.append(AlexaEndpointHealth())
-    return _Shape(kind.label, categories, transitions, tuple(capabilities))
+    reporting = tuple(cap for cap in capabilities if cap.supported)
+    return _Shape(kind.label, categories, transitions, tuple(capabilities), reporting)
 
 
 class AlexaEndpoint:
@@ -105,6 +108,7 @@ class AlexaEndpoint:
         self.categories = shape.categories
         self.transitions = shape.transitions
         self.capabilities: tuple[AlexaCapability, ...] = shape.capabilities
+        self._reporting = shape.reporting
 
     @property
     def endpoint_id(self) -> str:
@@ -154,18 +158,22 @@ class AlexaEndpoint:
         when not ``reachable`` (a device the household's plan suspended).
         """
         state = self.device.properties if values is None else values
-        keep = None if only is None else frozenset(only)
-        drop = frozenset(without)
         result: list[JSON] = []
-        for cap in self.capabilities:
-            if cap.sources:
-                if keep is not None and not keep.issuperset(cap.sources):
+        if only is None and not without:  # every property: a response or a StateReport
+            for cap in self._reporting:
+                result += cap.serialize_properties(state, now)
+        else:
+            keep = None if only is None else frozenset(only)
+            drop = frozenset(without)
+            for cap in self._reporting:
+                if cap.sources:
+                    if keep is not None and not keep.issuperset(cap.sources):
+                        continue
+                    if drop and not drop.isdisjoint(cap.sources):
+                        continue
+                elif keep is not None:
                     continue
-                if drop and not drop.isdisjoint(cap.sources):
-                    continue
-            elif keep is not None:
-                continue
-            result.extend(cap.serialize_properties(state, now))
+                result += cap.serialize_properties(state, now)
         if not reachable:  # suspended by the household's plan: unreachable, never gone
             for prop in result:
                 if prop["namespace"] == AlexaEndpointHealth.interface:

@@ -81,6 +81,9 @@ class Fulfillment:
             raw = await request.read()
         except RequestTimeout:
             return _json(_error_payload("", "protocolError", "the body did not arrive"), 200)
+        except web.HTTPRequestEntityTooLarge:
+            too_large = f"the body is larger than {request.client_max_size} bytes"
+            return _json(_error_payload("", "protocolError", too_large), 200)
         try:
             body = decode_lenient(raw)
         except TooDeep as exc:
