@@ -3,11 +3,12 @@ an API state change to its ChangeReport reaching a loopback event gateway, and t
 Routine-trigger transitions while the gateway fails a fifth of its requests at random
 (every transition must arrive, in order).
 
-Usage: ``python bench/alexa.py [--duration 10] [--connections 32] [--changes 1000]
-[--transitions 500]``. Needs
-``wrk`` on PATH. Login with Amazon and the event gateway are a recording aiohttp server on
-127.0.0.1 in this process; everything is bounded in time and count. The bare-aiohttp
-baseline (``bench/baseline_app.py``) is measured in the same run.
+Usage: ``python bench/alexa.py [--duration 5] [--rounds 3] [--connections 32]
+[--changes 1000] [--transitions 500]``. Needs ``wrk`` on PATH. Login with Amazon and the
+event gateway are a recording aiohttp server on 127.0.0.1 in this process; everything is
+bounded in time and count. The bare-aiohttp baseline (``bench/baseline_app.py``) runs
+beside StateRelay, and every directive or ReportState run is measured between two runs of
+it (``run.bracketed``): the ratios are taken against the baseline of that same minute.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from linking import oauth_token  # bench/ is not a package: these sit beside this file
 from loopback import LoopbackApp
 from run import (
+    BaselineServer,
     Result,
     api,
+    bracketed,
     cli,
-    measure_baseline,
-    ratio,
     run_wrk,
     start_staterelay,
     stop,
@@ -175,7 +176,10 @@ def percentile(values: list[float], fraction: float) -> float:
 def main() -> None:
     """Run the Alexa benches and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5, help="seconds of each wrk run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each load bench, each between baselines"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--transitions", type=int, default=500)
@@ -185,14 +189,12 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     opts = {"duration": args.duration, "connections": args.connections}
 
-    baseline = measure_baseline(args.duration, args.connections)
-    base_post, base_get = baseline.write, baseline.read
-
     gateway = Gateway()
     gateway.start()
     latencies: list[float] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with BaselineServer() as base, tempfile.TemporaryDirectory() as tmp:
+            base_get = base.get(**opts)
             data_dir = Path(tmp) / "data"
             data_dir.mkdir(mode=0o700)
             (data_dir / "config.yaml").write_text(
@@ -236,32 +238,38 @@ def main() -> None:
                 headers = {"Content-Type": "application/json", SECRET_HEADER: RELAY_SECRET}
                 turn_on = json.dumps(directive("Alexa.PowerController", "TurnOn", key, device_id))
                 turn_off = json.dumps(directive("Alexa.PowerController", "TurnOff", key, device_id))
-                lua = DIRECTIVES_LUA.replace("TURN_ON", lua_string(turn_on)).replace(
+                toggles = DIRECTIVES_LUA.replace("TURN_ON", lua_string(turn_on)).replace(
                     "TURN_OFF", lua_string(turn_off)
                 )
-                time.sleep(1.0)
-                directives = run_wrk(
-                    "TurnOn/TurnOff directives",
-                    f"http://127.0.0.1:{port}/alexa/smart_home",
-                    headers=headers,
-                    script=lua,
-                    **opts,
-                )
-                drain(data_dir / "staterelay.db")
-                gateway.quiet()
                 report = json.dumps(directive("Alexa", "ReportState", key, device_id))
-                report_state = run_wrk(
-                    "ReportState",
-                    f"http://127.0.0.1:{port}/alexa/smart_home",
-                    headers=headers,
-                    script=(
-                        "request = function() return wrk.format('POST', wrk.path, wrk.headers, "
-                        + lua_string(report)
-                        + ") end"
-                    ),
+                reports = (
+                    "request = function() return wrk.format('POST', wrk.path, wrk.headers, "
+                    + lua_string(report)
+                    + ") end"
+                )
+                url = f"http://127.0.0.1:{port}/alexa/smart_home"
+
+                def directives_run() -> Result:
+                    result = run_wrk(
+                        "TurnOn/TurnOff directives", url, headers=headers, script=toggles, **opts
+                    )
+                    # The ChangeReports they queued go out before anything else is measured.
+                    drain(data_dir / "staterelay.db")
+                    gateway.quiet()
+                    return result
+
+                def report_state_run() -> Result:
+                    result = run_wrk("ReportState", url, headers=headers, script=reports, **opts)
+                    gateway.quiet()
+                    return result
+
+                time.sleep(1.0)
+                base_runs, (directives, report_state) = bracketed(
+                    base,
+                    [("directives", directives_run), ("ReportState", report_state_run)],
+                    rounds=args.rounds,
                     **opts,
                 )
-                gateway.quiet()
                 final = api(port, "GET", f"/api/v1/devices/{device_id}", key)
                 power = str(final["state"]["power"])  # type: ignore[index]
                 for _ in range(args.changes):
@@ -276,45 +284,68 @@ def main() -> None:
     finally:
         gateway.stop()
 
+    base_rates = [run.rps for run in base_runs]
     print()
     print(
-        f"StateRelay Alexa bench: {args.connections} connections, {args.duration}s each, "
-        f"durability={args.durability}, {os.cpu_count()} cores (shared machine: numbers are noisy)"
+        f"StateRelay Alexa bench: {args.connections} connections, {args.duration}s each run, "
+        f"{args.rounds} rounds, durability={args.durability}, {os.cpu_count()} cores"
+        " (shared machine: numbers are noisy)"
     )
     print(
-        f"{'bench':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs baseline':>12}"
+        "Each StateRelay run sits between two baseline POST runs and is compared with their mean;"
+        " a row shows its median run, its worst p99 and the median ratio (min-max)."
     )
-    rows: list[tuple[Result, Result]] = [
-        (base_post, base_post),
-        (base_get, base_get),
-        (directives, base_post),
-        (report_state, base_post),
-    ]
-    for result, base in rows:
+    print(
+        f"{'bench':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs baseline':>16}"
+    )
+    print(
+        f"{'baseline POST json':32} {statistics.median(base_rates):10.0f} {'':>8} {'':>8} "
+        f"{sum(run.errors for run in base_runs):7d} "
+        f"{f'{min(base_rates):.0f}-{max(base_rates):.0f}/s':>16}"
+    )
+    print(
+        f"{base_get.name:32} {base_get.rps:10.0f} {base_get.p50_ms:8.2f} {base_get.p99_ms:8.2f} "
+        f"{base_get.errors:7d} {'':>16}"
+    )
+    for bench in (directives, report_state):
+        middle = bench.median_run()
+        ratios = bench.ratios()
+        spread = f"{100 * bench.ratio():.0f}% ({100 * min(ratios):.0f}-{100 * max(ratios):.0f})"
         print(
-            f"{result.name:32} {result.rps:10.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-            f"{result.errors:7d} {ratio(result.rps, base.rps):>12}"
+            f"{middle.name:32} {middle.rps:10.0f} {middle.p50_ms:8.2f} "
+            f"{bench.worst_p99_ms():8.2f} {sum(run.errors for run in bench.runs):7d} "
+            f"{spread:>16}"
         )
     print(
         f"{'API change -> ChangeReport':32} {len(latencies):>10} "
         f"{statistics.median(latencies):8.2f} {percentile(latencies, 0.99):8.2f} "
-        f"{0:7d} {'(count, ms)':>12}"
+        f"{0:7d} {'(count, ms)':>16}"
     )
     ordered, flaky = faulty
     print(
         f"{'transitions, 20% gateway 503s':32} {len(flaky):>10} "
         f"{statistics.median(flaky):8.2f} {percentile(flaky, 0.99):8.2f} "
-        f"{gateway.failed:7d} {'(count, ms)':>12}"
+        f"{gateway.failed:7d} {'(count, ms)':>16}"
     )
+    print("rounds (req/s, and the ratio to the baseline runs around each):")
+    print("  baseline POST: " + ", ".join(f"{rate:.0f}" for rate in base_rates))
+    for bench in (directives, report_state):
+        print(
+            f"  {bench.name}: "
+            + ", ".join(
+                f"{run.rps:.0f} ({100 * r:.1f}%)"
+                for run, r in zip(bench.runs, bench.ratios(), strict=True)
+            )
+        )
     print(f"device version after the directive bench: {version} (each toggle a committed change)")
     print(
         f"transitions under failures: {len(flaky)} of {args.transitions} accepted, in order per"
         f" sensor: {'yes' if ordered else 'NO'}; {gateway.failed} reports answered 503"
     )
     targets = (
-        ("directives >= 25% of baseline", directives.rps >= 0.25 * base_post.rps),
-        ("directives p99 < 25 ms", directives.p99_ms < 25.0),
-        ("ReportState >= 50% of baseline", report_state.rps >= 0.5 * base_post.rps),
+        ("directives >= 25% of baseline", directives.ratio() >= 0.25),
+        ("directives p99 < 25 ms", directives.worst_p99_ms() < 25.0),
+        ("ReportState >= 50% of baseline", report_state.ratio() >= 0.5),
         ("change -> ChangeReport p99 < 100 ms", percentile(latencies, 0.99) < 100.0),
         ("every transition arrives, in order, through 20% failures", ordered),
     )

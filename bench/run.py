@@ -14,13 +14,14 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,24 +139,103 @@ class Baseline:
     ready_seconds: float
 
 
-def measure_baseline(duration: int, connections: int) -> Baseline:
-    """Start the bare aiohttp app, load it with POSTs and then GETs, and stop it."""
-    opts = {"duration": duration, "connections": connections}
-    proc, port, ready = start_baseline()
-    try:
-        time.sleep(1.0)
-        rss = rss_kib(proc.pid)
-        write = run_wrk(
+class BaselineServer:
+    """The bare aiohttp app, running while a bench uses it: ``with BaselineServer() as base``."""
+
+    def __init__(self) -> None:
+        self.proc, self.port, self.ready_seconds = start_baseline()
+
+    def __enter__(self) -> BaselineServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop(self.proc)
+
+    def post(self, duration: int, connections: int) -> Result:
+        """Load it with small JSON POSTs (the write baseline)."""
+        return run_wrk(
             "baseline POST json",
-            f"http://127.0.0.1:{port}/state",
+            f"http://127.0.0.1:{self.port}/state",
             headers={"Content-Type": "application/json"},
             script=TOGGLE_LUA.replace('"PUT"', '"POST"'),
-            **opts,
+            duration=duration,
+            connections=connections,
         )
-        read = run_wrk("baseline GET json", f"http://127.0.0.1:{port}/state", headers={}, **opts)
-    finally:
-        stop(proc)
-    return Baseline(write, read, rss, ready)
+
+    def get(self, duration: int, connections: int) -> Result:
+        """Load it with GETs (the read baseline)."""
+        return run_wrk(
+            "baseline GET json",
+            f"http://127.0.0.1:{self.port}/state",
+            headers={},
+            duration=duration,
+            connections=connections,
+        )
+
+
+def measure_baseline(duration: int, connections: int) -> Baseline:
+    """Start the bare aiohttp app, load it with POSTs and then GETs, and stop it."""
+    with BaselineServer() as base:
+        time.sleep(1.0)
+        rss = rss_kib(base.proc.pid)
+        write = base.post(duration, connections)
+        read = base.get(duration, connections)
+    return Baseline(write, read, rss, base.ready_seconds)
+
+
+@dataclass
+class Bracketed:
+    """Runs of one StateRelay bench, each measured between two runs of the baseline.
+
+    On a shared machine the baseline's rate drifts by tens of percent within a minute, so a
+    baseline measured once, minutes away, says little about a given run. Each run's ratio is
+    taken against the mean of the baseline runs just before and just after it, and the bench
+    reports the median of those ratios.
+    """
+
+    name: str
+    runs: list[Result]
+    bases: list[tuple[float, float]]  # the baseline rates (before, after) of each run
+
+    def ratios(self) -> list[float]:
+        """Each run's rate over the mean of its two baseline runs."""
+        return [run.rps / ((a + b) / 2) for run, (a, b) in zip(self.runs, self.bases, strict=True)]
+
+    def ratio(self) -> float:
+        """The median ratio: what the targets are checked against."""
+        return statistics.median(self.ratios())
+
+    def median_run(self) -> Result:
+        """The run whose ratio is the median one (the lower middle of an even count)."""
+        ratios = self.ratios()
+        order = sorted(range(len(ratios)), key=ratios.__getitem__)
+        return self.runs[order[(len(order) - 1) // 2]]
+
+    def worst_p99_ms(self) -> float:
+        """The highest p99 of any run."""
+        return max(run.p99_ms for run in self.runs)
+
+
+def bracketed(
+    base: BaselineServer,
+    benches: Sequence[tuple[str, Callable[[], Result]]],
+    *,
+    rounds: int,
+    duration: int,
+    connections: int,
+) -> tuple[list[Result], list[Bracketed]]:
+    """Alternate baseline POST runs with ``rounds`` runs of each bench (a callable running
+    wrk once, doing its own settling afterwards): base, A, base, B, base, A, ... base.
+    Returns the baseline runs and one ``Bracketed`` per bench."""
+    base_runs = [base.post(duration, connections)]
+    results = {name: Bracketed(name, [], []) for name, _ in benches}
+    for _ in range(rounds):
+        for name, bench in benches:
+            run = bench()
+            base_runs.append(base.post(duration, connections))
+            results[name].runs.append(run)
+            results[name].bases.append((base_runs[-2].rps, base_runs[-1].rps))
+    return base_runs, list(results.values())
 
 
 def start_staterelay(
