@@ -9,6 +9,7 @@ insert or merge outbox rows, append IFTTT timeline events.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from staterelay.core.delivery import (
@@ -22,7 +23,7 @@ from staterelay.core.delivery import (
 from staterelay.core.records.ifttt import DEFAULT_DEBOUNCE_SECONDS, Threshold
 from staterelay.core.records.integrations import LINK_KIND
 from staterelay.jsoncodec import decode, encode_sorted_text
-from staterelay.store.sqlite.outbox import insert_outbox_row, mergeable_tail, uuid4_hex
+from staterelay.store.sqlite.outbox import insert_outbox_row, merge_into_tail, uuid4_hex
 
 # Whether a household uses IFTTT's service: a live grant of the IFTTT client, or trigger
 # identities IFTTT made (a client linked without the preset). Only then are timelines kept.
@@ -138,17 +139,11 @@ def apply_plan(conn: sqlite3.Connection, tenant_id: str, plan: DeliveryPlan, now
 
 def _queue(conn: sqlite3.Connection, tenant_id: str, row: PlannedRow, now: float) -> int:
     """Merge ``row`` into a queued row as its ``merge`` allows, or add it; 1 when added."""
-    payload: dict[str, Any] = dict(row.payload)
+    payload: Mapping[str, Any] = row.payload
     merge = row.merge
     if merge is not None and merge.kind == "tail":
-        tail = mergeable_tail(conn, row.ordering_key)
-        if tail is not None:
-            # The row now stands for this change too: it is covered only once a report
-            # has told Alexa this version.
-            conn.execute(
-                "UPDATE outbox SET payload = json_set(payload, '$.device_version', ?) WHERE id = ?",
-                (merge.version, tail),
-            )
+        # A row merged into is covered only once a report has told Alexa this version.
+        if merge_into_tail(conn, row.ordering_key, merge.version):
             return 0
     elif merge is not None and merge.kind == "waiting":
         waiting = conn.execute(
@@ -172,7 +167,7 @@ def _queue(conn: sqlite3.Connection, tenant_id: str, row: PlannedRow, now: float
                     (encode_sorted_text(queued), waiting[0]),
                 )
                 return 0
-            payload["trigger_identities"] = new
+            payload = {**row.payload, "trigger_identities": new}
     insert_outbox_row(
         conn,
         tenant_id,

@@ -31,6 +31,7 @@ from typing import Any, TypeVar, cast
 
 from staterelay.core.errors import StorageFull
 from staterelay.core.records import PoolStats, StorageStats
+from staterelay.core.records.quick_init import quick_init
 from staterelay.core.storage.migrations import Migration, merged
 
 _LOGGER = logging.getLogger(__name__)
@@ -478,6 +479,7 @@ class SQLiteEngine:
             await asyncio.sleep(0)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Write:
     """A queued write: its function, who waits for it, and whether it writes the file."""

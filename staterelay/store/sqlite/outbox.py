@@ -133,21 +133,24 @@ def insert_outbox_row(
     )
 
 
-def mergeable_tail(conn: sqlite3.Connection, ordering_key: str) -> int | None:
-    """The id of the key's newest pending row if a change may still be merged into it.
+def merge_into_tail(conn: sqlite3.Connection, ordering_key: str, version: int | None) -> bool:
+    """Stamp ``version`` on the key's newest pending row if a change may still be merged
+    into it; True when it was (the row now stands for this change too).
 
     Only the tail qualifies (so a merged report never jumps ahead of a row behind it), and
-    only while no one has picked it up: it is mergeable, untried and not leased.
+    only while no one has picked it up: it is mergeable, untried and not leased. One
+    statement finds the tail and stamps it.
     """
-    row = conn.execute(
-        "SELECT o.id, o.mergeable, o.attempts, l.id FROM outbox o"
-        " LEFT JOIN temp.outbox_leases l ON l.id = o.id"
-        " WHERE o.ordering_key = ? AND o.status = 'pending' ORDER BY o.id DESC LIMIT 1",
-        (ordering_key,),
+    merged = conn.execute(
+        "UPDATE outbox SET payload = json_set(payload, '$.device_version', ?)"
+        " WHERE id = (SELECT id FROM outbox WHERE ordering_key = ? AND status = 'pending'"
+        "  ORDER BY id DESC LIMIT 1)"
+        " AND mergeable AND attempts = 0"
+        " AND NOT EXISTS (SELECT 1 FROM temp.outbox_leases l WHERE l.id = outbox.id)"
+        " RETURNING id",
+        (version, ordering_key),
     ).fetchone()
-    if row is None or not row[1] or row[2] != 0 or row[3] is not None:
-        return None
-    return int(row[0])
+    return merged is not None
 
 
 def leased(conn: sqlite3.Connection, row_id: int) -> bool:
