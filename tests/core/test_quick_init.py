@@ -15,23 +15,21 @@ from staterelay.core.records import Device, PropertyState
 from staterelay.core.records.quick_init import quick_init
 
 
-@dataclass(frozen=True, slots=True)
-class Plain:
-    """The same class with the generated ``__init__``, to compare against."""
+def _record_class(name: str) -> Any:
+    """A fresh record class with a plain field, a default and a default factory."""
 
-    name: str
-    level: int = 3
-    tags: dict[str, Any] = field(default_factory=dict)
+    @dataclass(frozen=True, slots=True)
+    class Record:
+        name: str
+        level: int = 3
+        tags: dict[str, Any] = field(default_factory=dict)
+
+    Record.__name__ = Record.__qualname__ = name
+    return Record
 
 
-@quick_init
-@dataclass(frozen=True, slots=True)
-class Quick:
-    """A record with a plain field, a default and a default factory."""
-
-    name: str
-    level: int = 3
-    tags: dict[str, Any] = field(default_factory=dict)
+Plain = _record_class("Plain")  # with the __init__ dataclass generates, to compare against
+Quick = quick_init(_record_class("Quick"))
 
 
 @quick_init
