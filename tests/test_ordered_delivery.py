@@ -83,14 +83,16 @@ def presses(upstreams: Upstreams, bell: Device) -> int:
     )
 
 
-async def alexa_deliveries(core: Core, who: Household, device: Device) -> list[ActivityEntry]:
-    """The device's Alexa delivery entries after its discovery report, oldest first."""
+async def device_deliveries(
+    core: Core, who: Household, device: Device, sink: str = "alexa"
+) -> list[ActivityEntry]:
+    """The device's delivery entries of ``sink`` after its discovery report, oldest first."""
     page = await core.activity.list(who.principal, device_id=device.id, limit=200)
     return [
         e
         for e in reversed(page.items)
         if e.kind == "delivery"
-        and e.detail.get("sink") == "alexa"
+        and e.detail.get("sink") == sink
         and e.detail.get("event_type") != "device.created"
     ]
 
@@ -147,7 +149,7 @@ async def check_streams(
     assert [(b["new"], b["version"]) for b in hooks] == [
         (value, n + 2) for n, value in enumerate(TRANSITIONS)
     ]
-    entries = await alexa_deliveries(core, who, door)
+    entries = await device_deliveries(core, who, door)
     finals = [e for e in entries if e.detail["outcome"] != "retry"]
     assert [(e.detail["outcome"], e.detail["status_code"]) for e in finals] == [
         ("delivered", 202)
@@ -156,6 +158,37 @@ async def check_streams(
     stats = await core.outbox.stats()
     assert (stats.pending, stats.dead) == (0, 0)
     return entries
+
+
+async def check_ifttt(
+    core: Core, browser: Client, who: Household, upstreams: Upstreams, door: Device
+) -> None:
+    """IFTTT was told of the door's changes after the faults and its poll shows all four
+    transitions, newest first. Each Realtime row of the door ended notified (200) or merged,
+    none dead; rows falling due together share one request, so there are at most as many
+    accepted requests naming the door as notified rows."""
+    entries = await device_deliveries(core, who, door, "ifttt")
+    finals = [e for e in entries if e.detail["outcome"] != "retry"]
+    notified_rows = [e for e in finals if e.detail["outcome"] == "delivered"]
+    assert notified_rows, "no Realtime row of the door was notified"
+    assert any(e.detail["outcome"] == "retry" for e in entries), "no Realtime row met a fault"
+    assert {e.detail["status_code"] for e in notified_rows} == {200}
+    assert all(e.detail["outcome"] in ("delivered", "merged") for e in finals)
+    requests = [
+        note
+        for note in upstreams.realtime.received
+        if "ti-door" in [entry["trigger_identity"] for entry in note.body["data"]]
+    ]
+    assert 1 <= len(requests) <= len(notified_rows)
+    body = {"triggerFields": {"device": door.id}, "trigger_identity": "ti-door", "limit": 4}
+    status, polled = await poll(browser, who.ifttt, "sensor_value_changed", body)
+    assert status == 200
+    assert [(e["value"], e["previous_value"]) for e in polled["data"]] == [
+        ("NOT_DETECTED", "DETECTED"),
+        ("DETECTED", "NOT_DETECTED"),
+        ("NOT_DETECTED", "DETECTED"),
+        ("DETECTED", "NOT_DETECTED"),
+    ]
 
 
 async def test_a_503_window_delays_transitions_but_keeps_their_order(
@@ -188,7 +221,7 @@ async def test_a_503_window_delays_transitions_but_keeps_their_order(
     for entry in later:
         assert _epoch(entry.detail["next_attempt_at"]) - entry.created_at >= 2.9
     assert all(e.detail["status_code"] == 503 for e in retries)
-    assert "ti-door" in upstreams.realtime.identities()
+    await check_ifttt(core, browser, household, upstreams, door)
     assert alexa_app[DISPATCHER_KEY].in_flight == 0
 
 
@@ -220,7 +253,7 @@ async def test_every_fault_kind_keeps_transitions_in_order(
         for entry in retries:
             waited = _epoch(entry.detail["next_attempt_at"]) - entry.created_at
             assert waited == pytest.approx(RETRY_AFTER, abs=0.2)
-    assert upstreams.realtime.identities().count("ti-door") >= 1
+    await check_ifttt(core, browser, household, upstreams, door)
 
 
 async def test_a_failing_stream_holds_back_only_itself(
