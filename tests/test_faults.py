@@ -265,9 +265,13 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0) -> Any
         await asyncio.sleep(0.05)
 
 
-async def deliveries(core: Core, who: Household, sink: str) -> list[ActivityEntry]:
-    """The lamp's delivery rows of one sink after its creation, oldest first."""
-    page = await core.activity.list(who.principal, device_id=who.lamp.id, limit=200)
+async def deliveries(
+    core: Core, who: Household, sink: str, device: Device | None = None
+) -> list[ActivityEntry]:
+    """The delivery rows of one sink for ``device`` (the lamp when None) after its
+    creation, oldest first."""
+    device_id = (device or who.lamp).id
+    page = await core.activity.list(who.principal, device_id=device_id, limit=200)
     rows = [
         e
         for e in page.items

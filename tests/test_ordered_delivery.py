@@ -45,6 +45,7 @@ from tests.test_faults import (  # noqa: F401 - fixtures, requested by name
     StartDispatcher,
     Upstreams,
     amazon,
+    deliveries,
     dispatch,
     household,
     settings,
@@ -81,20 +82,6 @@ def presses(upstreams: Upstreams, bell: Device) -> int:
         if event["event"]["header"]["name"] == "DoorbellPress"
         and event["event"]["endpoint"]["endpointId"] == bell.id
     )
-
-
-async def device_deliveries(
-    core: Core, who: Household, device: Device, sink: str = "alexa"
-) -> list[ActivityEntry]:
-    """The device's delivery entries of ``sink`` after its discovery report, oldest first."""
-    page = await core.activity.list(who.principal, device_id=device.id, limit=200)
-    return [
-        e
-        for e in reversed(page.items)
-        if e.kind == "delivery"
-        and e.detail.get("sink") == sink
-        and e.detail.get("event_type") != "device.created"
-    ]
 
 
 async def act(core: Core, who: Household, door: Device, bell: Device) -> list[float]:
@@ -149,7 +136,7 @@ async def check_streams(
     assert [(b["new"], b["version"]) for b in hooks] == [
         (value, n + 2) for n, value in enumerate(TRANSITIONS)
     ]
-    entries = await device_deliveries(core, who, door)
+    entries = await deliveries(core, who, "alexa", door)
     finals = [e for e in entries if e.detail["outcome"] != "retry"]
     assert [(e.detail["outcome"], e.detail["status_code"]) for e in finals] == [
         ("delivered", 202)
@@ -167,7 +154,7 @@ async def check_ifttt(
     transitions, newest first. Each Realtime row of the door ended notified (200) or merged,
     none dead; rows falling due together share one request, so there are at most as many
     accepted requests naming the door as notified rows."""
-    entries = await device_deliveries(core, who, door, "ifttt")
+    entries = await deliveries(core, who, "ifttt", door)
     finals = [e for e in entries if e.detail["outcome"] != "retry"]
     notified_rows = [e for e in finals if e.detail["outcome"] == "delivered"]
     assert notified_rows, "no Realtime row of the door was notified"
